@@ -1,0 +1,1 @@
+"""Room acoustics: scene sampling, RIR backends and spatialisation of mono clips."""
