@@ -1,0 +1,74 @@
+"""Scene tables and rendering of mono clips to multichannel reverberant audio, shard by shard."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from mc_simclr.acoustics.rir import RIRBackend, normalize_peak, spatialize
+from mc_simclr.acoustics.scene import Scene, SceneConfig, clip_rng, sample_scene
+from mc_simclr.audio.io import AudioReadError, read_mono
+from mc_simclr.audio.shards import ShardData
+
+logger = logging.getLogger(__name__)
+
+
+def sample_scene_table(clip_ids: list[str], config: SceneConfig, seed: int) -> pd.DataFrame:
+    """One scene per clip; each clip's scene depends only on ``seed`` and its id."""
+    records = []
+    for clip_id in clip_ids:
+        scene = sample_scene(clip_rng(seed, clip_id), config)
+        records.append({"clip_id": clip_id, **scene.to_record()})
+    return pd.DataFrame.from_records(records)
+
+
+def render_clip(path: str, scene: Scene, backend: RIRBackend, sample_rate: int, peak: float) -> np.ndarray:
+    """Read a mono clip, convolve it with the scene's RIRs and normalise its peak (all channels jointly)."""
+    clip = read_mono(path, sample_rate)
+    rirs = backend.simulate(scene, sample_rate)
+    return normalize_peak(spatialize(clip, rirs), peak)
+
+
+def render_shard(clips: pd.DataFrame, backend: RIRBackend, sample_rate: int, peak: float) -> ShardData:
+    """Render the clips of one shard; ``clips`` holds clip-table and scene columns per row.
+
+    A clip that cannot be read (or renders to silence) is skipped with a warning and kept in the
+    shard's table with its reason, so that it is counted rather than stopping the run.
+    """
+    shard = ShardData()
+    for row in clips.to_dict("records"):
+        before = dict(backend.stats)
+        try:
+            audio = render_clip(row["path"], Scene.from_record(row), backend, sample_rate, peak)
+            status = "ok"
+        except (AudioReadError, ValueError) as err:
+            logger.warning("Skipping clip %s: %s", row["clip_id"], err)
+            audio, status = None, f"skipped: {err}"
+        retries = backend.stats.get("tail_retries", 0) - before.get("tail_retries", 0)
+        shard.add({**row, "rir_retries": int(retries)}, audio, status)
+    return shard
+
+
+def plan_shards(
+    clips: pd.DataFrame, shard_size: int, render: Callable[[pd.DataFrame], ShardData], salt: str = ""
+) -> dict[str, Callable[[], ShardData]]:
+    """Group clips by split into shards of ``shard_size`` (sorted by clip id): ``{shard_id: thunk}``.
+
+    Shard ids are ``<split>-<index>-<digest>``, the digest covering the shard's rows and ``salt``
+    (the rendering settings), so a shard written under other settings is never taken as done.
+    Each thunk renders its shard when called (lazy saving).
+    """
+    if shard_size < 1:
+        raise ValueError(f"simulation.shard_size must be >= 1, got {shard_size}")
+    plan: dict[str, Callable[[], ShardData]] = {}
+    for split, group in clips.sort_values("clip_id").groupby("split", sort=True):
+        for start in range(0, len(group), shard_size):
+            rows = group.iloc[start : start + shard_size]
+            digest = hashlib.sha1((salt + rows.to_csv(index=False)).encode("utf-8")).hexdigest()[:8]
+            plan[f"{split}-{start // shard_size:05d}-{digest}"] = partial(render, rows)
+    return plan

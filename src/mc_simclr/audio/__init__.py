@@ -1,0 +1,1 @@
+"""Source corpora and audio I/O: synthetic generator, FSDnoisy18k and folder readers, shards."""

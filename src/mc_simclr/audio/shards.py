@@ -1,0 +1,194 @@
+"""Sharded storage of variable-length multichannel clips, readable without loading the corpus.
+
+A shard is a folder ``<root>/<shard_id>/`` holding
+
+* ``audio.npy``: float32 ``(channels, total_samples)``, the shard's clips one after another
+  (memory-mapped on read, so a reader touches only the samples it needs), and
+* ``clips.parquet``: one row per clip with ``clip_id``, ``offset``, ``length``, ``status`` and any
+  metadata columns (scene, label, split, ...).
+
+A shard is written into a hidden temporary folder and renamed into place when complete; rename is
+atomic on one file system, so a folder named like a shard is always whole. Clips that could not be
+rendered stay in ``clips.parquet`` with ``length`` 0 and their reason in ``status``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+AUDIO_FILE = "audio.npy"
+TABLE_FILE = "clips.parquet"
+OK = "ok"
+
+
+@dataclass
+class ShardData:
+    """Clips of one shard: metadata rows and, for each, its audio or ``None`` with a reason."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    audio: list[np.ndarray | None] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+
+    def add(self, row: dict[str, Any], audio: np.ndarray | None, status: str = OK) -> None:
+        if (audio is None) == (status == OK):
+            raise ValueError("a clip has audio exactly when its status is 'ok'")
+        self.rows.append(row)
+        self.audio.append(audio)
+        self.status.append(status)
+
+
+def _is_shard_dir(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith(".") and (path / TABLE_FILE).is_file()
+
+
+def complete_shards(root: str | Path) -> list[str]:
+    """Ids of the complete shards below ``root``, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if _is_shard_dir(p))
+
+
+def write_shard(root: str | Path, shard_id: str, data: ShardData) -> Path:
+    """Write one shard atomically (temporary folder, then rename); replaces an existing shard."""
+    if not shard_id or shard_id.startswith(".") or "/" in shard_id:
+        raise ValueError(f"invalid shard id {shard_id!r}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    present = [a for a in data.audio if a is not None]
+    channels = {a.shape[0] for a in present}
+    if len(channels) > 1:
+        raise ValueError(f"shard {shard_id}: clips have different channel counts {sorted(channels)}")
+    n_channels = channels.pop() if channels else 0
+    lengths = [0 if a is None else a.shape[-1] for a in data.audio]
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if lengths else np.zeros(0, np.int64)
+    audio = (
+        np.concatenate([a.astype(np.float32, copy=False) for a in present], axis=1)
+        if present
+        else np.zeros((n_channels, 0), np.float32)
+    )
+    table = pd.DataFrame(data.rows)
+    table["offset"] = np.where(np.asarray(lengths) > 0, offsets, -1) if lengths else []
+    table["length"] = np.asarray(lengths, dtype=np.int64)
+    table["status"] = data.status
+    tmp = root / f".{shard_id}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        np.save(tmp / AUDIO_FILE, audio)
+        table.to_parquet(tmp / TABLE_FILE, index=False)
+        final = root / shard_id
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def remove_stale_temporaries(root: str | Path) -> int:
+    """Delete temporary folders left by interrupted writes; returns how many."""
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    stale = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(".") and ".tmp-" in p.name]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
+
+
+def save_shards(
+    root: str | Path,
+    shards: Mapping[str, ShardData | Callable[[], ShardData]],
+    overwrite: bool = False,
+    desc: str = "writing shards",
+) -> dict[str, int]:
+    """Write a set of shards; the folder then holds exactly these shards.
+
+    Values may be callables producing the shard (lazy saving): a shard that is already complete is
+    skipped without calling it unless ``overwrite``, which makes an interrupted run resume where it
+    stopped. Complete shards whose ids are not in ``shards`` are removed, since they belong to an
+    earlier configuration. Returns counts of written, skipped and removed shards.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(root)
+    existing = set(complete_shards(root))
+    counts = {"written": 0, "skipped": 0, "removed": 0}
+    todo = [sid for sid in sorted(shards) if overwrite or sid not in existing]
+    counts["skipped"] = len(shards) - len(todo)
+    if counts["skipped"]:
+        logger.info("%s: %d of %d shards already complete, skipped", root, counts["skipped"], len(shards))
+    for shard_id in tqdm(todo, desc=desc, unit="shard"):
+        value = shards[shard_id]
+        write_shard(root, shard_id, value() if callable(value) else value)
+        counts["written"] += 1
+    for shard_id in sorted(existing - set(shards)):
+        shutil.rmtree(root / shard_id)
+        counts["removed"] += 1
+    if counts["removed"]:
+        logger.info("%s: removed %d shards of an earlier configuration", root, counts["removed"])
+    return counts
+
+
+class ShardedAudio:
+    """Read-only view of a shard folder: metadata in memory, audio memory-mapped on demand."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"shard folder {self.root} does not exist")
+        self.shard_ids = complete_shards(self.root)
+        tables = []
+        for shard_id in self.shard_ids:
+            table = pd.read_parquet(self.root / shard_id / TABLE_FILE)
+            tables.append(table.assign(shard_id=shard_id))
+        self.metadata = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        self._index = (
+            {cid: i for i, cid in enumerate(self.metadata["clip_id"])} if len(self.metadata) else {}
+        )
+        self._audio_cache: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    def __repr__(self) -> str:
+        return f"ShardedAudio(root={str(self.root)!r}, shards={len(self.shard_ids)}, clips={len(self)})"
+
+    def shard_audio(self, shard_id: str) -> np.ndarray:
+        """The shard's audio array, memory-mapped read-only."""
+        if shard_id not in self._audio_cache:
+            self._audio_cache[shard_id] = np.load(self.root / shard_id / AUDIO_FILE, mmap_mode="r")
+        return self._audio_cache[shard_id]
+
+    def load_clip(self, clip_id: str) -> np.ndarray:
+        """Audio (channels, samples) of one clip, as a float32 copy."""
+        if clip_id not in self._index:
+            raise KeyError(f"clip {clip_id!r} is not in {self.root}")
+        row = self.metadata.iloc[self._index[clip_id]]
+        if row["status"] != OK:
+            raise KeyError(f"clip {clip_id!r} was not rendered: {row['status']}")
+        audio = self.shard_audio(row["shard_id"])
+        return np.array(audio[:, row["offset"] : row["offset"] + row["length"]], dtype=np.float32)
+
+    def iter_clips(self, clip_ids: list[str] | None = None) -> Iterator[tuple[pd.Series, np.ndarray]]:
+        """Yield ``(metadata row, audio)`` for rendered clips, shard by shard (bounded memory)."""
+        table = self.metadata[self.metadata["status"] == OK] if len(self) else self.metadata
+        if clip_ids is not None:
+            table = table[table["clip_id"].isin(set(clip_ids))]
+        for shard_id, rows in table.groupby("shard_id", sort=True):
+            audio = self.shard_audio(shard_id)
+            for _, row in rows.iterrows():
+                yield row, np.array(audio[:, row["offset"] : row["offset"] + row["length"]], dtype=np.float32)
