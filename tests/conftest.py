@@ -14,19 +14,57 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def make_project_copy(path: Path) -> Path:
+    """The project's ``pyproject.toml`` and ``conf/`` (without ``conf/local``) in ``path``."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", path / "pyproject.toml")
+    shutil.copytree(PROJECT_ROOT / "conf", path / "conf", ignore=shutil.ignore_patterns("local"))
+    (path / "conf" / "local").mkdir()
+    (path / "data").mkdir()
+    (path / "src").mkdir()  # bootstrap_project expects it; the package itself is installed
+    # MLflow caches one store per tracking URI, so a relative sqlite URI would send every copy's
+    # runs to the first database opened in this process: give each copy an absolute one.
+    mlflow_yml = path / "conf" / "test" / "mlflow.yml"
+    mlflow_yml.write_text(mlflow_yml.read_text().replace("sqlite:///mlflow.db", tracking_uri(path)))
+    return path
+
+
+def tracking_uri(project: Path) -> str:
+    """The MLflow tracking URI of a project copy."""
+    return f"sqlite:///{project / 'mlflow.db'}"
+
+
 @pytest.fixture
 def kedro_project(tmp_path, monkeypatch):
-    """The project's ``pyproject.toml`` and ``conf/`` in a temporary folder, made the working directory.
+    """A fresh project copy in a temporary folder, made the working directory.
 
     Pipeline runs write their data, MLflow database and artifacts there, never into the checkout.
     """
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
-    (tmp_path / "conf" / "local").mkdir()
-    (tmp_path / "data").mkdir()
-    (tmp_path / "src").mkdir()  # bootstrap_project expects it; the package itself is installed
+    make_project_copy(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def _simulated_template(tmp_path_factory):
+    """A project copy on which ``data_simulation`` ran once (conf/test), shared read-only."""
+    path = make_project_copy(tmp_path_factory.mktemp("simulated") / "project")
+    cwd = os.getcwd()
+    os.chdir(path)
+    try:
+        run_pipeline(path, "data_simulation")
+    finally:
+        os.chdir(cwd)
+    return path
+
+
+@pytest.fixture
+def simulated_project(_simulated_template, tmp_path, monkeypatch):
+    """A private copy of the simulated project, made the working directory."""
+    path = tmp_path / "project"
+    shutil.copytree(_simulated_template, path, symlinks=True)
+    monkeypatch.chdir(path)
+    return path
 
 
 def run_pipeline(project: Path, pipeline: str, env: str = "test", **kwargs):

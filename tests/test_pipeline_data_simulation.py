@@ -4,9 +4,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from conftest import run_pipeline
-from mc_simclr.audio.shards import ShardedAudio, complete_shards
+from conftest import run_pipeline, tracking_uri
+from mc_simclr.shards import ShardedAudio, complete_shards
 
 
 def test_data_simulation_run_and_resume(kedro_project):
@@ -27,7 +28,7 @@ def test_data_simulation_run_and_resume(kedro_project):
         assert np.isclose(np.abs(audio).max(), 0.9, atol=1e-3)
 
     # every kedro run is an MLflow run with its parameters and the simulation metrics
-    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    mlflow.set_tracking_uri(tracking_uri(kedro_project))
     runs = mlflow.search_runs(experiment_names=["mc-simclr-test"])
     assert len(runs) == 1
     run = runs.iloc[0]
@@ -44,7 +45,25 @@ def test_data_simulation_run_and_resume(kedro_project):
 
 
 def test_bad_backend_name_is_reported(kedro_project):
-    # a user override in conf/local of one key keeps its siblings (soft merge) and is checked
-    (kedro_project / "conf/local/parameters.yml").write_text("simulation:\n  backend: nope\n")
+    # an environment's override of one key keeps its siblings (soft merge) and is checked
+    params = kedro_project / "conf/test/parameters_data_simulation.yml"
+    config = yaml.safe_load(params.read_text())
+    config["simulation"]["backend"] = "nope"
+    params.write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match="simulation.backend"):
-        run_pipeline(kedro_project, "data_simulation", env=None)
+        run_pipeline(kedro_project, "data_simulation", env="test")
+
+
+def test_parameters_merge_softly_across_environments():
+    from kedro.config import OmegaConfigLoader
+
+    from conftest import PROJECT_ROOT
+    from mc_simclr.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="test", **CONFIG_LOADER_ARGS)
+    params = loader["parameters"]
+    assert params["simulation"]["shard_size"] == 4  # from conf/test
+    assert params["simulation"]["seed"] == 1234  # sibling kept from conf/base
+    assert params["simulation"]["scene"]["rt60"] == [0.1, 0.4]
+    assert params["simulation"]["scene"]["array_diameter"] == 0.1
+    assert params["corpus"]["source"] == "synthetic"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mc_simclr.audio.shards import ShardData, ShardedAudio, complete_shards, save_shards, write_shard
+from mc_simclr.shards import ShardData, ShardedAudio, complete_shards, save_shards, write_shard
 from mc_simclr.datasets import MultichannelAudioShardsDataset
 
 

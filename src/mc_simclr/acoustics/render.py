@@ -13,7 +13,7 @@ import pandas as pd
 from mc_simclr.acoustics.rir import RIRBackend, normalize_peak, spatialize
 from mc_simclr.acoustics.scene import Scene, SceneConfig, clip_rng, sample_scene
 from mc_simclr.audio.io import AudioReadError, read_mono
-from mc_simclr.audio.shards import ShardData
+from mc_simclr.shards import ShardData
 
 logger = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from torchrir.sim import simulate as torchrir_simulate
 from torchrir.util.acoustics import attenuation_db_to_time_sabine, estimate_image_counts_from_tmax
 
 from mc_simclr.acoustics.scene import SPEED_OF_SOUND, Scene
+from mc_simclr.devices import resolve_device
 
 #: Error text ``torchrir`` 3.0.1 raises when float rounding of ``nsample / fs * fs`` makes its
 #: diffuse-tail check believe that ``tmax`` lies past the RIR it allocated itself.
@@ -131,18 +132,6 @@ def scene_seed(scene: Scene, seed: int | None = None) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _resolve_device(device: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; an explicit CUDA device must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was requested but torch.cuda.is_available() is False")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or a CUDA device, got {device!r}")
-    return resolved
-
-
 class TorchRIRBackend:
     """Image sources + diffuse tail with ``torchrir`` (gpuRIR's algorithm, CPU or CUDA).
 
@@ -179,7 +168,7 @@ class TorchRIRBackend:
         seed: Mixed into each scene's tail-noise seed (:func:`scene_seed`).
         """
         _check_attenuations(diffuse_attenuation_db, max_attenuation_db)
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.diffuse_attenuation_db = float(diffuse_attenuation_db)
         self.max_attenuation_db = float(max_attenuation_db)
         self.seed = seed

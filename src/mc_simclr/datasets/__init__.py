@@ -1,5 +1,5 @@
 """Custom Kedro datasets of the project."""
 
-from mc_simclr.datasets.audio_shards import MultichannelAudioShardsDataset
+from mc_simclr.datasets.shards import FeatureShardsDataset, MultichannelAudioShardsDataset
 
-__all__ = ["MultichannelAudioShardsDataset"]
+__all__ = ["FeatureShardsDataset", "MultichannelAudioShardsDataset"]

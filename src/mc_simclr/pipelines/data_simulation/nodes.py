@@ -20,7 +20,7 @@ from mc_simclr.audio.corpora import (
     read_folder_corpus,
     read_fsdnoisy18k,
 )
-from mc_simclr.audio.shards import OK, ShardData, ShardedAudio
+from mc_simclr.shards import OK, ShardData, ShardedAudio
 from mc_simclr.audio.synthetic import CLASSES
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
-"""Sharded storage of variable-length multichannel clips, readable without loading the corpus.
+"""Sharded storage, readable without loading a whole corpus: audio clips and feature patches.
 
-A shard is a folder ``<root>/<shard_id>/`` holding
+Audio: a shard is a folder ``<root>/<shard_id>/`` holding
 
 * ``audio.npy``: float32 ``(channels, total_samples)``, the shard's clips one after another
   (memory-mapped on read, so a reader touches only the samples it needs), and
@@ -10,6 +10,11 @@ A shard is a folder ``<root>/<shard_id>/`` holding
 A shard is written into a hidden temporary folder and renamed into place when complete; rename is
 atomic on one file system, so a folder named like a shard is always whole. Clips that could not be
 rendered stay in ``clips.parquet`` with ``length`` 0 and their reason in ``status``.
+
+Features: a shard folder holds ``features.npy``, float32 ``(items, channels, T, F)``, and
+``items.parquet`` with one row per item (clip id, patch index, labels, scene columns).
+
+Both kinds are written through :func:`save_shards`: lazily, skipping complete shards, atomically.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 AUDIO_FILE = "audio.npy"
 TABLE_FILE = "clips.parquet"
+FEATURES_FILE = "features.npy"
+ITEMS_FILE = "items.parquet"
 OK = "ok"
 
 
@@ -50,7 +57,8 @@ class ShardData:
 
 
 def _is_shard_dir(path: Path) -> bool:
-    return path.is_dir() and not path.name.startswith(".") and (path / TABLE_FILE).is_file()
+    # A shard folder only ever appears through the final rename, so any visible folder is whole.
+    return path.is_dir() and not path.name.startswith(".")
 
 
 def complete_shards(root: str | Path) -> list[str]:
@@ -61,33 +69,19 @@ def complete_shards(root: str | Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if _is_shard_dir(p))
 
 
-def write_shard(root: str | Path, shard_id: str, data: ShardData) -> Path:
-    """Write one shard atomically (temporary folder, then rename); replaces an existing shard."""
+def write_shard_atomically(root: str | Path, shard_id: str, write: Callable[[Path], None]) -> Path:
+    """Call ``write(folder)`` on a hidden temporary folder, then rename it to ``root/shard_id``.
+
+    Replaces an existing shard of that id; on any error the temporary folder is removed.
+    """
     if not shard_id or shard_id.startswith(".") or "/" in shard_id:
         raise ValueError(f"invalid shard id {shard_id!r}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    present = [a for a in data.audio if a is not None]
-    channels = {a.shape[0] for a in present}
-    if len(channels) > 1:
-        raise ValueError(f"shard {shard_id}: clips have different channel counts {sorted(channels)}")
-    n_channels = channels.pop() if channels else 0
-    lengths = [0 if a is None else a.shape[-1] for a in data.audio]
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if lengths else np.zeros(0, np.int64)
-    audio = (
-        np.concatenate([a.astype(np.float32, copy=False) for a in present], axis=1)
-        if present
-        else np.zeros((n_channels, 0), np.float32)
-    )
-    table = pd.DataFrame(data.rows)
-    table["offset"] = np.where(np.asarray(lengths) > 0, offsets, -1) if lengths else []
-    table["length"] = np.asarray(lengths, dtype=np.int64)
-    table["status"] = data.status
     tmp = root / f".{shard_id}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        np.save(tmp / AUDIO_FILE, audio)
-        table.to_parquet(tmp / TABLE_FILE, index=False)
+        write(tmp)
         final = root / shard_id
         if final.exists():
             shutil.rmtree(final)
@@ -96,6 +90,32 @@ def write_shard(root: str | Path, shard_id: str, data: ShardData) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def write_shard(root: str | Path, shard_id: str, data: ShardData) -> Path:
+    """Write one audio shard atomically; replaces an existing shard."""
+    present = [a for a in data.audio if a is not None]
+    channels = {a.shape[0] for a in present}
+    if len(channels) > 1:
+        raise ValueError(f"shard {shard_id}: clips have different channel counts {sorted(channels)}")
+    n_channels = channels.pop() if channels else 0
+    lengths = np.asarray([0 if a is None else a.shape[-1] for a in data.audio], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    audio = (
+        np.concatenate([a.astype(np.float32, copy=False) for a in present], axis=1)
+        if present
+        else np.zeros((n_channels, 0), np.float32)
+    )
+    table = pd.DataFrame(data.rows)
+    table["offset"] = np.where(lengths > 0, offsets[: len(lengths)], -1)
+    table["length"] = lengths
+    table["status"] = data.status
+
+    def write(folder: Path) -> None:
+        np.save(folder / AUDIO_FILE, audio)
+        table.to_parquet(folder / TABLE_FILE, index=False)
+
+    return write_shard_atomically(root, shard_id, write)
 
 
 def remove_stale_temporaries(root: str | Path) -> int:
@@ -111,13 +131,15 @@ def remove_stale_temporaries(root: str | Path) -> int:
 
 def save_shards(
     root: str | Path,
-    shards: Mapping[str, ShardData | Callable[[], ShardData]],
+    shards: Mapping[str, Any],
     overwrite: bool = False,
     desc: str = "writing shards",
+    writer: Callable[[Path, str, Any], Path] = write_shard,
 ) -> dict[str, int]:
     """Write a set of shards; the folder then holds exactly these shards.
 
-    Values may be callables producing the shard (lazy saving): a shard that is already complete is
+    Each value (shard data, or a callable producing it) is written with ``writer(root, id, data)``.
+    Callables make saving lazy: a shard that is already complete is
     skipped without calling it unless ``overwrite``, which makes an interrupted run resume where it
     stopped. Complete shards whose ids are not in ``shards`` are removed, since they belong to an
     earlier configuration. Returns counts of written, skipped and removed shards.
@@ -133,7 +155,7 @@ def save_shards(
         logger.info("%s: %d of %d shards already complete, skipped", root, counts["skipped"], len(shards))
     for shard_id in tqdm(todo, desc=desc, unit="shard"):
         value = shards[shard_id]
-        write_shard(root, shard_id, value() if callable(value) else value)
+        writer(root, shard_id, value() if callable(value) else value)
         counts["written"] += 1
     for shard_id in sorted(existing - set(shards)):
         shutil.rmtree(root / shard_id)
@@ -192,3 +214,63 @@ class ShardedAudio:
             audio = self.shard_audio(shard_id)
             for _, row in rows.iterrows():
                 yield row, np.array(audio[:, row["offset"] : row["offset"] + row["length"]], dtype=np.float32)
+
+
+@dataclass
+class FeatureShard:
+    """Fixed-size feature items ``(n, C, T, F)`` with one metadata row each."""
+
+    features: np.ndarray
+    items: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        if self.features.ndim != 4 or len(self.features) != len(self.items):
+            raise ValueError(
+                f"features must be (items, C, T, F) with one row per item, got {self.features.shape} "
+                f"and {len(self.items)} rows"
+            )
+
+
+def write_feature_shard(root: str | Path, shard_id: str, data: FeatureShard) -> Path:
+    """Write one feature shard atomically; replaces an existing shard."""
+
+    def write(folder: Path) -> None:
+        np.save(folder / FEATURES_FILE, data.features.astype(np.float32, copy=False))
+        data.items.to_parquet(folder / ITEMS_FILE, index=False)
+
+    return write_shard_atomically(root, shard_id, write)
+
+
+class FeatureShards:
+    """Read-only view of feature shards: the item index in memory, features memory-mapped."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"feature folder {self.root} does not exist")
+        self.shard_ids = complete_shards(self.root)
+        tables = [
+            pd.read_parquet(self.root / sid / ITEMS_FILE).assign(shard_id=sid, row=lambda t: np.arange(len(t)))
+            for sid in self.shard_ids
+        ]
+        self.items = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return f"FeatureShards(root={str(self.root)!r}, shards={len(self.shard_ids)}, items={len(self)})"
+
+    def shard_features(self, shard_id: str) -> np.ndarray:
+        return np.load(self.root / shard_id / FEATURES_FILE, mmap_mode="r")
+
+    def load(self, mask: pd.Series | np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+        """Features ``(n, C, T, F)`` and their item rows for the selected rows (all when ``mask`` is None)."""
+        items = self.items if mask is None else self.items[np.asarray(mask, dtype=bool)]
+        if items.empty:
+            raise ValueError(f"{self.root}: no feature items selected")
+        groups = list(items.groupby("shard_id", sort=True))
+        features = np.concatenate(
+            [np.asarray(self.shard_features(sid)[rows["row"].to_numpy()], dtype=np.float32) for sid, rows in groups]
+        )
+        return features, pd.concat([rows for _, rows in groups], ignore_index=True)

@@ -1,0 +1,244 @@
+"""Multi-level augmentations of MC-SimCLR as small batched, device-agnostic ``nn.Module``s.
+
+Waveform level (``(B, M, N)``): :class:`ChannelSwap`, :class:`Mixup`.
+Feature level (``(B, C, T, F)``, Mel and GCC stacked): :class:`RandomResizedCrop`, :class:`ChannelDrop`.
+
+Every module takes an optional ``torch.Generator`` so that runs are reproducible, and draws its
+randomness on the input's device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mc_simclr.acoustics.scene import wrap_degrees
+
+
+# --------------------------------------------------------------------------------------------
+# Channel symmetries of a circular array
+# --------------------------------------------------------------------------------------------
+def n_symmetries(n_mics: int = 4) -> int:
+    """A regular M-gon array has 2M symmetries: M rotations and M reflections (8 for 4 mics)."""
+    return 2 * n_mics
+
+
+def symmetry_permutation(symmetry: int, n_mics: int = 4) -> list[int]:
+    """Channel order of symmetry ``s``: the new channel ``m`` is the old channel ``perm[m]``.
+
+    Microphone ``m`` sits at angle ``m * 360 / M`` from microphone 0 (counter-clockwise).
+
+    * ``s = k < M``: rotation, ``perm[m] = (m + k) mod M``; the source azimuth becomes
+      ``azimuth - k * 360 / M``.
+    * ``s = M + k``: reflection, ``perm[m] = (k - m) mod M``; the azimuth becomes
+      ``-azimuth + k * 360 / M``.
+    """
+    if not 0 <= symmetry < n_symmetries(n_mics):
+        raise ValueError(f"symmetry must be in [0, {n_symmetries(n_mics)}), got {symmetry}")
+    if symmetry < n_mics:
+        return [(m + symmetry) % n_mics for m in range(n_mics)]
+    k = symmetry - n_mics
+    return [(k - m) % n_mics for m in range(n_mics)]
+
+
+def map_azimuth(azimuth_deg, symmetry, n_mics: int = 4):
+    """Azimuth (degrees) of the source after applying ``symmetry`` to the channels.
+
+    The one place that owns the symmetry-to-azimuth mapping: pretraining's ChannelSwap and the
+    supervised label mapping both call it. Accepts scalars, NumPy arrays or tensors (elementwise
+    with ``symmetry``); the result is wrapped to (-180, 180].
+    """
+    step = 360.0 / n_mics
+    if isinstance(azimuth_deg, torch.Tensor) or isinstance(symmetry, torch.Tensor):
+        az = torch.as_tensor(azimuth_deg, dtype=torch.float32)
+        sym = torch.as_tensor(symmetry, device=az.device)
+        reflect = sym >= n_mics
+        k = torch.where(reflect, sym - n_mics, sym).to(az.dtype)
+        mapped = torch.where(reflect, -az + k * step, az - k * step)
+        return -torch.remainder(-mapped + 180.0, 360.0) + 180.0
+    sym = np.asarray(symmetry)
+    az = np.asarray(azimuth_deg, dtype=np.float64)
+    reflect = sym >= n_mics
+    k = np.where(reflect, sym - n_mics, sym)
+    return wrap_degrees(np.where(reflect, -az + k * step, az - k * step))
+
+
+class ChannelSwap(nn.Module):
+    """Permute microphones by one of the array's 2M symmetries (rotations and reflections).
+
+    ``forward(x, symmetry=None)`` returns ``(swapped, symmetry)``; pass the returned symmetry to the
+    second view of the same clip (pretraining) or to :func:`map_azimuth` for its label
+    (supervised training).
+    """
+
+    def __init__(self, n_mics: int = 4) -> None:
+        super().__init__()
+        self.n_mics = n_mics
+        table = torch.tensor([symmetry_permutation(s, n_mics) for s in range(n_symmetries(n_mics))])
+        self.register_buffer("permutations", table, persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"n_mics={self.n_mics}, symmetries={n_symmetries(self.n_mics)}"
+
+    def sample(self, batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
+        """Uniformly random symmetry indices ``(batch,)``."""
+        return torch.randint(n_symmetries(self.n_mics), (batch,), generator=generator, device=device)
+
+    def forward(
+        self, x: torch.Tensor, symmetry: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.ndim < 2 or x.shape[1] != self.n_mics:
+            raise ValueError(f"ChannelSwap expects (batch, {self.n_mics}, ...), got {tuple(x.shape)}")
+        if symmetry is None:
+            symmetry = self.sample(x.shape[0], x.device, generator)
+        index = self.permutations.to(x.device)[symmetry.to(x.device)]  # (B, M)
+        index = index.reshape(*index.shape, *([1] * (x.ndim - 2))).expand_as(x)
+        return torch.gather(x, 1, index), symmetry
+
+
+# --------------------------------------------------------------------------------------------
+# Waveform Mixup
+# --------------------------------------------------------------------------------------------
+class Mixup(nn.Module):
+    """``x' = (1 - a) x + a y`` on multichannel waveforms, ``a ~ U[0, alpha_max]``.
+
+    ``y`` is another clip of the batch (a random non-zero cyclic shift of the batch order). Both
+    clips are first scaled to unit RMS (one gain for all channels, so level differences between
+    microphones survive) so that the target dominates for small ``a``; the mix is then scaled back
+    to the target's original RMS to undo the shift in level statistics.
+    """
+
+    def __init__(self, alpha_max: float = 0.01, eps: float = 1e-8) -> None:
+        super().__init__()
+        if not 0.0 <= alpha_max <= 1.0:
+            raise ValueError(f"mixup.alpha_max must be in [0, 1], got {alpha_max}")
+        self.alpha_max = alpha_max
+        self.eps = eps
+
+    def extra_repr(self) -> str:
+        return f"alpha_max={self.alpha_max}"
+
+    def _rms(self, x: torch.Tensor) -> torch.Tensor:
+        return x.square().mean(dim=tuple(range(1, x.ndim)), keepdim=True).sqrt()
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        batch = x.shape[0]
+        if batch < 2 or self.alpha_max == 0.0:
+            return x
+        shift = int(torch.randint(1, batch, (1,), generator=generator, device=x.device))
+        rms = self._rms(x)
+        unit = x / (rms + self.eps)
+        other = torch.roll(unit, shifts=shift, dims=0)
+        alpha = torch.rand((batch,) + (1,) * (x.ndim - 1), generator=generator, device=x.device) * self.alpha_max
+        mixed = (1.0 - alpha) * unit + alpha * other
+        return mixed / (self._rms(mixed) + self.eps) * rms
+
+
+# --------------------------------------------------------------------------------------------
+# Feature-level augmentations
+# --------------------------------------------------------------------------------------------
+class RandomResizedCrop(nn.Module):
+    """Crop a random box of the ``(T, F)`` image and resize it back, one box for all channels of a view.
+
+    Box area is ``scale`` x the image, aspect ratio ``(width along F) / (height along T)`` is drawn
+    log-uniformly from ``ratio`` (as in torchvision). Resizing is bilinear (``grid_sample``), so the
+    box need not sit on whole bins.
+
+    On the GCC channels the F axis is the lag axis with lag 0 at index F/2; a box of width ``w``
+    centred at ``c`` moves lag 0 by ``(F/2 - c) * F / w`` lags and stretches lags by ``F / w``.
+    ``max_lag_shift`` (lags; ``None`` = unconstrained, as in the paper) bounds that move: at 16 kHz a
+    0.1 m array spans only +-4.7 lags, so an unconstrained crop can move lag 0 by more than the whole
+    delay range.
+    """
+
+    def __init__(
+        self,
+        scale: tuple[float, float] = (0.8, 1.0),
+        ratio: tuple[float, float] = (0.8, 1.25),
+        max_lag_shift: float | None = None,
+        attempts: int = 10,
+    ) -> None:
+        super().__init__()
+        if not (0 < scale[0] <= scale[1] <= 1.0):
+            raise ValueError(f"random_resized_crop.scale must satisfy 0 < low <= high <= 1, got {scale}")
+        if not (0 < ratio[0] <= ratio[1]):
+            raise ValueError(f"random_resized_crop.ratio must satisfy 0 < low <= high, got {ratio}")
+        if max_lag_shift is not None and max_lag_shift < 0:
+            raise ValueError(f"random_resized_crop.max_lag_shift must be >= 0 or null, got {max_lag_shift}")
+        self.scale = tuple(float(s) for s in scale)
+        self.ratio = tuple(float(r) for r in ratio)
+        self.max_lag_shift = max_lag_shift
+        self.attempts = attempts
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, ratio={self.ratio}, max_lag_shift={self.max_lag_shift}"
+
+    def sample_boxes(
+        self, batch: int, height: int, width: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Boxes ``(batch, 4)`` as (centre_t, centre_f, height, width) in bins."""
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.rand(shape, generator=generator, device=device)
+
+        area = height * width * (self.scale[0] + (self.scale[1] - self.scale[0]) * rand(batch, self.attempts))
+        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = torch.exp(log_lo + (log_hi - log_lo) * rand(batch, self.attempts))
+        w = torch.sqrt(area * aspect)
+        h = torch.sqrt(area / aspect)
+        valid = (w <= width) & (h <= height)
+        first = torch.argmax(valid.to(torch.int8), dim=1)
+        any_valid = valid.any(dim=1)
+        rows = torch.arange(batch, device=device)
+        h = torch.where(any_valid, h[rows, first], torch.full_like(h[:, 0], float(height)))
+        w = torch.where(any_valid, w[rows, first], torch.full_like(w[:, 0], float(width)))
+        ct = h / 2 + (height - h) * rand(batch)
+        lo_f, hi_f = w / 2, width - w / 2
+        if self.max_lag_shift is not None:
+            reach = self.max_lag_shift * w / width
+            lo_f = torch.maximum(lo_f, width / 2 - reach)
+            hi_f = torch.minimum(hi_f, width / 2 + reach)
+        cf = lo_f + (hi_f - lo_f) * rand(batch)
+        return torch.stack([ct, cf, h, w], dim=1)
+
+    @staticmethod
+    def apply_boxes(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """Resample each item's box back to the full ``(T, F)`` grid (bilinear)."""
+        batch, _, height, width = x.shape
+        ct, cf, h, w = boxes.unbind(dim=1)
+        theta = torch.zeros(batch, 2, 3, device=x.device, dtype=x.dtype)
+        theta[:, 0, 0] = w / width  # grid x runs along F (last dim)
+        theta[:, 0, 2] = 2 * cf / width - 1
+        theta[:, 1, 1] = h / height  # grid y runs along T
+        theta[:, 1, 2] = 2 * ct / height - 1
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"RandomResizedCrop expects (batch, channels, T, F), got {tuple(x.shape)}")
+        boxes = self.sample_boxes(x.shape[0], x.shape[2], x.shape[3], x.device, generator)
+        return self.apply_boxes(x, boxes)
+
+
+class ChannelDrop(nn.Module):
+    """Zero each whole feature channel (Mel or GCC) independently with probability ``p``."""
+
+    def __init__(self, p: float = 0.1) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"channel_drop.p must be in [0, 1], got {p}")
+        self.p = p
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.p == 0.0:
+            return x
+        keep = torch.rand(x.shape[:2], generator=generator, device=x.device) >= self.p
+        return x * keep.reshape(*keep.shape, *([1] * (x.ndim - 2))).to(x.dtype)
