@@ -63,6 +63,8 @@ def simulated_project(_simulated_template, tmp_path, monkeypatch):
     """A private copy of the simulated project, made the working directory."""
     path = tmp_path / "project"
     shutil.copytree(_simulated_template, path, symlinks=True)
+    mlflow_yml = path / "conf" / "test" / "mlflow.yml"
+    mlflow_yml.write_text(mlflow_yml.read_text().replace(tracking_uri(_simulated_template), tracking_uri(path)))
     monkeypatch.chdir(path)
     return path
 

@@ -242,3 +242,74 @@ class ChannelDrop(nn.Module):
             return x
         keep = torch.rand(x.shape[:2], generator=generator, device=x.device) >= self.p
         return x * keep.reshape(*keep.shape, *([1] * (x.ndim - 2))).to(x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# The multi-level chain of the paper's Fig. 1
+# --------------------------------------------------------------------------------------------
+AUGMENTATIONS = ("channel_swap", "mixup", "random_resized_crop", "channel_drop")
+
+
+class MultiLevelAugmentation(nn.Module):
+    """Two waveform views -> two augmented feature views, in the paper's order.
+
+    ChannelSwap (one random symmetry shared by both views of a clip) -> waveform Mixup (per view)
+    -> features -> RandomResizedCrop (one box per view) -> ChannelDrop (per view). Each step can be
+    switched off; ``features`` is the :class:`~mc_simclr.features.FeatureExtractor`.
+    """
+
+    def __init__(
+        self,
+        features: nn.Module,
+        channel_swap: ChannelSwap | None = None,
+        mixup: Mixup | None = None,
+        random_resized_crop: RandomResizedCrop | None = None,
+        channel_drop: ChannelDrop | None = None,
+    ) -> None:
+        super().__init__()
+        self.features = features
+        self.channel_swap = channel_swap
+        self.mixup = mixup
+        self.random_resized_crop = random_resized_crop
+        self.channel_drop = channel_drop
+
+    @classmethod
+    def from_params(cls, params: dict, features: nn.Module, n_mics: int = 4) -> "MultiLevelAugmentation":
+        """Build from the ``augmentations`` block: ``{name: {enabled: bool, ...options}}``."""
+        unknown = sorted(set(params) - set(AUGMENTATIONS))
+        if unknown:
+            raise ValueError(f"Unknown augmentation(s) {['augmentations.' + k for k in unknown]}; expected {AUGMENTATIONS}")
+
+        def options(name: str) -> dict | None:
+            block = dict(params.get(name) or {})
+            if "enabled" not in block:
+                raise ValueError(f"augmentations.{name}.enabled must be set (true or false)")
+            return {k: v for k, v in block.items() if k != "enabled"} if block["enabled"] else None
+
+        swap, mix, rrc, drop = (options(name) for name in AUGMENTATIONS)
+        return cls(
+            features,
+            channel_swap=ChannelSwap(n_mics) if swap is not None else None,
+            mixup=Mixup(**mix) if mix is not None else None,
+            random_resized_crop=RandomResizedCrop(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in rrc.items()}
+            )
+            if rrc is not None
+            else None,
+            channel_drop=ChannelDrop(**drop) if drop is not None else None,
+        )
+
+    def forward(
+        self, x1: torch.Tensor, x2: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.channel_swap is not None:
+            x1, symmetry = self.channel_swap(x1, generator=generator)
+            x2, _ = self.channel_swap(x2, symmetry)
+        if self.mixup is not None:
+            x1, x2 = self.mixup(x1, generator), self.mixup(x2, generator)
+        f1, f2 = self.features(x1), self.features(x2)
+        if self.random_resized_crop is not None:
+            f1, f2 = self.random_resized_crop(f1, generator), self.random_resized_crop(f2, generator)
+        if self.channel_drop is not None:
+            f1, f2 = self.channel_drop(f1, generator), self.channel_drop(f2, generator)
+        return f1, f2

@@ -122,6 +122,17 @@ class FeatureExtractor(nn.Module):
             mel_scale="htk",
         )
         self.register_buffer("mel_fbanks", fbanks, persistent=False)  # (n_freqs, n_mels)
+        # Inverse real DFT restricted to lags -F/2 .. F/2 - 1: gcc[l] = sum_f w_f Re(C_f e^{2 pi i f l / N}) / N,
+        # with w_f = 1 at DC and Nyquist and 2 elsewhere (the Hermitian half that irfft implies).
+        freqs = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)
+        lags = torch.arange(-(self.n_mels // 2), self.n_mels - self.n_mels // 2, dtype=torch.float64)
+        weights = torch.full_like(freqs, 2.0)
+        weights[0] = 1.0
+        if self.n_fft % 2 == 0:
+            weights[-1] = 1.0
+        phase = 2.0 * torch.pi * freqs[:, None] * lags[None, :] / self.n_fft
+        self.register_buffer("lag_cos", (weights[:, None] * torch.cos(phase) / self.n_fft).float(), persistent=False)
+        self.register_buffer("lag_sin", (weights[:, None] * torch.sin(phase) / self.n_fft).float(), persistent=False)
         i, j = zip(*self.pairs)
         self.register_buffer("pair_i", torch.tensor(i), persistent=False)
         self.register_buffer("pair_j", torch.tensor(j), persistent=False)
@@ -150,8 +161,8 @@ class FeatureExtractor(nn.Module):
             f"n_mics={self.n_mics}, pairs={self.pairs}"
         )
 
-    def stft(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """Complex STFT ``(B, M, n_fft/2 + 1, T)`` of ``(B, M, N)`` waveforms."""
+    def stft(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real and imaginary parts of the centred STFT, each ``(B, M, T, n_fft/2 + 1)``."""
         batch, mics, samples = waveforms.shape
         spec = torch.stft(
             waveforms.reshape(batch * mics, samples),
@@ -163,30 +174,34 @@ class FeatureExtractor(nn.Module):
             pad_mode="constant",
             return_complex=True,
         )
-        return spec.reshape(batch, mics, spec.shape[-2], spec.shape[-1])
+        parts = torch.view_as_real(spec).reshape(batch, mics, spec.shape[-2], spec.shape[-1], 2)
+        return parts[..., 0].transpose(-1, -2).contiguous(), parts[..., 1].transpose(-1, -2).contiguous()
 
-    def log_mel(self, spec: torch.Tensor) -> torch.Tensor:
-        """``log(Mel power + eps)`` as ``(B, M, T, n_mels)``."""
-        power = spec.real.square() + spec.imag.square()
-        return torch.log(torch.matmul(power.transpose(-1, -2), self.mel_fbanks) + self.eps)
+    def log_mel(self, power: torch.Tensor) -> torch.Tensor:
+        """``log(Mel power + eps)`` ``(B, M, T, n_mels)`` from the power spectrum ``(B, M, T, n_freqs)``."""
+        return torch.log(power @ self.mel_fbanks + self.eps)
 
-    def gcc_phat(self, spec: torch.Tensor) -> torch.Tensor:
-        """GCC-PHAT ``(B, P, T, n_mels)`` over lags ``-F/2 .. F/2 - 1`` for every microphone pair."""
-        xi = spec[:, self.pair_i]
-        xj = spec[:, self.pair_j]
-        cross = xi * xj.conj()
-        cross = cross / (xi.abs() * xj.abs() + self.eps)
-        gcc = torch.fft.irfft(cross, n=self.n_fft, dim=2)  # (B, P, n_fft, T), lag 0 at index 0
-        half = self.n_mels // 2
-        gcc = torch.cat([gcc[:, :, -half:], gcc[:, :, : self.n_mels - half]], dim=2)
-        return gcc.transpose(-1, -2)
+    def gcc_phat(self, real: torch.Tensor, imag: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
+        """GCC-PHAT ``(B, P, T, n_mels)`` over lags ``-F/2 .. F/2 - 1`` for every microphone pair.
+
+        Each microphone's spectrum is whitened once (``X / (|X| + eps)``), the cross-spectra of the
+        pairs are formed in real arithmetic, and only the kept lags of the inverse real DFT are
+        evaluated, as one matrix product with a cosine/sine basis: the same values as a full
+        ``irfft`` followed by the crop, without computing the lags that are thrown away.
+        """
+        inv = 1.0 / (power.sqrt() + self.eps)
+        real, imag = real * inv, imag * inv
+        re_i, im_i, re_j, im_j = real[:, self.pair_i], imag[:, self.pair_i], real[:, self.pair_j], imag[:, self.pair_j]
+        cross_re = re_i * re_j + im_i * im_j  # Re(X_i X_j*)
+        cross_im = im_i * re_j - re_i * im_j  # Im(X_i X_j*)
+        return cross_re @ self.lag_cos - cross_im @ self.lag_sin
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         if waveforms.ndim != 3 or waveforms.shape[1] != self.n_mics:
             raise ValueError(f"FeatureExtractor expects (batch, {self.n_mics}, samples), got {tuple(waveforms.shape)}")
-        spec = self.stft(waveforms.to(torch.float32))
-        return torch.cat([self.log_mel(spec), self.gcc_phat(spec)], dim=1)
-
+        real, imag = self.stft(waveforms.to(torch.float32))
+        power = real.square() + imag.square()
+        return torch.cat([self.log_mel(power), self.gcc_phat(real, imag, power)], dim=1)
 
 def featurize_clips(
     clips: Iterable[tuple[dict[str, Any], np.ndarray]],

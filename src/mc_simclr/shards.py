@@ -195,15 +195,28 @@ class ShardedAudio:
             self._audio_cache[shard_id] = np.load(self.root / shard_id / AUDIO_FILE, mmap_mode="r")
         return self._audio_cache[shard_id]
 
-    def load_clip(self, clip_id: str) -> np.ndarray:
-        """Audio (channels, samples) of one clip, as a float32 copy."""
+    def _row(self, clip_id: str) -> pd.Series:
         if clip_id not in self._index:
             raise KeyError(f"clip {clip_id!r} is not in {self.root}")
         row = self.metadata.iloc[self._index[clip_id]]
         if row["status"] != OK:
             raise KeyError(f"clip {clip_id!r} was not rendered: {row['status']}")
+        return row
+
+    def clip_length(self, clip_id: str) -> int:
+        """Number of samples of a rendered clip."""
+        return int(self._row(clip_id)["length"])
+
+    def load_clip(self, clip_id: str, start: int = 0, length: int | None = None) -> np.ndarray:
+        """Audio (channels, samples) of one clip, or of ``length`` samples from ``start``, as a float32 copy.
+
+        Only the requested samples are read from the memory-mapped shard.
+        """
+        row = self._row(clip_id)
+        end = int(row["length"]) if length is None else min(int(row["length"]), start + length)
         audio = self.shard_audio(row["shard_id"])
-        return np.array(audio[:, row["offset"] : row["offset"] + row["length"]], dtype=np.float32)
+        offset = int(row["offset"])
+        return np.array(audio[:, offset + start : offset + end], dtype=np.float32)
 
     def iter_clips(self, clip_ids: list[str] | None = None) -> Iterator[tuple[pd.Series, np.ndarray]]:
         """Yield ``(metadata row, audio)`` for rendered clips, shard by shard (bounded memory)."""

@@ -1,0 +1,135 @@
+"""CRNN encoder (128-d embedding), SimCLR projection head and the linear evaluation heads."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class EncoderConfig:
+    """Shape of the CRNN encoder (adapted from Fonseca et al. 2021's CRNN front end).
+
+    ``filters`` and ``pools`` give one convolution block each: conv(k x k) -> batch norm -> ReLU ->
+    max pool (time, frequency/lag). The feature maps are then flattened over channels and the
+    remaining frequency/lag bins, a bidirectional GRU runs over time, the GRU outputs are pooled
+    over time (``temporal_pooling``: ``mean`` or ``meanmax``) and a linear layer gives the
+    ``embedding_dim``-d embedding h.
+    """
+
+    in_channels: int = 10
+    filters: list[int] = field(default_factory=lambda: [128, 128, 128])
+    kernel_size: int = 5
+    pools: list[list[int]] = field(default_factory=lambda: [[2, 4], [2, 4], [1, 2]])
+    gru_hidden: int = 128
+    embedding_dim: int = 128
+    temporal_pooling: str = "mean"
+    dropout: float = 0.0
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], name: str = "encoder") -> "EncoderConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"Unknown parameter(s) {[f'{name}.{k}' for k in unknown]}; expected some of {sorted(known)}")
+        config = cls(**params)
+        config.validate(name)
+        return config
+
+    def validate(self, name: str = "encoder") -> None:
+        if len(self.filters) != len(self.pools) or not self.filters:
+            raise ValueError(f"{name}.filters and {name}.pools need one entry per block (got {self.filters}, {self.pools})")
+        if any(len(p) != 2 or min(p) < 1 for p in self.pools):
+            raise ValueError(f"{name}.pools entries must be [time, frequency] pool sizes >= 1, got {self.pools}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"{name}.kernel_size must be odd and >= 1, got {self.kernel_size}")
+        if self.temporal_pooling not in ("mean", "meanmax"):
+            raise ValueError(f"{name}.temporal_pooling must be 'mean' or 'meanmax', got {self.temporal_pooling!r}")
+        if min(self.filters) < 1 or self.gru_hidden < 1 or self.embedding_dim < 1:
+            raise ValueError(f"{name}: filters, gru_hidden and embedding_dim must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CRNNEncoder(nn.Module):
+    """Features ``(B, C, T, F)`` -> embedding ``(B, embedding_dim)``."""
+
+    def __init__(self, config: EncoderConfig, n_bins: int) -> None:
+        super().__init__()
+        self.config = config
+        self.n_bins = n_bins
+        self.input_norm = nn.BatchNorm2d(config.in_channels)
+        blocks = []
+        channels, bins = config.in_channels, n_bins
+        for filters, (pool_t, pool_f) in zip(config.filters, config.pools):
+            blocks += [
+                nn.Conv2d(channels, filters, config.kernel_size, padding=config.kernel_size // 2, bias=False),
+                nn.BatchNorm2d(filters),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d((pool_t, pool_f), ceil_mode=True),
+            ]
+            if config.dropout > 0:
+                blocks.append(nn.Dropout(config.dropout))
+            channels, bins = filters, -(-bins // pool_f)
+        self.conv = nn.Sequential(*blocks)
+        self.gru = nn.GRU(channels * bins, config.gru_hidden, batch_first=True, bidirectional=True)
+        pooled = 2 * config.gru_hidden * (2 if config.temporal_pooling == "meanmax" else 1)
+        self.fc = nn.Linear(pooled, config.embedding_dim)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.embedding_dim
+
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame GRU outputs ``(B, T', 2 * gru_hidden)`` before temporal pooling."""
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels or x.shape[3] != self.n_bins:
+            raise ValueError(
+                f"CRNNEncoder expects (batch, {self.config.in_channels}, T, {self.n_bins}), got {tuple(x.shape)}"
+            )
+        y = self.conv(self.input_norm(x))  # (B, C', T', F')
+        y = y.permute(0, 2, 1, 3).flatten(2)  # (B, T', C' F')
+        out, _ = self.gru(y)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = self.frames(x)
+        pooled = frames.mean(dim=1)
+        if self.config.temporal_pooling == "meanmax":
+            pooled = torch.cat([pooled, frames.amax(dim=1)], dim=1)
+        return self.fc(pooled)
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR's 2-layer MLP from h to z, discarded after pretraining."""
+
+    def __init__(self, in_dim: int = 128, hidden_dim: int = 128, out_dim: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim)
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class SELDHeads(nn.Module):
+    """Two linear heads on the embedding: event class logits and azimuth as (cos, sin)."""
+
+    def __init__(self, embedding_dim: int, n_classes: int) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(embedding_dim, n_classes)
+        self.azimuth = nn.Linear(embedding_dim, 2)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.classifier(h), self.azimuth(h)
+
+
+def build_encoder(config: EncoderConfig | dict[str, Any], n_bins: int) -> CRNNEncoder:
+    """Encoder from a config (or its dict form, as stored in checkpoints)."""
+    if isinstance(config, dict):
+        config = EncoderConfig.from_params(config)
+    return CRNNEncoder(config, n_bins)

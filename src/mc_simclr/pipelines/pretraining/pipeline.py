@@ -1,0 +1,26 @@
+"""``pretraining`` pipeline definition."""
+
+from kedro.pipeline import Node, Pipeline
+
+from mc_simclr.pipelines.pretraining.nodes import pretrain_encoder
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Unlabeled spatial audio -> MC-SimCLR encoder (+ per-epoch loss, lr, throughput in MLflow)."""
+    return Pipeline(
+        [
+            Node(
+                pretrain_encoder,
+                inputs=[
+                    "spatial_audio",
+                    "params:features",
+                    "params:pretraining",
+                    "params:encoder",
+                    "params:augmentations",
+                    "params:audio",
+                ],
+                outputs=["encoder", "pretraining_metrics"],
+                name="pretrain_encoder",
+            )
+        ]
+    )

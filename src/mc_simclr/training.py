@@ -1,0 +1,355 @@
+"""Training loops: MC-SimCLR pretraining with checkpoint + resume (this module) and the supervised
+protocols (:mod:`mc_simclr.evaluation`) share the helpers here.
+
+Pretraining step: a batch of clips -> two random 1 s crops of each (zero-padded when shorter,
+overlap allowed) -> :class:`~mc_simclr.augment.MultiLevelAugmentation` (ChannelSwap, Mixup,
+features, RandomResizedCrop, ChannelDrop; all batched on the training device) -> encoder ->
+projection head -> NT-Xent.
+
+Optimiser: SGD with momentum and weight decay; the learning rate follows the linear scaling rule
+``lr = base_lr * batch_size / reference_batch_size`` (the paper: 0.2 at batch 512), with a linear
+warm-up over the first ``warmup_epochs`` and a cosine decay to 0, stepped every batch.
+
+Determinism: every random draw of epoch ``e`` comes from generators seeded with ``(seed, e)``, so a
+run resumed from the checkpoint of epoch ``e`` continues exactly as an uninterrupted run would (on
+CPU; CUDA kernels may add non-determinism).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from mc_simclr.audio.crops import pad_or_trim
+from mc_simclr.augment import MultiLevelAugmentation
+from mc_simclr.devices import resolve_device
+from mc_simclr.features import FeatureExtractor
+from mc_simclr.losses import NTXentLoss
+from mc_simclr.models import CRNNEncoder, EncoderConfig, ProjectionHead
+from mc_simclr.shards import ShardedAudio
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: unreadable, or written with other settings."""
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------
+def scaled_lr(base_lr: float, batch_size: int, reference_batch_size: int) -> float:
+    """Linear scaling rule: ``base_lr`` is the rate at ``reference_batch_size``."""
+    return base_lr * batch_size / reference_batch_size
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """LR factor per step: linear warm-up to 1 over ``warmup_steps``, then cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(1, total_steps - warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / span)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A seed for the draws of one epoch, independent of how many epochs ran before."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] % (2**63))
+
+
+def fingerprint(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary name, then rename: a crash never leaves a torn checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, expected_fingerprint: str) -> dict[str, Any]:
+    """Load and check a checkpoint; raise :class:`CheckpointError` with the reason and the remedy."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the file is unusable
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}); delete it or set "
+            "pretraining.restart: true"
+        ) from err
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has an unknown format; delete it or set pretraining.restart: true")
+    if state.get("fingerprint") != expected_fingerprint:
+        raise CheckpointError(
+            f"checkpoint {path} was written with other settings or data (fingerprint {state.get('fingerprint')} "
+            f"!= {expected_fingerprint}); set pretraining.restart: true to start again, or restore those settings"
+        )
+    return state
+
+
+# --------------------------------------------------------------------------------------------
+# Pretraining
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PretrainConfig:
+    """Pretraining settings (the ``pretraining`` parameter block)."""
+
+    seed: int = 0
+    device: str = "auto"
+    epochs: int = 500
+    batch_size: int = 512
+    base_lr: float = 0.2
+    reference_batch_size: int = 512
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 10
+    temperature: float = 0.1
+    crop_seconds: float = 1.0
+    projection: dict[str, int] = field(default_factory=lambda: {"hidden_dim": 128, "out_dim": 128})
+    num_workers: int = 0
+    checkpoint_path: str | None = None
+    restart: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], name: str = "pretraining") -> "PretrainConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"Unknown parameter(s) {[f'{name}.{k}' for k in unknown]}; expected some of {sorted(known)}")
+        config = cls(**params)
+        checks = {
+            "epochs": config.epochs >= 1,
+            "batch_size": config.batch_size >= 2,
+            "base_lr": config.base_lr > 0,
+            "reference_batch_size": config.reference_batch_size >= 1,
+            "momentum": 0 <= config.momentum < 1,
+            "weight_decay": config.weight_decay >= 0,
+            "warmup_epochs": 0 <= config.warmup_epochs <= config.epochs,
+            "temperature": config.temperature > 0,
+            "crop_seconds": config.crop_seconds > 0,
+            "num_workers": config.num_workers >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"Invalid parameter(s) {[f'{name}.{k}' for k in bad]}: {asdict(config)}")
+        return config
+
+    @property
+    def lr(self) -> float:
+        return scaled_lr(self.base_lr, self.batch_size, self.reference_batch_size)
+
+    def trained_settings(self) -> dict[str, Any]:
+        """Settings that shape the trained weights (device, workers and paths do not)."""
+        skip = {"device", "num_workers", "checkpoint_path", "restart"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+class CropPairs(Dataset):
+    """Two random crops of ``crop_samples`` from each clip (zero-padded when the clip is shorter).
+
+    Crops of item ``i`` in epoch ``e`` depend only on ``(seed, e, i)``; call :meth:`set_epoch`.
+    """
+
+    def __init__(self, audio: ShardedAudio, clip_ids: list[str], crop_samples: int, seed: int) -> None:
+        self.audio = audio
+        self.clip_ids = list(clip_ids)
+        self.crop_samples = crop_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        clip_id = self.clip_ids[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        n = self.audio.clip_length(clip_id)
+        crops = []
+        for _ in range(2):
+            start = int(rng.integers(0, n - self.crop_samples + 1)) if n > self.crop_samples else 0
+            segment = self.audio.load_clip(clip_id, start, self.crop_samples)
+            crops.append(torch.from_numpy(pad_or_trim(segment, self.crop_samples)))
+        return crops[0], crops[1]
+
+
+@dataclass
+class PretrainResult:
+    encoder: CRNNEncoder
+    projector: ProjectionHead
+    history: list[dict[str, float]]
+    fingerprint: str
+    resumed_from_epoch: int
+
+
+def pretrain(
+    audio: ShardedAudio,
+    clip_ids: list[str],
+    extractor: FeatureExtractor,
+    encoder_config: EncoderConfig,
+    augment_params: dict[str, Any],
+    config: PretrainConfig,
+    progress: bool = True,
+) -> PretrainResult:
+    """MC-SimCLR pretraining on ``clip_ids`` of ``audio``; resumes from ``config.checkpoint_path``.
+
+    Returns the encoder (on CPU), the projection head and the per-epoch history (loss, learning
+    rate, clips/s) of the whole run, epochs before a resume included.
+    """
+    if len(clip_ids) < 2:
+        raise ValueError(f"pretraining needs at least 2 clips, got {len(clip_ids)}")
+    device = resolve_device(config.device)
+    crop_samples = int(round(config.crop_seconds * extractor.sample_rate))
+    run_fingerprint = fingerprint(
+        {
+            "pretraining": config.trained_settings(),
+            "encoder": encoder_config.to_dict(),
+            "augmentations": augment_params,
+            "features": extractor.extra_repr(),
+            "clips": hashlib.sha256("\n".join(sorted(clip_ids)).encode()).hexdigest(),
+        }
+    )
+
+    seed_everything(config.seed)
+    n_bins = extractor.n_mels
+    encoder = CRNNEncoder(encoder_config, n_bins).to(device)
+    projector = ProjectionHead(encoder_config.embedding_dim, **config.projection).to(device)
+    views = MultiLevelAugmentation.from_params(augment_params, extractor, extractor.n_mics).to(device)
+    loss_fn = NTXentLoss(config.temperature)
+    params = list(encoder.parameters()) + list(projector.parameters())
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+    dataset = CropPairs(audio, clip_ids, crop_samples, config.seed)
+    drop_last = len(dataset) > config.batch_size
+    steps_per_epoch = len(dataset) // config.batch_size if drop_last else 1
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch)
+    )
+
+    start_epoch, history = 0, []
+    checkpoint = Path(config.checkpoint_path) if config.checkpoint_path else None
+    if checkpoint is not None and checkpoint.exists() and not config.restart:
+        state = load_checkpoint(checkpoint, run_fingerprint)
+        encoder.load_state_dict(state["encoder"])
+        projector.load_state_dict(state["projector"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = int(state["epoch"]), list(state["history"])
+        logger.info("Resuming pretraining from %s after epoch %d of %d", checkpoint, start_epoch, config.epochs)
+
+    epochs = tqdm(range(start_epoch, config.epochs), desc="pretraining", unit="epoch", disable=not progress,
+                  initial=start_epoch, total=config.epochs)
+    for epoch in epochs:
+        seed = epoch_seed(config.seed, epoch)
+        torch.manual_seed(seed)
+        dataset.set_epoch(epoch)
+        loader = DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            shuffle=True,
+            drop_last=drop_last,
+            num_workers=config.num_workers,
+            generator=torch.Generator().manual_seed(seed),
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+        )
+        generator = torch.Generator(device=device).manual_seed(seed)
+        encoder.train()
+        projector.train()
+        total, clips, started = 0.0, 0, time.perf_counter()
+        for x1, x2 in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress):
+            x1 = x1.to(device, non_blocking=True)
+            x2 = x2.to(device, non_blocking=True)
+            f1, f2 = views(x1, x2, generator)
+            z = projector(encoder(torch.cat([f1, f2])))
+            loss = loss_fn(z[: len(x1)], z[len(x1) :])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(x1)
+            clips += len(x1)
+        elapsed = time.perf_counter() - started
+        record = {
+            "epoch": epoch + 1,
+            "loss": total / max(clips, 1),
+            "lr": optimizer.param_groups[0]["lr"],
+            "clips_per_s": clips / elapsed if elapsed > 0 else float("nan"),
+        }
+        history.append(record)
+        epochs.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.3g}")
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                {
+                    "version": CHECKPOINT_VERSION,
+                    "fingerprint": run_fingerprint,
+                    "epoch": epoch + 1,
+                    "encoder": encoder.state_dict(),
+                    "projector": projector.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "history": history,
+                    "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                },
+            )
+    return PretrainResult(encoder.cpu().eval(), projector.cpu().eval(), history, run_fingerprint, start_epoch)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoder files
+# --------------------------------------------------------------------------------------------
+def package_encoder(
+    encoder: CRNNEncoder, extractor: FeatureExtractor, features_params: dict[str, Any], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Everything needed to rebuild the encoder and its feature front end, as one dict."""
+    return {
+        "encoder": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+        "encoder_config": encoder.config.to_dict(),
+        "n_bins": encoder.n_bins,
+        "features": dict(features_params),
+        "sample_rate": extractor.sample_rate,
+        "n_mics": extractor.n_mics,
+        **(extra or {}),
+    }
+
+
+def unpack_encoder(state: dict[str, Any]) -> tuple[CRNNEncoder, FeatureExtractor]:
+    """Rebuild the encoder (eval mode, CPU) and the FeatureExtractor it was trained with."""
+    missing = [k for k in ("encoder", "encoder_config", "n_bins", "features", "sample_rate") if k not in state]
+    if missing:
+        raise ValueError(f"encoder file lacks {missing}: it was not written by mc_simclr's pretraining")
+    encoder = CRNNEncoder(EncoderConfig.from_params(dict(state["encoder_config"])), int(state["n_bins"]))
+    encoder.load_state_dict(state["encoder"])
+    extractor = FeatureExtractor.from_params(dict(state["features"]), int(state["sample_rate"]), int(state.get("n_mics", 4)))
+    return encoder.eval(), extractor

@@ -1,0 +1,134 @@
+"""Pretraining loop: schedule, determinism, checkpoint + resume, and clear checkpoint errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import mc_simclr.training as training
+from mc_simclr.features import FeatureExtractor
+from mc_simclr.models import EncoderConfig
+from mc_simclr.shards import ShardData, ShardedAudio, write_shard
+from mc_simclr.training import (
+    CheckpointError,
+    CropPairs,
+    PretrainConfig,
+    package_encoder,
+    pretrain,
+    scaled_lr,
+    unpack_encoder,
+    warmup_cosine,
+)
+
+AUGMENT = {
+    "channel_swap": {"enabled": True},
+    "mixup": {"enabled": True, "alpha_max": 0.01},
+    "random_resized_crop": {"enabled": True, "scale": [0.8, 1.0], "ratio": [0.8, 1.25], "max_lag_shift": None},
+    "channel_drop": {"enabled": True, "p": 0.1},
+}
+ENCODER = EncoderConfig(filters=[4, 4], kernel_size=3, pools=[[2, 4], [2, 4]], gru_hidden=8, embedding_dim=16)
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    rng = np.random.default_rng(0)
+    data = ShardData()
+    for i, seconds in enumerate([0.5, 1.0, 1.7, 2.3, 0.8, 3.1, 1.2, 2.0]):
+        data.add({"clip_id": f"c{i}"}, (0.1 * rng.standard_normal((4, int(seconds * 8000)))).astype(np.float32))
+    write_shard(root, "s0", data)
+    return ShardedAudio(root)
+
+
+def _run(audio, tmp_path, **overrides):
+    params = {"epochs": 3, "batch_size": 4, "warmup_epochs": 1, "device": "cpu", "seed": 3, **overrides}
+    extractor = FeatureExtractor(sample_rate=8000, n_fft=256, hop_length=128, n_mels=16)
+    return pretrain(audio, [f"c{i}" for i in range(8)], extractor, ENCODER, AUGMENT, PretrainConfig.from_params(params), progress=False)
+
+
+def test_schedule_and_scaling_rule():
+    assert scaled_lr(0.2, 512, 512) == pytest.approx(0.2)
+    assert scaled_lr(0.2, 128, 512) == pytest.approx(0.05)
+    factor = warmup_cosine(total_steps=100, warmup_steps=10)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0) and factor(55) == pytest.approx(0.5)
+    assert factor(99) == pytest.approx(0.5 * (1 + math.cos(math.pi * 89 / 90)))
+
+
+def test_crops_are_one_second_zero_padded_and_seeded(audio):
+    pairs = CropPairs(audio, ["c0", "c5"], crop_samples=8000, seed=1)
+    short1, short2 = pairs[0]
+    assert short1.shape == (4, 8000) and torch.equal(short1, short2)  # 0.5 s clip: both crops = padded clip
+    assert torch.count_nonzero(short1[:, 4000:]) == 0
+    a1, a2 = pairs[1]
+    assert not torch.equal(a1, a2)
+    again = pairs[1]
+    assert torch.equal(a1, again[0])
+    pairs.set_epoch(1)
+    assert not torch.equal(a1, pairs[1][0])
+
+
+def test_deterministic_and_resume_equals_uninterrupted(audio, tmp_path):
+    full = _run(audio, tmp_path, checkpoint_path=str(tmp_path / "full.pt"))
+    again = _run(audio, tmp_path)
+    for key, value in full.encoder.state_dict().items():
+        assert torch.equal(value, again.encoder.state_dict()[key]), key
+    assert [h["loss"] for h in full.history] == [h["loss"] for h in again.history]
+
+    # interrupt a run after its first epoch's checkpoint, then resume it for the remaining two
+    partial_path = tmp_path / "partial.pt"
+    original = training.save_checkpoint
+    calls = []
+
+    def stop_after_first(path, payload):
+        original(path, payload)
+        calls.append(payload["epoch"])
+        if payload["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    training.save_checkpoint = stop_after_first
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _run(audio, tmp_path, checkpoint_path=str(partial_path))
+    finally:
+        training.save_checkpoint = original
+    assert calls == [1]
+    resumed = _run(audio, tmp_path, checkpoint_path=str(partial_path))
+    assert resumed.resumed_from_epoch == 1
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    for key, value in full.encoder.state_dict().items():
+        assert torch.equal(value, resumed.encoder.state_dict()[key]), key
+
+    # a finished run is not trained again
+    done = _run(audio, tmp_path, checkpoint_path=str(partial_path))
+    assert done.resumed_from_epoch == 3 and len(done.history) == 3
+
+
+def test_checkpoint_errors(audio, tmp_path):
+    path = tmp_path / "ck.pt"
+    _run(audio, tmp_path, checkpoint_path=str(path), epochs=1, warmup_epochs=0)
+    with pytest.raises(CheckpointError, match="other settings"):
+        _run(audio, tmp_path, checkpoint_path=str(path), epochs=1, warmup_epochs=0, base_lr=0.1)
+    restarted = _run(audio, tmp_path, checkpoint_path=str(path), epochs=1, warmup_epochs=0, base_lr=0.1, restart=True)
+    assert restarted.resumed_from_epoch == 0
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        _run(audio, tmp_path, checkpoint_path=str(path), epochs=1, warmup_epochs=0, base_lr=0.1)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="pretraining.batch_size"):
+        PretrainConfig.from_params({"batch_size": 1})
+    with pytest.raises(ValueError, match="pretraining.optimizer"):
+        PretrainConfig.from_params({"optimizer": "adam"})
+
+
+def test_encoder_package_round_trip(audio, tmp_path):
+    result = _run(audio, tmp_path, epochs=1, warmup_epochs=0)
+    extractor = FeatureExtractor(sample_rate=8000, n_fft=256, hop_length=128, n_mels=16)
+    params = {"n_fft": 256, "hop_length": 128, "n_mels": 16}
+    encoder, rebuilt = unpack_encoder(package_encoder(result.encoder, extractor, params))
+    x = torch.randn(2, 4, 8000)
+    with torch.no_grad():
+        assert torch.allclose(encoder(rebuilt(x)), result.encoder(extractor(x)))
