@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mc_simclr.acoustics.scene import wrap_degrees
+from mc_simclr.features import mic_pairs
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,3 +314,49 @@ class MultiLevelAugmentation(nn.Module):
         if self.channel_drop is not None:
             f1, f2 = self.channel_drop(f1, generator), self.channel_drop(f2, generator)
         return f1, f2
+
+
+# --------------------------------------------------------------------------------------------
+# ChannelSwap on precomputed features
+# --------------------------------------------------------------------------------------------
+def feature_permutation(symmetry: int, n_mics: int = 4) -> tuple[list[int], list[bool]]:
+    """Feature-channel order and lag flips that make ``features(x)`` into ``features(swap(x))``.
+
+    Mel channel ``m`` comes from microphone ``perm[m]``. GCC channel of pair ``(a, b)`` comes from
+    the pair ``(perm[a], perm[b])``; when that pair is stored the other way round, its lag axis is
+    reversed (``GCC_ji(tau) = GCC_ij(-tau)``).
+    """
+    perm = symmetry_permutation(symmetry, n_mics)
+    pairs = mic_pairs(n_mics)
+    channels, flips = list(perm), [False] * n_mics
+    for a, b in pairs:
+        i, j = perm[a], perm[b]
+        channels.append(n_mics + pairs.index((min(i, j), max(i, j))))
+        flips.append(i > j)
+    return channels, flips
+
+
+class FeatureChannelSwap(nn.Module):
+    """ChannelSwap applied to stacked Mel + GCC features ``(B, C, T, F)`` (supervised training).
+
+    Equals extracting features from the channel-swapped waveforms, except at the most negative
+    lag ``-F/2`` of a lag-reversed GCC channel, whose mirror ``+F/2`` lies outside the stored crop
+    and is set to 0 (it is far outside the delay range of a small array).
+    """
+
+    def __init__(self, n_mics: int = 4) -> None:
+        super().__init__()
+        self.n_mics = n_mics
+        tables = [feature_permutation(s, n_mics) for s in range(n_symmetries(n_mics))]
+        self.register_buffer("channels", torch.tensor([t[0] for t in tables]), persistent=False)
+        self.register_buffer("flips", torch.tensor([t[1] for t in tables]), persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"n_mics={self.n_mics}, symmetries={n_symmetries(self.n_mics)}"
+
+    def forward(self, features: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
+        index = self.channels[symmetry.to(self.channels.device)].to(features.device)  # (B, C)
+        gathered = torch.gather(features, 1, index[:, :, None, None].expand_as(features))
+        reversed_lags = torch.cat([torch.zeros_like(gathered[..., :1]), gathered[..., 1:].flip(-1)], dim=-1)
+        flip = self.flips[symmetry.to(self.flips.device)].to(features.device)[:, :, None, None]
+        return torch.where(flip, reversed_lags, gathered)

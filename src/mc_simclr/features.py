@@ -42,6 +42,7 @@ ITEM_COLUMNS = (
     "clip_id",
     "split",
     "label",
+    "duration",
     "azimuth_deg",
     "elevation_deg",
     "distance_m",

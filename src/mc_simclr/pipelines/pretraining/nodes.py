@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import mlflow
+
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import EncoderConfig
 from mc_simclr.shards import OK, ShardedAudio
@@ -31,11 +33,16 @@ def pretrain_encoder(
     config = PretrainConfig.from_params({k: v for k, v in pretraining.items() if k != "split"})
     result = pretrain(spatial_audio, clip_ids, extractor, EncoderConfig.from_params(encoder), augmentations, config)
     logger.info("Pretraining done: %d epochs on %d clips, final loss %.4f", len(result.history), len(clip_ids), result.history[-1]["loss"])
+    run = mlflow.active_run()
     state = package_encoder(
         result.encoder,
         extractor,
         features,
-        {"pretraining_fingerprint": result.fingerprint, "pretrained": True, "history": result.history},
+        {
+            "pretraining_fingerprint": result.fingerprint,
+            "pretraining_run_id": run.info.run_id if run else "",
+            "history": result.history,
+        },
     )
     metrics = {
         name: [{"value": float(h[name]), "step": int(h["epoch"])} for h in result.history]

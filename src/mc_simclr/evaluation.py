@@ -1,0 +1,428 @@
+"""Supervised evaluation protocols of the paper (section 4.3) on precomputed feature patches.
+
+* Linear probing: the encoder is frozen; a linear class head (cross-entropy) and a linear azimuth
+  head (mean squared error on (cos, sin), decoded with atan2) are trained separately on its
+  embeddings. Embeddings are standardised with the training set's mean and deviation (an affine map
+  a linear head could absorb; it only makes SGD's job well conditioned).
+* Fine-tuning: both heads and the encoder train jointly; a *pretrained* encoder's gradients are
+  scaled by ``encoder_grad_scale`` (0.1) so that it does not overfit the small labeled split, a
+  random-init encoder trains at full rate (it is the supervised-from-scratch model).
+* Subset fine-tuning: the same on class-balanced, seeded subsets of the labeled clips.
+
+ChannelSwap is the only augmentation: one random array symmetry per training patch, applied to
+the features (:class:`~mc_simclr.augment.FeatureChannelSwap`) and to the azimuth label
+(:func:`~mc_simclr.augment.map_azimuth`). Model selection uses the validation split: the epoch with
+the best validation score is kept (accuracy for the class head, error for the azimuth head, their
+sum of losses for fine-tuning). Results are per clip: the predictions of a clip's patches are
+averaged (class probabilities; azimuth unit vectors).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mc_simclr.augment import FeatureChannelSwap, map_azimuth, n_symmetries
+from mc_simclr.devices import resolve_device
+from mc_simclr.metrics import accuracy, azimuth_from_vector, azimuth_to_vector, mean_azimuth_error
+from mc_simclr.models import CRNNEncoder, SELDHeads
+from mc_simclr.training import epoch_seed, seed_everything, warmup_cosine
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SupervisedConfig:
+    """Settings of the supervised protocols (the ``evaluation.supervised`` parameter block)."""
+
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 2
+    probe_epochs: int = 100
+    finetune_epochs: int = 30
+    encoder_grad_scale: float = 0.1
+    azimuth_loss_weight: float = 1.0
+    channel_swap: bool = True
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], name: str = "evaluation.supervised") -> "SupervisedConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"Unknown parameter(s) {[f'{name}.{k}' for k in unknown]}; expected some of {sorted(known)}")
+        config = cls(**params)
+        checks = {
+            "batch_size": config.batch_size >= 2,
+            "lr": config.lr > 0,
+            "probe_epochs": config.probe_epochs >= 1,
+            "finetune_epochs": config.finetune_epochs >= 1,
+            "encoder_grad_scale": config.encoder_grad_scale >= 0,
+            "warmup_epochs": config.warmup_epochs >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"Invalid parameter(s) {[f'{name}.{k}' for k in bad]}")
+        return config
+
+
+@dataclass
+class Split:
+    """Feature patches of one split with their labels."""
+
+    features: torch.Tensor  # (N, C, T, F)
+    items: pd.DataFrame  # one row per patch: clip_id, class_index, azimuth_deg, ...
+
+    @property
+    def class_index(self) -> torch.Tensor:
+        return torch.as_tensor(self.items["class_index"].to_numpy(), dtype=torch.long)
+
+    @property
+    def azimuth(self) -> torch.Tensor:
+        return torch.as_tensor(self.items["azimuth_deg"].to_numpy(), dtype=torch.float32)
+
+    def subset(self, clip_ids: set[str]) -> "Split":
+        mask = self.items["clip_id"].isin(clip_ids).to_numpy()
+        return Split(self.features[torch.from_numpy(mask)], self.items[mask].reset_index(drop=True))
+
+
+@dataclass
+class Predictions:
+    """Patch-level predictions of one protocol on one split."""
+
+    class_probs: np.ndarray | None  # (N, K)
+    azimuth_vector: np.ndarray  # (N, 2)
+    validation: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+def scale_gradients(module: nn.Module, factor: float) -> list[torch.utils.hooks.RemovableHandle]:
+    """Multiply every parameter gradient of ``module`` by ``factor`` during backward."""
+    return [p.register_hook(lambda grad, f=factor: grad * f) for p in module.parameters() if p.requires_grad]
+
+
+def embed(encoder: CRNNEncoder, features: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """Embeddings ``(N, D)`` of features (eval mode, no gradients), returned on CPU."""
+    encoder = encoder.to(device).eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(features), batch_size):
+            out.append(encoder(features[start : start + batch_size].to(device)).cpu())
+    return torch.cat(out)
+
+
+def embed_symmetries(encoder: CRNNEncoder, features: torch.Tensor, device: torch.device, n_mics: int = 4) -> torch.Tensor:
+    """Embeddings ``(S, N, D)`` of the features under each of the S array symmetries."""
+    swap = FeatureChannelSwap(n_mics)
+    return torch.stack(
+        [
+            embed(encoder, swap(features, torch.full((len(features),), s, dtype=torch.long)), device)
+            for s in range(n_symmetries(n_mics))
+        ]
+    )
+
+
+def clip_predictions(items: pd.DataFrame, predictions: Predictions) -> pd.DataFrame:
+    """Average patch predictions per clip: class = argmax of mean probabilities, azimuth = mean vector."""
+    frame = items[["clip_id"]].copy()
+    frame[["vx", "vy"]] = predictions.azimuth_vector
+    if predictions.class_probs is not None:
+        probs = pd.DataFrame(predictions.class_probs, index=frame.index)
+        frame = pd.concat([frame, probs.add_prefix("p")], axis=1)
+    grouped = frame.groupby("clip_id", sort=False).mean()
+    meta_cols = [c for c in ("label", "class_index", "azimuth_deg", "rt60", "split") if c in items]
+    out = items.groupby("clip_id", sort=False)[meta_cols].first()
+    out["pred_azimuth"] = azimuth_from_vector(grouped[["vx", "vy"]].to_numpy())
+    if predictions.class_probs is not None:
+        out["pred_class"] = grouped.filter(regex=r"^p\d+$").to_numpy().argmax(axis=1)
+    else:
+        out["pred_class"] = np.nan
+    return out.reset_index()
+
+
+def clip_scores(items: pd.DataFrame, predictions: Predictions) -> dict[str, float]:
+    clips = clip_predictions(items, predictions)
+    scores = {"azimuth_error": mean_azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"])}
+    labelled = clips["class_index"] >= 0
+    if predictions.class_probs is not None and labelled.any():
+        scores["accuracy"] = accuracy(clips.loc[labelled, "pred_class"].to_numpy(), clips.loc[labelled, "class_index"].to_numpy())
+    return scores
+
+
+def _sgd(params, config: SupervisedConfig, steps_per_epoch: int, epochs: int):
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    schedule = warmup_cosine(epochs * steps_per_epoch, min(config.warmup_epochs, epochs - 1) * steps_per_epoch)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=generator)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _sample_symmetries(n: int, config: SupervisedConfig, generator: torch.Generator, n_mics: int) -> torch.Tensor:
+    if not config.channel_swap:
+        return torch.zeros(n, dtype=torch.long)
+    return torch.randint(n_symmetries(n_mics), (n,), generator=generator)
+
+
+# --------------------------------------------------------------------------------------------
+# Linear probing
+# --------------------------------------------------------------------------------------------
+def linear_probe(
+    encoder: CRNNEncoder,
+    train: Split,
+    validation: Split,
+    tests: dict[str, Split],
+    n_classes: int,
+    config: SupervisedConfig,
+    n_mics: int = 4,
+    progress: bool = True,
+) -> dict[str, Predictions]:
+    """Train the two linear heads on frozen embeddings; returns predictions for each split in ``tests``.
+
+    The embeddings of the training patches under all array symmetries are computed once, so each
+    epoch draws a random symmetry per patch without running the encoder again.
+    """
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    train_emb = embed_symmetries(encoder, train.features, device, n_mics)  # (S, N, D)
+    mean = train_emb[0].mean(0, keepdim=True)
+    std = train_emb[0].std(0, keepdim=True).clamp_min(1e-6)
+    val_emb = (embed(encoder, validation.features, device) - mean) / std
+    test_emb = {name: (embed(encoder, split.features, device) - mean) / std for name, split in tests.items()}
+    train_emb = (train_emb - mean) / std
+
+    labels, azimuths = train.class_index, train.azimuth
+    labelled = labels >= 0
+    heads = SELDHeads(train_emb.shape[-1], n_classes)
+    steps = -(-len(labels) // config.batch_size)
+    optimizer, scheduler = _sgd(heads.parameters(), config, steps, config.probe_epochs)
+    best = {"accuracy": (-1.0, None), "azimuth_error": (float("inf"), None)}
+    for epoch in tqdm(range(config.probe_epochs), desc="linear probe", unit="epoch", leave=False, disable=not progress):
+        generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+        symmetry = _sample_symmetries(len(labels), config, generator, n_mics)
+        for batch in _batches(len(labels), config.batch_size, generator):
+            h = train_emb[symmetry[batch], batch]
+            target_az = torch.as_tensor(azimuth_to_vector(map_azimuth(azimuths[batch], symmetry[batch], n_mics).numpy()), dtype=torch.float32)
+            logits, vector = heads(h)
+            mask = labelled[batch]
+            loss = F.mse_loss(vector, target_az)
+            if mask.any():
+                loss = loss + F.cross_entropy(logits[mask], labels[batch][mask])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        with torch.no_grad():
+            logits, vector = heads(val_emb)
+        scores = clip_scores(validation.items, Predictions(logits.softmax(-1).numpy(), vector.numpy()))
+        if scores.get("accuracy", -1.0) > best["accuracy"][0]:
+            best["accuracy"] = (scores["accuracy"], copy.deepcopy(heads.classifier.state_dict()))
+        if scores["azimuth_error"] < best["azimuth_error"][0]:
+            best["azimuth_error"] = (scores["azimuth_error"], copy.deepcopy(heads.azimuth.state_dict()))
+    if best["accuracy"][1] is not None:
+        heads.classifier.load_state_dict(best["accuracy"][1])
+    heads.azimuth.load_state_dict(best["azimuth_error"][1])
+    validation_scores = {"accuracy": best["accuracy"][0], "azimuth_error": best["azimuth_error"][0]}
+    out = {}
+    with torch.no_grad():
+        for name, emb in test_emb.items():
+            logits, vector = heads(emb)
+            out[name] = Predictions(logits.softmax(-1).numpy(), vector.numpy(), validation_scores)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Fine-tuning
+# --------------------------------------------------------------------------------------------
+def _predict(encoder: CRNNEncoder, heads: SELDHeads, split: Split, device: torch.device) -> Predictions:
+    encoder.eval()
+    heads.eval()
+    probs, vectors = [], []
+    with torch.no_grad():
+        for start in range(0, len(split.features), 256):
+            logits, vector = heads(encoder(split.features[start : start + 256].to(device)))
+            probs.append(logits.softmax(-1).cpu())
+            vectors.append(vector.cpu())
+    return Predictions(torch.cat(probs).numpy(), torch.cat(vectors).numpy())
+
+
+def fine_tune(
+    encoder: CRNNEncoder,
+    train: Split,
+    validation: Split,
+    tests: dict[str, Split],
+    n_classes: int,
+    config: SupervisedConfig,
+    pretrained: bool,
+    n_mics: int = 4,
+    progress: bool = True,
+) -> dict[str, Predictions]:
+    """Train encoder and heads jointly (encoder gradients scaled when ``pretrained``); predict ``tests``."""
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    encoder = copy.deepcopy(encoder).to(device)
+    heads = SELDHeads(encoder.embedding_dim, n_classes).to(device)
+    hooks = scale_gradients(encoder, config.encoder_grad_scale) if pretrained else []
+    swap = FeatureChannelSwap(n_mics).to(device)
+    labels, azimuths = train.class_index, train.azimuth
+    steps = -(-len(labels) // config.batch_size)
+    optimizer, scheduler = _sgd(list(encoder.parameters()) + list(heads.parameters()), config, steps, config.finetune_epochs)
+    best_loss, best_state = float("inf"), None
+    val_labels, val_vectors = validation.class_index.to(device), torch.as_tensor(
+        azimuth_to_vector(validation.azimuth.numpy()), dtype=torch.float32, device=device
+    )
+    try:
+        for epoch in tqdm(range(config.finetune_epochs), desc="fine-tune", unit="epoch", leave=False, disable=not progress):
+            generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+            torch.manual_seed(epoch_seed(config.seed, epoch))
+            symmetry = _sample_symmetries(len(labels), config, generator, n_mics)
+            encoder.train()
+            heads.train()
+            for batch in _batches(len(labels), config.batch_size, generator):
+                if len(batch) < 2:  # batch norm needs two samples
+                    continue
+                x = swap(train.features[batch].to(device), symmetry[batch].to(device))
+                target_az = torch.as_tensor(
+                    azimuth_to_vector(map_azimuth(azimuths[batch], symmetry[batch], n_mics).numpy()), dtype=torch.float32, device=device
+                )
+                logits, vector = heads(encoder(x))
+                mask = labels[batch].to(device) >= 0
+                loss = config.azimuth_loss_weight * F.mse_loss(vector, target_az)
+                if mask.any():
+                    loss = loss + F.cross_entropy(logits[mask], labels[batch].to(device)[mask])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+            predictions = _predict(encoder, heads, validation, device)
+            probs = torch.as_tensor(predictions.class_probs, device=device)
+            vectors = torch.as_tensor(predictions.azimuth_vector, device=device)
+            mask = val_labels >= 0
+            val_loss = config.azimuth_loss_weight * float(F.mse_loss(vectors, val_vectors))
+            if mask.any():
+                val_loss += float(F.nll_loss(probs[mask].clamp_min(1e-12).log(), val_labels[mask]))
+            if val_loss < best_loss:
+                best_loss = val_loss
+                best_state = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(heads.state_dict()))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    encoder.load_state_dict(best_state[0])
+    heads.load_state_dict(best_state[1])
+    validation_scores = {"loss": best_loss, **clip_scores(validation.items, _predict(encoder, heads, validation, device))}
+    out = {}
+    for name, split in tests.items():
+        predictions = _predict(encoder, heads, split, device)
+        predictions.validation = validation_scores
+        out[name] = predictions
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Subsets of the labeled split
+# --------------------------------------------------------------------------------------------
+def class_balanced_subset(clips: pd.DataFrame, amount: float, unit: str, seed: int) -> set[str]:
+    """Clip ids of a seeded subset of labeled clips with (nearly) equal clips per class.
+
+    ``unit`` is ``fraction`` (of the clips) or ``hours`` (of audio, using ``duration``). Classes are
+    visited round-robin in a seeded order, each contributing its next random clip, until the amount
+    is reached, so the subset is as balanced as the classes' sizes allow.
+    """
+    if unit not in ("fraction", "hours"):
+        raise ValueError(f"evaluation.subsets.unit must be 'fraction' or 'hours', got {unit!r}")
+    if amount <= 0:
+        raise ValueError(f"evaluation.subsets.amounts must be > 0, got {amount}")
+    rng = np.random.default_rng(seed)
+    queues = {
+        label: list(rng.permutation(group["clip_id"].to_numpy()))
+        for label, group in clips.sort_values("clip_id").groupby("label", sort=True)
+    }
+    durations = dict(zip(clips["clip_id"], clips["duration"])) if unit == "hours" else {}
+    target = amount * len(clips) if unit == "fraction" else amount * 3600.0
+    chosen: list[str] = []
+    total = 0.0
+    labels = list(queues)
+    while total < target - 1e-9 and any(queues.values()):
+        for label in labels:
+            if queues[label] and total < target - 1e-9:
+                clip = queues[label].pop()
+                chosen.append(clip)
+                total += durations.get(clip, 1.0) if unit == "hours" else 1.0
+    return set(chosen)
+
+
+# --------------------------------------------------------------------------------------------
+# All protocols for one encoder
+# --------------------------------------------------------------------------------------------
+def load_splits(store, names: tuple[str, ...] = ("labeled", "validation", "test")) -> dict[str, Split]:
+    """Feature patches of each evaluation split from a :class:`~mc_simclr.shards.FeatureShards`."""
+    splits = {}
+    for name in names:
+        mask = store.items["split"] == name
+        if not mask.any():
+            raise ValueError(f"feature_patches has no patch of the {name!r} split: run feature_extraction with it")
+        features, items = store.load(mask)
+        splits[name] = Split(torch.from_numpy(features), items)
+    return splits
+
+
+def run_protocols(
+    encoder: CRNNEncoder,
+    pretrained: bool,
+    splits: dict[str, Split],
+    n_classes: int,
+    config: SupervisedConfig,
+    subset_amounts: list[float],
+    subset_unit: str = "fraction",
+    subset_seed: int = 0,
+    n_mics: int = 4,
+) -> dict[str, Any]:
+    """Linear probing, fine-tuning and subset fine-tuning of one encoder; clip-level test results.
+
+    Returns ``{"linear_probe": clips, "fine_tune": clips, "subsets": {amount: clips},
+    "validation": {protocol: scores}, "embeddings": (test embeddings, test items)}``; the full-data
+    point of the subset curve reuses the fine-tuning run instead of training it twice.
+    """
+    train, validation, test = splits["labeled"], splits["validation"], splits["test"]
+    probe = linear_probe(encoder, train, validation, {"test": test}, n_classes, config, n_mics)["test"]
+    full = fine_tune(encoder, train, validation, {"test": test}, n_classes, config, pretrained, n_mics)["test"]
+    results: dict[str, Any] = {
+        "linear_probe": clip_predictions(test.items, probe),
+        "fine_tune": clip_predictions(test.items, full),
+        "validation": {"linear_probe": probe.validation, "fine_tune": full.validation},
+        "subsets": {},
+    }
+    labeled_clips = train.items.groupby("clip_id", sort=True).first().reset_index()
+    for amount in subset_amounts:
+        chosen = class_balanced_subset(labeled_clips, float(amount), subset_unit, subset_seed)
+        if len(chosen) == len(labeled_clips):
+            results["subsets"][float(amount)] = results["fine_tune"]
+            continue
+        logger.info("Subset fine-tuning on %d of %d labeled clips (%s %s)", len(chosen), len(labeled_clips), amount, subset_unit)
+        predictions = fine_tune(encoder, train.subset(chosen), validation, {"test": test}, n_classes, config, pretrained, n_mics)
+        results["subsets"][float(amount)] = clip_predictions(test.items, predictions["test"])
+    device = resolve_device(config.device)
+    results["embeddings"] = (embed(encoder, test.features, device).numpy(), test.items)
+    return results
+
+
+def random_init_like(encoder: CRNNEncoder, seed: int) -> CRNNEncoder:
+    """A freshly initialised encoder of the same shape (the no-pretraining baseline)."""
+    torch.manual_seed(seed)
+    return CRNNEncoder(copy.deepcopy(encoder.config), encoder.n_bins).eval()

@@ -1,0 +1,36 @@
+"""``evaluation`` pipeline definition."""
+
+from kedro.pipeline import Node, Pipeline
+
+from mc_simclr.pipelines.evaluation.nodes import build_report, evaluate_pretrained, evaluate_random_init, srp_phat_baseline
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Encoder + feature patches -> protocols for pretrained and random-init encoders, SRP-PHAT -> report."""
+    inputs = ["encoder", "feature_patches", "class_names", "params:evaluation"]
+    return Pipeline(
+        [
+            Node(evaluate_pretrained, inputs=inputs, outputs="pretrained_results", name="evaluate_pretrained"),
+            Node(evaluate_random_init, inputs=inputs, outputs="random_init_results", name="evaluate_random_init"),
+            Node(
+                srp_phat_baseline,
+                inputs=["spatial_audio", "feature_index", "params:evaluation", "params:audio"],
+                outputs="srp_phat_results",
+                name="srp_phat_baseline",
+            ),
+            Node(
+                build_report,
+                inputs=["pretrained_results", "random_init_results", "srp_phat_results", "encoder", "params:evaluation"],
+                outputs=[
+                    "results_table",
+                    "results_markdown",
+                    "results_breakdown",
+                    "subset_results",
+                    "subset_plot",
+                    "embedding_plot",
+                    "evaluation_metrics",
+                ],
+                name="build_report",
+            ),
+        ]
+    )
