@@ -13,6 +13,7 @@ from mc_simclr.shards import ShardData, ShardedAudio, write_shard
 from mc_simclr.training import (
     CheckpointError,
     CropPairs,
+    EpochShuffle,
     PretrainConfig,
     package_encoder,
     pretrain,
@@ -58,15 +59,23 @@ def test_schedule_and_scaling_rule():
 
 def test_crops_are_one_second_zero_padded_and_seeded(audio):
     pairs = CropPairs(audio, ["c0", "c5"], crop_samples=8000, seed=1)
-    short1, short2 = pairs[0]
+    short1, short2 = pairs[(0, 0)]
     assert short1.shape == (4, 8000) and torch.equal(short1, short2)  # 0.5 s clip: both crops = padded clip
     assert torch.count_nonzero(short1[:, 4000:]) == 0
-    a1, a2 = pairs[1]
+    a1, a2 = pairs[(0, 1)]
     assert not torch.equal(a1, a2)
-    again = pairs[1]
-    assert torch.equal(a1, again[0])
-    pairs.set_epoch(1)
-    assert not torch.equal(a1, pairs[1][0])
+    assert torch.equal(a1, pairs[(0, 1)][0])
+    assert not torch.equal(a1, pairs[(1, 1)][0])
+
+
+def test_epoch_shuffle_is_seeded_per_epoch():
+    sampler = EpochShuffle(10, seed=4)
+    first = list(sampler)
+    assert sorted(i for _, i in first) == list(range(10)) and {e for e, _ in first} == {0}
+    assert list(sampler) == first
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert {e for e, _ in second} == {1} and [i for _, i in second] != [i for _, i in first]
 
 
 def test_deterministic_and_resume_equals_uninterrupted(audio, tmp_path):

@@ -46,6 +46,12 @@ def symmetry_permutation(symmetry: int, n_mics: int = 4) -> list[int]:
     return [(k - m) % n_mics for m in range(n_mics)]
 
 
+def _check_symmetries(symmetry, n_mics: int) -> None:
+    values = symmetry.detach().cpu().numpy() if isinstance(symmetry, torch.Tensor) else np.asarray(symmetry)
+    if values.size and (values.min() < 0 or values.max() >= n_symmetries(n_mics)):
+        raise ValueError(f"symmetry indices must lie in [0, {n_symmetries(n_mics)}), got {values.min()}..{values.max()}")
+
+
 def map_azimuth(azimuth_deg, symmetry, n_mics: int = 4):
     """Azimuth (degrees) of the source after applying ``symmetry`` to the channels.
 
@@ -54,6 +60,7 @@ def map_azimuth(azimuth_deg, symmetry, n_mics: int = 4):
     with ``symmetry``); the result is wrapped to (-180, 180].
     """
     step = 360.0 / n_mics
+    _check_symmetries(symmetry, n_mics)
     if isinstance(azimuth_deg, torch.Tensor) or isinstance(symmetry, torch.Tensor):
         az = torch.as_tensor(azimuth_deg, dtype=torch.float32)
         sym = torch.as_tensor(symmetry, device=az.device)
@@ -96,6 +103,8 @@ class ChannelSwap(nn.Module):
             raise ValueError(f"ChannelSwap expects (batch, {self.n_mics}, ...), got {tuple(x.shape)}")
         if symmetry is None:
             symmetry = self.sample(x.shape[0], x.device, generator)
+        else:
+            _check_symmetries(symmetry, self.n_mics)
         index = self.permutations.to(x.device)[symmetry.to(x.device)]  # (B, M)
         index = index.reshape(*index.shape, *([1] * (x.ndim - 2))).expand_as(x)
         return torch.gather(x, 1, index), symmetry
@@ -149,8 +158,9 @@ class RandomResizedCrop(nn.Module):
     log-uniformly from ``ratio`` (as in torchvision). Resizing is bilinear (``grid_sample``), so the
     box need not sit on whole bins.
 
-    On the GCC channels the F axis is the lag axis with lag 0 at index F/2; a box of width ``w``
-    centred at ``c`` moves lag 0 by ``(F/2 - c) * F / w`` lags and stretches lags by ``F / w``.
+    On the GCC channels the F axis is the lag axis with lag 0 at index F/2 (pixel centre F/2 + 0.5);
+    a box of width ``w`` centred at ``c`` stretches lags by ``F / w`` and moves lag 0 by
+    ``(c0 - c) * F / w`` lags, where ``c0 = F/2 + (1 - w/F) / 2`` is the centre that keeps it in place.
     ``max_lag_shift`` (lags; ``None`` = unconstrained, as in the paper) bounds that move: at 16 kHz a
     0.1 m array spans only +-4.7 lags, so an unconstrained crop can move lag 0 by more than the whole
     delay range.
@@ -201,8 +211,9 @@ class RandomResizedCrop(nn.Module):
         lo_f, hi_f = w / 2, width - w / 2
         if self.max_lag_shift is not None:
             reach = self.max_lag_shift * w / width
-            lo_f = torch.maximum(lo_f, width / 2 - reach)
-            hi_f = torch.minimum(hi_f, width / 2 + reach)
+            still = width / 2 + 0.5 * (1 - w / width)  # box centre that leaves lag 0 where it is
+            lo_f = torch.maximum(lo_f, still - reach)
+            hi_f = torch.minimum(hi_f, still + reach)
         cf = lo_f + (hi_f - lo_f) * rand(batch)
         return torch.stack([ct, cf, h, w], dim=1)
 

@@ -134,17 +134,14 @@ class FeatureExtractor(nn.Module):
         phase = 2.0 * torch.pi * freqs[:, None] * lags[None, :] / self.n_fft
         self.register_buffer("lag_cos", (weights[:, None] * torch.cos(phase) / self.n_fft).float(), persistent=False)
         self.register_buffer("lag_sin", (weights[:, None] * torch.sin(phase) / self.n_fft).float(), persistent=False)
-        i, j = zip(*self.pairs)
-        self.register_buffer("pair_i", torch.tensor(i), persistent=False)
-        self.register_buffer("pair_j", torch.tensor(j), persistent=False)
 
     @property
     def n_channels(self) -> int:
         return self.n_mics + len(self.pairs)
 
     def n_frames(self, n_samples: int) -> int:
-        """Frames T for an input of ``n_samples`` (centred STFT)."""
-        return n_samples // self.hop_length + 1
+        """Frames T for an input of ``n_samples`` (centred STFT: ``n_fft // 2`` zeros on each side)."""
+        return 1 + (n_samples + 2 * (self.n_fft // 2) - self.n_fft) // self.hop_length
 
     @classmethod
     def from_params(cls, params: dict[str, Any], sample_rate: int, n_mics: int = 4) -> "FeatureExtractor":
@@ -192,10 +189,16 @@ class FeatureExtractor(nn.Module):
         """
         inv = 1.0 / (power.sqrt() + self.eps)
         real, imag = real * inv, imag * inv
-        re_i, im_i, re_j, im_j = real[:, self.pair_i], imag[:, self.pair_i], real[:, self.pair_j], imag[:, self.pair_j]
-        cross_re = re_i * re_j + im_i * im_j  # Re(X_i X_j*)
-        cross_im = im_i * re_j - re_i * im_j  # Im(X_i X_j*)
-        return cross_re @ self.lag_cos - cross_im @ self.lag_sin
+        # Pairs (i, j > i) are built one microphone i at a time by broadcasting against all j > i:
+        # the same order as mic_pairs, with far smaller temporaries than gathering all pairs at once.
+        out = []
+        for i in range(self.n_mics - 1):
+            re_i, im_i = real[:, i : i + 1], imag[:, i : i + 1]
+            re_j, im_j = real[:, i + 1 :], imag[:, i + 1 :]
+            cross_re = torch.addcmul(re_i * re_j, im_i, im_j)  # Re(X_i X_j*)
+            cross_im = torch.addcmul(im_i * re_j, re_i, im_j, value=-1.0)  # Im(X_i X_j*)
+            out.append(cross_re @ self.lag_cos - cross_im @ self.lag_sin)
+        return torch.cat(out, dim=1)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         if waveforms.ndim != 3 or waveforms.shape[1] != self.n_mics:

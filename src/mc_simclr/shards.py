@@ -178,9 +178,13 @@ class ShardedAudio:
             table = pd.read_parquet(self.root / shard_id / TABLE_FILE)
             tables.append(table.assign(shard_id=shard_id))
         self.metadata = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-        self._index = (
-            {cid: i for i, cid in enumerate(self.metadata["clip_id"])} if len(self.metadata) else {}
-        )
+        meta = self.metadata
+        self._index = {cid: i for i, cid in enumerate(meta["clip_id"])} if len(meta) else {}
+        # Plain arrays for the per-crop lookups of the training loop (pandas rows are slow there).
+        self._offset = meta["offset"].to_numpy(np.int64) if len(meta) else np.zeros(0, np.int64)
+        self._length = meta["length"].to_numpy(np.int64) if len(meta) else np.zeros(0, np.int64)
+        self._ok = (meta["status"] == OK).to_numpy() if len(meta) else np.zeros(0, bool)
+        self._shard = meta["shard_id"].to_numpy() if len(meta) else np.zeros(0, object)
         self._audio_cache: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -195,27 +199,28 @@ class ShardedAudio:
             self._audio_cache[shard_id] = np.load(self.root / shard_id / AUDIO_FILE, mmap_mode="r")
         return self._audio_cache[shard_id]
 
-    def _row(self, clip_id: str) -> pd.Series:
-        if clip_id not in self._index:
+    def _position(self, clip_id: str) -> int:
+        position = self._index.get(clip_id)
+        if position is None:
             raise KeyError(f"clip {clip_id!r} is not in {self.root}")
-        row = self.metadata.iloc[self._index[clip_id]]
-        if row["status"] != OK:
-            raise KeyError(f"clip {clip_id!r} was not rendered: {row['status']}")
-        return row
+        if not self._ok[position]:
+            raise KeyError(f"clip {clip_id!r} was not rendered: {self.metadata['status'].iloc[position]}")
+        return position
 
     def clip_length(self, clip_id: str) -> int:
         """Number of samples of a rendered clip."""
-        return int(self._row(clip_id)["length"])
+        return int(self._length[self._position(clip_id)])
 
     def load_clip(self, clip_id: str, start: int = 0, length: int | None = None) -> np.ndarray:
         """Audio (channels, samples) of one clip, or of ``length`` samples from ``start``, as a float32 copy.
 
         Only the requested samples are read from the memory-mapped shard.
         """
-        row = self._row(clip_id)
-        end = int(row["length"]) if length is None else min(int(row["length"]), start + length)
-        audio = self.shard_audio(row["shard_id"])
-        offset = int(row["offset"])
+        position = self._position(clip_id)
+        n = int(self._length[position])
+        end = n if length is None else min(n, start + length)
+        offset = int(self._offset[position])
+        audio = self.shard_audio(self._shard[position])
         return np.array(audio[:, offset + start : offset + end], dtype=np.float32)
 
     def iter_clips(self, clip_ids: list[str] | None = None) -> Iterator[tuple[pd.Series, np.ndarray]]:

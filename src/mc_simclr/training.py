@@ -175,7 +175,8 @@ class PretrainConfig:
 class CropPairs(Dataset):
     """Two random crops of ``crop_samples`` from each clip (zero-padded when the clip is shorter).
 
-    Crops of item ``i`` in epoch ``e`` depend only on ``(seed, e, i)``; call :meth:`set_epoch`.
+    Items are keyed ``(epoch, index)`` (see :class:`EpochShuffle`): the crops of clip ``index`` in
+    epoch ``e`` depend only on ``(seed, e, index)``, also inside persistent DataLoader workers.
     """
 
     def __init__(self, audio: ShardedAudio, clip_ids: list[str], crop_samples: int, seed: int) -> None:
@@ -183,17 +184,14 @@ class CropPairs(Dataset):
         self.clip_ids = list(clip_ids)
         self.crop_samples = crop_samples
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.clip_ids)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key
         clip_id = self.clip_ids[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index])
         n = self.audio.clip_length(clip_id)
         crops = []
         for _ in range(2):
@@ -201,6 +199,28 @@ class CropPairs(Dataset):
             segment = self.audio.load_clip(clip_id, start, self.crop_samples)
             crops.append(torch.from_numpy(pad_or_trim(segment, self.crop_samples)))
         return crops[0], crops[1]
+
+
+class EpochShuffle(torch.utils.data.Sampler):
+    """Shuffled ``(epoch, index)`` keys, seeded per epoch; call :meth:`set_epoch` before iterating.
+
+    The sampler runs in the main process, so the epoch reaches persistent workers through the keys.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch)))
+        return iter([(self.epoch, int(i)) for i in order])
 
 
 @dataclass
@@ -250,7 +270,17 @@ def pretrain(
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
     dataset = CropPairs(audio, clip_ids, crop_samples, config.seed)
+    sampler = EpochShuffle(len(dataset), config.seed)
     drop_last = len(dataset) > config.batch_size
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=config.num_workers > 0,
+    )
     steps_per_epoch = len(dataset) // config.batch_size if drop_last else 1
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch)
@@ -272,17 +302,7 @@ def pretrain(
     for epoch in epochs:
         seed = epoch_seed(config.seed, epoch)
         torch.manual_seed(seed)
-        dataset.set_epoch(epoch)
-        loader = DataLoader(
-            dataset,
-            batch_size=config.batch_size,
-            shuffle=True,
-            drop_last=drop_last,
-            num_workers=config.num_workers,
-            generator=torch.Generator().manual_seed(seed),
-            pin_memory=device.type == "cuda",
-            persistent_workers=False,
-        )
+        sampler.set_epoch(epoch)
         generator = torch.Generator(device=device).manual_seed(seed)
         encoder.train()
         projector.train()

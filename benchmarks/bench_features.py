@@ -1,0 +1,253 @@
+"""Speed of the batched feature extractor, and where a CPU pretraining step spends its time.
+
+Usage::
+
+    python benchmarks/bench_features.py --patches 256 --batch 64 [--threads N]
+
+1. ``--patches`` random 4-channel 1 s patches at 16 kHz go through
+
+   a. :class:`~mc_simclr.features.FeatureExtractor` in batches of ``--batch`` (torch, float32), and
+   b. a per-clip NumPy/SciPy reference written here (float64, one clip at a time: centred STFT
+      with a periodic Hann window, HTK Mel filterbank, ``log(mel + eps)``, GCC-PHAT per pair by
+      ``irfft`` and the lag crop; the same math as ``tests/test_features.py``),
+
+   on the same inputs in the same run, ``--repeats`` times each, interleaved; the best run counts
+   (the machine may be shared). Both get one untimed warm-up per run. Printed: patches/s of each,
+   the speed-up (goal >= 10x), the CPU seconds of each (process time, summed over threads: a
+   figure that other load on the machine disturbs less), and the largest difference between the
+   two outputs.
+
+2. A pretraining-like step with batch ``--batch`` on the CPU, all augmentations on: two views
+   (two random 1 s crops of the same 2 s recording), ChannelSwap with the same symmetry on both
+   views, waveform Mixup, FeatureExtractor, RandomResizedCrop, ChannelDrop; then a small stand-in
+   encoder (3 x [conv 3x3, 32 channels, BatchNorm, ReLU, 2x2 max-pool], GRU 64, linear 128), an
+   NT-Xent loss over the 2 x batch embeddings, backward and an Adam step. Printed: mean seconds per
+   step of data + features + augmentation and of forward + backward (+ optimiser step), and their
+   shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.signal import get_window
+from torch import nn
+from tqdm import tqdm
+
+from mc_simclr.augment import ChannelDrop, ChannelSwap, Mixup, RandomResizedCrop
+from mc_simclr.features import FeatureExtractor
+
+SAMPLE_RATE = 16000
+N_MICS = 4
+
+
+# --------------------------------------------------------------------------------------------
+# Per-clip NumPy/SciPy reference
+# --------------------------------------------------------------------------------------------
+def htk_mel_filterbank(n_fft: int, sample_rate: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+    """``(n_fft/2 + 1, n_mels)`` triangular filters on the HTK Mel scale, no normalisation."""
+
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+    def mel_to_hz(m):
+        return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+    freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+    left, centre, right = edges[:-2], edges[1:-1], edges[2:]
+    rising = (freqs[:, None] - left) / (centre - left)
+    falling = (right - freqs[:, None]) / (right - centre)
+    return np.clip(np.minimum(rising, falling), 0.0, None)
+
+
+class NumpyReference:
+    """Features of one clip ``(M, N)`` -> ``(M + M(M-1)/2, T, n_mels)``, float64."""
+
+    def __init__(self, sample_rate=SAMPLE_RATE, n_fft=1024, hop=320, n_mels=64, f_min=50.0, f_max=None, eps=1e-8):
+        self.n_fft, self.hop, self.n_mels, self.eps = n_fft, hop, n_mels, eps
+        self.window = get_window("hann", n_fft, fftbins=True)
+        f_max = sample_rate / 2.0 if f_max is None else f_max
+        self.bank = htk_mel_filterbank(n_fft, sample_rate, n_mels, f_min, f_max)
+        self.lags = np.arange(-(n_mels // 2), n_mels - n_mels // 2) % n_fft
+
+    def __call__(self, clip: np.ndarray) -> np.ndarray:
+        clip = np.asarray(clip, dtype=np.float64)
+        n_frames = clip.shape[1] // self.hop + 1
+        padded = np.pad(clip, ((0, 0), (self.n_fft // 2, self.n_fft // 2)))  # centred frames
+        frames = np.stack([padded[:, t * self.hop : t * self.hop + self.n_fft] for t in range(n_frames)], axis=1)
+        spec = np.fft.rfft(frames * self.window, axis=-1)  # (M, T, n_fft/2 + 1)
+        channels = list(np.log(np.abs(spec) ** 2 @ self.bank + self.eps))
+        for i in range(clip.shape[0]):
+            for j in range(i + 1, clip.shape[0]):
+                cross = spec[i] * np.conj(spec[j])
+                cross = cross / (np.abs(spec[i]) * np.abs(spec[j]) + self.eps)
+                channels.append(np.fft.irfft(cross, n=self.n_fft, axis=-1)[:, self.lags])
+        return np.stack(channels)
+
+
+# --------------------------------------------------------------------------------------------
+# Stand-in encoder and loss for the pretraining step
+# --------------------------------------------------------------------------------------------
+class SmallEncoder(nn.Module):
+    """3 x (conv 3x3 32, BN, ReLU, max-pool 2) -> GRU 64 over time -> linear 128."""
+
+    def __init__(self, in_channels: int = 10, n_freq: int = 64, width: int = 32, hidden: int = 64, out: int = 128):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in in (in_channels, width, width):
+            layers += [nn.Conv2d(c_in, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)]
+        self.cnn = nn.Sequential(*layers)
+        self.gru = nn.GRU(width * (n_freq // 8), hidden, batch_first=True)
+        self.head = nn.Linear(hidden, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.cnn(x)  # (B, C, T/8, F/8)
+        h = h.permute(0, 2, 1, 3).flatten(2)  # (B, T/8, C F/8)
+        h, _ = self.gru(h)
+        return self.head(h.mean(dim=1))
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    n = z1.shape[0]
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    return F.cross_entropy(sim, target)
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmarks
+# --------------------------------------------------------------------------------------------
+def bench_extractor(patches: np.ndarray, batch: int, desc: str) -> tuple[float, float, np.ndarray]:
+    """Wall and CPU seconds for all patches through the batched FeatureExtractor, and its output."""
+    fe = FeatureExtractor()
+    tensor = torch.from_numpy(patches)
+    with torch.no_grad():
+        fe(tensor[:batch])  # warm-up
+        start, cpu = time.perf_counter(), time.process_time()
+        starts = range(0, len(tensor), batch)
+        outputs = [fe(tensor[i : i + batch]) for i in tqdm(starts, desc=desc, unit="batch", leave=False)]
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return seconds, cpu, torch.cat(outputs).numpy()
+
+
+def bench_reference(patches: np.ndarray, desc: str) -> tuple[float, float, np.ndarray]:
+    """Wall and CPU seconds for all patches through the per-clip NumPy reference, and its output."""
+    ref = NumpyReference()
+    ref(patches[0])  # warm-up
+    start, cpu = time.perf_counter(), time.process_time()
+    outputs = [ref(clip) for clip in tqdm(patches, desc=desc, unit="clip", leave=False)]
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return seconds, cpu, np.stack(outputs)
+
+
+PHASES = ("data (two 1 s crops)", "ChannelSwap + Mixup", "FeatureExtractor", "RandomResizedCrop + ChannelDrop")
+
+
+def bench_pretraining(batch: int, steps: int, seed: int) -> tuple[dict[str, float], float]:
+    """Mean seconds per step of each data phase (:data:`PHASES`) and of forward + backward + step."""
+    g = torch.Generator().manual_seed(seed)
+    pool = torch.randn(max(4 * batch, 256), N_MICS, 2 * SAMPLE_RATE, generator=g)  # 2 s "recordings"
+    fe, swap, mixup = FeatureExtractor(), ChannelSwap(), Mixup(alpha_max=0.01)
+    crop, drop = RandomResizedCrop(), ChannelDrop(p=0.1)
+    encoder = SmallEncoder()
+    optimiser = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+    phase_s = {name: [] for name in PHASES}
+    model_s = []
+    for step in tqdm(range(steps + 1), desc="pretraining steps", unit="step"):
+        marks = [time.perf_counter()]
+        with torch.no_grad():
+            items = torch.randint(len(pool), (batch,), generator=g)
+            offsets = torch.randint(SAMPLE_RATE + 1, (2, batch), generator=g)
+            views = [
+                torch.stack([pool[i, :, o : o + SAMPLE_RATE] for i, o in zip(items.tolist(), offsets[v].tolist())])
+                for v in range(2)
+            ]
+            marks.append(time.perf_counter())
+            view1, symmetry = swap(views[0], generator=g)
+            view2, _ = swap(views[1], symmetry)  # the same symmetry for both views
+            waves = [mixup(view, generator=g) for view in (view1, view2)]
+            marks.append(time.perf_counter())
+            feats = [fe(w) for w in waves]
+            marks.append(time.perf_counter())
+            inputs = [drop(crop(x, generator=g), generator=g) for x in feats]
+            marks.append(time.perf_counter())
+        loss = nt_xent(encoder(inputs[0]), encoder(inputs[1]))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        marks.append(time.perf_counter())
+        if step:  # step 0 is the warm-up
+            for name, begin, end in zip(PHASES, marks[:-2], marks[1:-1]):
+                phase_s[name].append(end - begin)
+            model_s.append(marks[-1] - marks[-2])
+    return {name: float(np.mean(v)) for name, v in phase_s.items()}, float(np.mean(model_s))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patches", type=int, default=256, help="number of 1 s patches (default 256)")
+    parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
+    parser.add_argument("--steps", type=int, default=5, help="timed pretraining steps after one warm-up (default 5)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each implementation (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random patches (default 0)")
+    args = parser.parse_args(argv)
+    if min(args.patches, args.batch, args.steps, args.repeats) < 1:
+        parser.error("--patches, --batch, --steps and --repeats must be positive")
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    print(
+        f"{args.patches} patches of {N_MICS} x 1 s at {SAMPLE_RATE} Hz, batch {args.batch}, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} CPU thread(s)"
+    )
+    patches = np.random.default_rng(args.seed).standard_normal((args.patches, N_MICS, SAMPLE_RATE)).astype(np.float32)
+
+    torch_runs, numpy_runs, torch_cpu, numpy_cpu = [], [], [], []
+    for repeat in range(args.repeats):  # interleaved, so that both see the same machine load
+        seconds, cpu, torch_out = bench_extractor(patches, args.batch, f"torch batched {repeat + 1}/{args.repeats}")
+        torch_runs.append(seconds)
+        torch_cpu.append(cpu)
+        seconds, cpu, numpy_out = bench_reference(patches, f"numpy per clip {repeat + 1}/{args.repeats}")
+        numpy_runs.append(seconds)
+        numpy_cpu.append(cpu)
+    mel_err = float(np.abs(torch_out[:, :N_MICS] - numpy_out[:, :N_MICS]).max())
+    gcc_err = float(np.abs(torch_out[:, N_MICS:] - numpy_out[:, N_MICS:]).max())
+    torch_s, numpy_s = min(torch_runs), min(numpy_runs)
+    torch_rate, numpy_rate = args.patches / torch_s, args.patches / numpy_s
+    print()
+    print(f"best of {args.repeats} runs (all runs in seconds in brackets)")
+    print(f"{'implementation':<36}{'seconds':>10}{'patches/s':>12}   runs")
+    for label, best, rate, runs in (
+        ("FeatureExtractor (torch, batched)", torch_s, torch_rate, torch_runs),
+        ("NumPy/SciPy reference (per clip)", numpy_s, numpy_rate, numpy_runs),
+    ):
+        print(f"{label:<36}{best:>10.3f}{rate:>12.1f}   [{', '.join(f'{r:.2f}' for r in runs)}]")
+    verdict = "meets" if torch_rate >= 10 * numpy_rate else "misses"
+    print(f"speed-up: {torch_rate / numpy_rate:.2f}x ({verdict} the 10x goal)")
+    print(
+        f"CPU seconds (best run, all threads): torch {min(torch_cpu):.3f}, numpy {min(numpy_cpu):.3f}; "
+        f"CPU-time ratio {min(numpy_cpu) / min(torch_cpu):.2f}x (less sensitive to other load on the machine)"
+    )
+    print(f"max |torch - numpy|: log-Mel {mel_err:.2e}, GCC-PHAT {gcc_err:.2e}")
+
+    print()
+    phases, model_s = bench_pretraining(args.batch, args.steps, args.seed)
+    data_s = sum(phases.values())
+    total = data_s + model_s
+    print(f"pretraining-like step, batch {args.batch} x 2 views, CPU, mean of {args.steps} steps: {total:.3f} s")
+    print(f"  data + features + augmentation: {data_s:.3f} s ({100 * data_s / total:.1f} %)")
+    for name, seconds in phases.items():
+        print(f"    {name:<34}{seconds:.3f} s ({100 * seconds / total:.1f} %)")
+    print(f"  encoder forward + backward + step: {model_s:.3f} s ({100 * model_s / total:.1f} %)")
+
+if __name__ == "__main__":
+    main()

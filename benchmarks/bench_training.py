@@ -1,0 +1,392 @@
+"""Throughput of an MC-SimCLR pretraining step, and where its time goes.
+
+Usage::
+
+    python benchmarks/bench_training.py [--batch 64] [--steps 10] [--clips 256] [--encoder base|paper]
+                                        [--device auto|cpu|cuda] [--workers 0] [--gpu-batch 512]
+
+A script, not a test; it imports only the Kedro-free library (``mc_simclr.training``,
+``augment``, ``features``, ``models``, ``losses``, ``shards``), so it also runs on a GPU machine
+that has torch but no Kedro.
+
+1. ``--clips`` random 4-channel clips at 16 kHz, 2-12 s long (white noise times a random gain),
+   are written with :func:`~mc_simclr.shards.write_shard` into a temporary shard folder and read
+   back through :class:`~mc_simclr.shards.ShardedAudio` (memory-mapped).
+2. A pretraining step as :func:`mc_simclr.training.pretrain` runs it, all four augmentations on
+   (ChannelSwap, Mixup alpha_max 0.01, RandomResizedCrop scale [0.8, 1] ratio [0.8, 1.25],
+   ChannelDrop p 0.1), is timed in three parts:
+
+   a. data: the next batch from a ``DataLoader`` over :class:`~mc_simclr.training.CropPairs`
+      (two random 1 s crops per clip), moved to the device;
+   b. features + augmentation: :class:`~mc_simclr.augment.MultiLevelAugmentation` under
+      ``torch.no_grad()``;
+   c. forward + backward + SGD step of :class:`~mc_simclr.models.CRNNEncoder` +
+      :class:`~mc_simclr.models.ProjectionHead` with :func:`~mc_simclr.losses.nt_xent`.
+
+   ``torch.cuda.synchronize()`` closes every part on CUDA. 2 warm-up steps, then ``--steps`` timed
+   ones. The loader samples clips with replacement, so any ``--clips`` feeds any batch size.
+   Also counted: minor page faults per step (Unix), the cost of large fresh CPU allocations.
+3. A short breakdown of (b) by stage (ChannelSwap, Mixup, STFT, log-Mel, GCC-PHAT,
+   RandomResizedCrop, ChannelDrop) on the last batch.
+
+Runs: ``--device cpu``: the CPU at ``--batch`` with ``--encoder``. ``--device cuda``: only the GPU
+run, below. ``--device auto``: the CPU run and, when CUDA is available, also the GPU run: the paper
+encoder at ``--gpu-batch``, with the GPU busy share (time in (b) + (c) over the wall time of a
+step) and the projected time of the paper's pretraining, 500 epochs x 15,813 clips / clips per s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+from tqdm.auto import tqdm
+
+try:  # minor page faults of this process (Unix); None elsewhere
+    import resource
+
+    def minor_faults() -> int | None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+except ImportError:  # pragma: no cover - Windows
+
+    def minor_faults() -> int | None:
+        return None
+
+from mc_simclr.augment import MultiLevelAugmentation
+from mc_simclr.features import FeatureExtractor
+from mc_simclr.losses import nt_xent
+from mc_simclr.models import CRNNEncoder, EncoderConfig, ProjectionHead
+from mc_simclr.shards import ShardData, ShardedAudio, write_shard
+from mc_simclr.training import CropPairs, PretrainConfig, scaled_lr
+
+SAMPLE_RATE = 16000
+N_MICS = 4
+WARMUP_STEPS = 2
+CLIPS_PER_SHARD = 64
+PAPER_EPOCHS = 500
+PAPER_CLIPS = 15_813
+GOAL = "goal on one H100: < 1 h, GPU busy > 80%"
+
+# Encoder + feature settings. "base" = conf/base/parameters_pretraining.yml (encoder) and
+# conf/base/parameters.yml (features); "paper" = the paper's CRNN and front end (conf/paper).
+ENCODERS: dict[str, dict] = {
+    "base": {
+        "encoder": {
+            "in_channels": 10,
+            "filters": [32, 32, 32],
+            "kernel_size": 3,
+            "pools": [[2, 2], [2, 2], [1, 2]],
+            "gru_hidden": 64,
+            "embedding_dim": 128,
+            "temporal_pooling": "mean",
+            "dropout": 0.0,
+        },
+        "features": {"n_fft": 1024, "hop_length": 320, "n_mels": 64, "f_min": 50.0, "f_max": None, "eps": 1e-8},
+    },
+    "paper": {
+        "encoder": {
+            "in_channels": 10,
+            "filters": [128, 128, 128],
+            "kernel_size": 5,
+            "pools": [[2, 4], [2, 4], [1, 2]],
+            "gru_hidden": 128,
+            "embedding_dim": 128,
+            "temporal_pooling": "mean",
+            "dropout": 0.0,
+        },
+        "features": {"n_fft": 1024, "hop_length": 160, "n_mels": 96, "f_min": 50.0, "f_max": None, "eps": 1e-8},
+    },
+}
+
+# All four augmentations on, as in conf/base/parameters_pretraining.yml.
+AUGMENTATIONS = {
+    "channel_swap": {"enabled": True},
+    "mixup": {"enabled": True, "alpha_max": 0.01},
+    "random_resized_crop": {"enabled": True, "scale": [0.8, 1.0], "ratio": [0.8, 1.25], "max_lag_shift": None},
+    "channel_drop": {"enabled": True, "p": 0.1},
+}
+
+
+@dataclass
+class RunResult:
+    label: str
+    device: str
+    encoder: str
+    batch: int
+    steps: int
+    data_s: float  # (a), summed over the timed steps
+    augment_s: float  # (b)
+    train_s: float  # (c)
+    wall_s: float  # whole steps, summed
+    faults: int | None  # minor page faults of this process over the timed steps (CPU side)
+    breakdown: dict[str, float]  # (b) by stage, seconds per batch
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.batch * self.steps / self.wall_s
+
+    def share(self, part: float) -> float:
+        return part / self.wall_s
+
+    @property
+    def busy(self) -> float:
+        """Share of a step spent in (b) + (c): the GPU busy estimate on CUDA."""
+        return (self.augment_s + self.train_s) / self.wall_s
+
+    @property
+    def projected_hours(self) -> float:
+        return PAPER_EPOCHS * PAPER_CLIPS / self.clips_per_s / 3600.0
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic shards
+# --------------------------------------------------------------------------------------------
+def build_shards(root: Path, n_clips: int, seed: int = 0) -> ShardedAudio:
+    """``n_clips`` 4-channel white-noise clips of 2-12 s, written in shards of CLIPS_PER_SHARD."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2 * SAMPLE_RATE, 12 * SAMPLE_RATE + 1, size=n_clips)
+    gains = 10.0 ** rng.uniform(-2.0, 0.0, size=n_clips)  # -40 .. 0 dB
+    n_shards = -(-n_clips // CLIPS_PER_SHARD)
+    for s in tqdm(range(n_shards), desc="writing shards", unit="shard", leave=False):
+        data = ShardData()
+        for i in range(s * CLIPS_PER_SHARD, min(n_clips, (s + 1) * CLIPS_PER_SHARD)):
+            audio = rng.standard_normal((N_MICS, int(lengths[i])), dtype=np.float32)
+            audio *= np.float32(gains[i])
+            data.add({"clip_id": f"clip{i:05d}", "split": "unlabeled"}, audio)
+        write_shard(root, f"shard{s:04d}", data)
+    return ShardedAudio(root)
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def augment_breakdown(
+    views: MultiLevelAugmentation, x1: torch.Tensor, x2: torch.Tensor, device: torch.device, repeats: int = 3
+) -> dict[str, float]:
+    """Seconds per batch (both views, one call each as in ``views.forward``) of each stage, best of ``repeats``."""
+    extractor: FeatureExtractor = views.features  # type: ignore[assignment]
+    generator = torch.Generator(device=device).manual_seed(1)
+    best: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        sync(device)
+        best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+        return out
+
+    with torch.no_grad():
+        for _ in range(repeats):
+            a, symmetry = timed("channel_swap", lambda: views.channel_swap(x1, generator=generator))
+            b, _ = views.channel_swap(x2, symmetry)
+            a, b = timed("mixup", lambda: (views.mixup(a, generator), views.mixup(b, generator)))
+            real, imag = zip(*timed("stft", lambda: [extractor.stft(v) for v in (a, b)]))
+            power = timed("power", lambda: [r.square() + i.square() for r, i in zip(real, imag)])
+            mel = timed("log_mel", lambda: [extractor.log_mel(p) for p in power])
+            gcc = timed("gcc_phat", lambda: [extractor.gcc_phat(r, i, p) for r, i, p in zip(real, imag, power)])
+            f1, f2 = timed("concat", lambda: [torch.cat([m, g], dim=1) for m, g in zip(mel, gcc)])
+            f1, f2 = timed(
+                "random_resized_crop",
+                lambda: (views.random_resized_crop(f1, generator), views.random_resized_crop(f2, generator)),
+            )
+            timed("channel_drop", lambda: (views.channel_drop(f1, generator), views.channel_drop(f2, generator)))
+    return best
+
+
+def run(
+    label: str,
+    audio: ShardedAudio,
+    encoder_name: str,
+    batch: int,
+    steps: int,
+    device: torch.device,
+    workers: int,
+    seed: int = 0,
+) -> RunResult:
+    torch.manual_seed(seed)
+    spec = ENCODERS[encoder_name]
+    config = PretrainConfig(batch_size=batch, num_workers=workers, seed=seed)
+    extractor = FeatureExtractor.from_params(dict(spec["features"]), SAMPLE_RATE, N_MICS)
+    encoder_config = EncoderConfig.from_params(dict(spec["encoder"]))
+    encoder = CRNNEncoder(encoder_config, extractor.n_mels).to(device).train()
+    projector = ProjectionHead(encoder_config.embedding_dim, **config.projection).to(device).train()
+    views = MultiLevelAugmentation.from_params(AUGMENTATIONS, extractor, N_MICS).to(device)
+    params = list(encoder.parameters()) + list(projector.parameters())
+    optimizer = torch.optim.SGD(
+        params,
+        lr=scaled_lr(config.base_lr, batch, config.reference_batch_size),
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+
+    crop_samples = int(round(config.crop_seconds * SAMPLE_RATE))
+    clip_ids = audio.metadata["clip_id"].tolist()
+    dataset = CropPairs(audio, clip_ids, crop_samples, seed)
+    total_steps = WARMUP_STEPS + steps
+    indices = RandomSampler(
+        dataset, replacement=True, num_samples=batch * total_steps, generator=torch.Generator().manual_seed(seed)
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=[(0, int(i)) for i in indices],  # CropPairs items are keyed (epoch, index)
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    data_s = augment_s = train_s = wall_s = 0.0
+    faults = 0
+    batches = iter(loader)
+    x1 = x2 = None
+    bar = tqdm(range(total_steps), desc=f"{label}: {encoder_name} b{batch} on {device.type}", unit="step", leave=False)
+    for step in bar:
+        sync(device)
+        faults0 = minor_faults()
+        t0 = time.perf_counter()
+        # (a) data
+        x1, x2 = next(batches)
+        x1 = x1.to(device, non_blocking=True)
+        x2 = x2.to(device, non_blocking=True)
+        sync(device)
+        t1 = time.perf_counter()
+        # (b) features + augmentation
+        with torch.no_grad():
+            f1, f2 = views(x1, x2, generator)
+        sync(device)
+        t2 = time.perf_counter()
+        # (c) forward + backward + optimiser step
+        z = projector(encoder(torch.cat([f1, f2])))
+        loss = nt_xent(z[:batch], z[batch:], config.temperature)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_value = float(loss.detach())  # pretrain() reads the loss every step, which syncs too
+        sync(device)
+        t3 = time.perf_counter()
+        if not np.isfinite(loss_value):
+            raise RuntimeError(f"non-finite loss {loss_value} at step {step}")
+        if step >= WARMUP_STEPS:
+            data_s += t1 - t0
+            augment_s += t2 - t1
+            train_s += t3 - t2
+            wall_s += t3 - t0
+            faults = None if faults0 is None or faults is None else faults + minor_faults() - faults0
+            bar.set_postfix(clips_per_s=f"{batch * (step - WARMUP_STEPS + 1) / wall_s:.0f}", loss=f"{loss_value:.3f}")
+    bar.close()
+    del batches
+
+    breakdown = augment_breakdown(views, x1, x2, device)
+    return RunResult(label, str(device), encoder_name, batch, steps, data_s, augment_s, train_s, wall_s, faults, breakdown)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+def print_table(results: list[RunResult]) -> None:
+    header = (
+        f"{'run':<5} {'device':<7} {'encoder':<7} {'batch':>5} {'steps':>5} {'s/step':>7} {'clips/s':>8} "
+        f"{'(a) data':>9} {'(b) feat+aug':>12} {'(c) fwd+bwd':>11} {'busy':>6} {'faults/step':>11}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(
+            f"{r.label:<5} {r.device:<7} {r.encoder:<7} {r.batch:>5} {r.steps:>5} {r.wall_s / r.steps:>7.3f} "
+            f"{r.clips_per_s:>8.1f} {r.share(r.data_s):>9.1%} {r.share(r.augment_s):>12.1%} "
+            f"{r.share(r.train_s):>11.1%} {r.busy:>6.1%} "
+            f"{'n/a' if r.faults is None else f'{r.faults / r.steps:,.0f}':>11}"
+        )
+    print(
+        "(shares of the wall time of a step; busy = (b) + (c), the GPU busy estimate on CUDA; faults/step = minor\n"
+        " page faults of this process per step: each is a fresh 4 KiB page, mostly from tensors too large for\n"
+        " malloc's heap, and costly in a VM)"
+    )
+
+    for r in results:
+        total = sum(r.breakdown.values())
+        parts = ", ".join(f"{k} {v * 1e3:.1f} ms ({v / total:.0%})" for k, v in r.breakdown.items())
+        print(f"\n(b) by stage, {r.label} ({r.device}, batch {r.batch}, both views): {total * 1e3:.1f} ms = {parts}")
+
+    for r in results:
+        if r.device.startswith("cuda"):
+            print(
+                f"\n{r.label}: {r.clips_per_s:.0f} clips/s, GPU busy ~{r.busy:.0%}; paper pretraining "
+                f"{PAPER_EPOCHS} epochs x {PAPER_CLIPS:,} clips -> {r.projected_hours:.2f} h projected"
+            )
+    print(GOAL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "encoders (the dicts ENCODERS in this script; both n_fft 1024, embedding 128, projection 128-128):\n"
+            "  base   the slim CPU encoder of conf/base/parameters_pretraining.yml: filters [32,32,32], kernel 3,\n"
+            "         pools [[2,2],[2,2],[1,2]], gru_hidden 64; features hop 320 / 64 mels (51 x 64 per 1 s crop)\n"
+            "  paper  128 filters of 5x5, pools [[2,4],[2,4],[1,2]], gru_hidden 128; hop 160 / 96 mels (101 x 96)\n"
+            "The GPU run always uses the paper encoder at --gpu-batch.\n"
+            f"{GOAL}"
+        ),
+    )
+    parser.add_argument("--batch", type=int, default=64, help="clips per batch on the CPU (default 64)")
+    parser.add_argument("--steps", type=int, default=10, help=f"timed steps, after {WARMUP_STEPS} warm-up steps (default 10)")
+    parser.add_argument("--clips", type=int, default=256, help="synthetic 2-12 s clips in the shard folder (default 256)")
+    parser.add_argument("--encoder", choices=sorted(ENCODERS), default="base", help="encoder of the CPU run (default base)")
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="cpu: CPU run only; cuda: GPU run only; auto: CPU run, plus the GPU run when CUDA is available",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
+    parser.add_argument("--gpu-batch", type=int, default=512, help="clips per batch of the GPU run (default 512)")
+    args = parser.parse_args()
+    if args.batch < 2 or args.gpu_batch < 2 or args.steps < 1 or args.clips < 2 or args.workers < 0:
+        parser.error("need --batch >= 2, --gpu-batch >= 2, --steps >= 1, --clips >= 2, --workers >= 0")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch.cuda.is_available() is False")
+
+    plan: list[tuple[str, torch.device, str, int]] = []
+    if args.device in ("auto", "cpu"):
+        plan.append(("cpu", torch.device("cpu"), args.encoder, args.batch))
+    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
+        plan.append(("gpu", torch.device("cuda"), "paper", args.gpu_batch))
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads ({platform.processor() or platform.machine()}), "
+        f"CUDA device: {gpu}; {args.clips} clips, {args.steps} timed steps after {WARMUP_STEPS} warm-up, "
+        f"{args.workers} DataLoader workers"
+    )
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+        started = time.perf_counter()
+        audio = build_shards(Path(tmp) / "audio", args.clips)
+        print(f"{audio}: {audio.metadata['length'].sum() / SAMPLE_RATE / 3600:.2f} h of audio, "
+              f"written in {time.perf_counter() - started:.1f} s")
+        for label, device, encoder_name, batch in plan:
+            results.append(run(label, audio, encoder_name, batch, args.steps, device, args.workers))
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()
