@@ -315,9 +315,9 @@ def test_invalid_input_shape(shape):
     ],
 )
 def test_invalid_parameters(params, name):
-    with pytest.raises(ValueError, match="Invalid feature parameter") as info:
+    with pytest.raises(ValueError, match="Invalid parameter") as info:
         FeatureExtractor(**params)
-    assert repr(name) in str(info.value)
+    assert repr(f"features.{name}") in str(info.value)
 
 
 def test_invalid_window_and_unknown_parameter():

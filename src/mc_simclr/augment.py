@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mc_simclr.acoustics.scene import wrap_degrees
+from mc_simclr.config import check_keys
 from mc_simclr.features import mic_pairs
 
 
@@ -288,9 +289,7 @@ class MultiLevelAugmentation(nn.Module):
     @classmethod
     def from_params(cls, params: dict, features: nn.Module, n_mics: int = 4) -> "MultiLevelAugmentation":
         """Build from the ``augmentations`` block: ``{name: {enabled: bool, ...options}}``."""
-        unknown = sorted(set(params) - set(AUGMENTATIONS))
-        if unknown:
-            raise ValueError(f"Unknown augmentation(s) {['augmentations.' + k for k in unknown]}; expected {AUGMENTATIONS}")
+        check_keys(params, AUGMENTATIONS, "augmentations")
 
         def options(name: str) -> dict | None:
             block = dict(params.get(name) or {})

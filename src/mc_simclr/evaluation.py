@@ -32,6 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mc_simclr.augment import FeatureChannelSwap, map_azimuth, n_symmetries
+from mc_simclr.config import check_values, dataclass_from_params
 from mc_simclr.devices import resolve_device
 from mc_simclr.metrics import accuracy, azimuth_from_vector, azimuth_to_vector, mean_azimuth_error
 from mc_simclr.models import CRNNEncoder, SELDHeads
@@ -59,11 +60,7 @@ class SupervisedConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], name: str = "evaluation.supervised") -> "SupervisedConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"Unknown parameter(s) {[f'{name}.{k}' for k in unknown]}; expected some of {sorted(known)}")
-        config = cls(**params)
+        config = dataclass_from_params(cls, params, name)
         checks = {
             "batch_size": config.batch_size >= 2,
             "lr": config.lr > 0,
@@ -72,9 +69,7 @@ class SupervisedConfig:
             "encoder_grad_scale": config.encoder_grad_scale >= 0,
             "warmup_epochs": config.warmup_epochs >= 0,
         }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"Invalid parameter(s) {[f'{name}.{k}' for k in bad]}")
+        check_values(checks, name)
         return config
 
 

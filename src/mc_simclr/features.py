@@ -35,6 +35,7 @@ import torchaudio
 from torch import nn
 
 from mc_simclr.audio.crops import fixed_patches
+from mc_simclr.config import check_keys, check_values
 from mc_simclr.shards import FeatureShard
 
 # Metadata carried from the simulation table to every feature item.
@@ -91,13 +92,12 @@ class FeatureExtractor(nn.Module):
             "n_mics": n_mics >= 2,
             "eps": eps > 0,
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(
-                f"Invalid feature parameter(s) {bad}: sample_rate={sample_rate}, n_fft={n_fft}, "
-                f"hop_length={hop_length}, win_length={win_length}, n_mels={n_mels}, f_min={f_min}, "
-                f"f_max={f_max}, n_mics={n_mics}, eps={eps}"
-            )
+        check_values(
+            checks,
+            "features",
+            f"sample_rate={sample_rate}, n_fft={n_fft}, hop_length={hop_length}, win_length={win_length}, "
+            f"n_mels={n_mels}, f_min={f_min}, f_max={f_max}, n_mics={n_mics}, eps={eps}",
+        )
         windows = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
         if window not in windows:
             raise ValueError(f"features.window must be one of {sorted(windows)}, got {window!r}")
@@ -146,10 +146,7 @@ class FeatureExtractor(nn.Module):
     @classmethod
     def from_params(cls, params: dict[str, Any], sample_rate: int, n_mics: int = 4) -> "FeatureExtractor":
         """Build from the ``features`` parameter block."""
-        known = {"n_fft", "hop_length", "win_length", "window", "n_mels", "f_min", "f_max", "eps"}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"Unknown parameter(s) {['features.' + k for k in unknown]}; expected some of {sorted(known)}")
+        check_keys(params, ("n_fft", "hop_length", "win_length", "window", "n_mels", "f_min", "f_max", "eps"), "features")
         return cls(sample_rate=sample_rate, n_mics=n_mics, **params)
 
     def extra_repr(self) -> str:

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mc_simclr.config import dataclass_from_params
+
 
 @dataclass
 class EncoderConfig:
@@ -31,11 +33,7 @@ class EncoderConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], name: str = "encoder") -> "EncoderConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"Unknown parameter(s) {[f'{name}.{k}' for k in unknown]}; expected some of {sorted(known)}")
-        config = cls(**params)
+        config = dataclass_from_params(cls, params, name)
         config.validate(name)
         return config
 

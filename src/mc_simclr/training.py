@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from mc_simclr.audio.crops import pad_or_trim
+from mc_simclr.config import check_values, dataclass_from_params
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.devices import resolve_device
 from mc_simclr.features import FeatureExtractor
@@ -140,11 +141,7 @@ class PretrainConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], name: str = "pretraining") -> "PretrainConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"Unknown parameter(s) {[f'{name}.{k}' for k in unknown]}; expected some of {sorted(known)}")
-        config = cls(**params)
+        config = dataclass_from_params(cls, params, name)
         checks = {
             "epochs": config.epochs >= 1,
             "batch_size": config.batch_size >= 2,
@@ -157,9 +154,7 @@ class PretrainConfig:
             "crop_seconds": config.crop_seconds > 0,
             "num_workers": config.num_workers >= 0,
         }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"Invalid parameter(s) {[f'{name}.{k}' for k in bad]}: {asdict(config)}")
+        check_values(checks, name, asdict(config))
         return config
 
     @property

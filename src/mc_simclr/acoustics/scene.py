@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from mc_simclr.config import dataclass_from_params
+
 SPEED_OF_SOUND = 343.0
 
 
@@ -80,12 +82,8 @@ class SceneConfig:
     @classmethod
     def from_params(cls, params: dict[str, Any], name: str = "simulation.scene") -> "SceneConfig":
         """Build from a parameters dictionary, naming ``name.<key>`` in every error."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"Unknown parameter(s) {', '.join(f'{name}.{k}' for k in unknown)}; expected some of {sorted(known)}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
-        config = cls(**values)
+        config = dataclass_from_params(cls, values, name)
         config.validate(name)
         return config
 
