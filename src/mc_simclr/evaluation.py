@@ -82,11 +82,11 @@ class Split:
 
     @property
     def class_index(self) -> torch.Tensor:
-        return torch.as_tensor(self.items["class_index"].to_numpy(), dtype=torch.long)
+        return torch.tensor(self.items["class_index"].to_numpy(), dtype=torch.long)
 
     @property
     def azimuth(self) -> torch.Tensor:
-        return torch.as_tensor(self.items["azimuth_deg"].to_numpy(), dtype=torch.float32)
+        return torch.tensor(self.items["azimuth_deg"].to_numpy(), dtype=torch.float32)
 
     def subset(self, clip_ids: set[str]) -> "Split":
         mask = self.items["clip_id"].isin(clip_ids).to_numpy()
