@@ -1,0 +1,26 @@
+"""kedro-viz builds the project's graph with every pipeline and the catalog layers."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_kedro_viz_build_shows_every_pipeline(kedro_project):
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    kedro = Path(sys.executable).with_name("kedro")
+    result = subprocess.run([str(kedro), "viz", "build"], cwd=kedro_project, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    graph = json.loads((kedro_project / "build" / "api" / "main").read_text())
+    assert {p["id"] for p in graph["pipelines"]} >= {
+        "__default__",
+        "data_simulation",
+        "feature_extraction",
+        "pretraining",
+        "evaluation",
+    }
+    layers = {n.get("layer") for n in graph["nodes"] if n.get("layer")}
+    assert layers >= {"intermediate", "primary", "feature", "models", "reporting"}
+    names = {n["name"] for n in graph["nodes"]}
+    assert {"spatialize_clips", "extract_features", "pretrain_encoder", "build_report"} <= names
