@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 import torch
 
 from mc_simclr.acoustics.rir import get_backend, spatialize
@@ -104,9 +105,13 @@ def test_fine_tune_changes_a_copy_only():
     torch.manual_seed(0)
     encoder = CRNNEncoder(ENCODER, n_bins=8)
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    out = fine_tune(encoder, train, val, {"test": test}, 3, CONFIG, pretrained=True, progress=False)
+    tuned = fine_tune(encoder, train, val, {"test": test}, 3, CONFIG, pretrained=True, progress=False)
     assert all(torch.equal(v, before[k]) for k, v in encoder.state_dict().items())
-    assert set(out["test"].validation) >= {"loss", "accuracy", "azimuth_error"}
+    assert set(tuned.predictions["test"].validation) >= {"loss", "accuracy", "azimuth_error"}
+    assert any(not torch.equal(v, before[k]) for k, v in tuned.encoder.state_dict().items())
+    with torch.no_grad():
+        logits, vector = tuned.heads(tuned.encoder(test.features))
+    np.testing.assert_allclose(vector.numpy(), tuned.predictions["test"].azimuth_vector, atol=1e-5)
 
 
 def test_gradient_scaling_scales():
@@ -147,3 +152,20 @@ def test_srp_phat_finds_a_source_in_a_dry_room(azimuth):
     clip = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
     estimate = SRPPhat()(spatialize(clip, rirs))
     assert azimuth_error(estimate, azimuth) <= 3.0
+
+
+def test_inference_windows_and_channel_check(tmp_path):
+    from mc_simclr.inference import read_recording, windows
+
+    audio = np.arange(2 * 25, dtype=np.float32).reshape(2, 25)
+    cut, starts = windows(audio, length=10, hop=10)
+    assert list(starts) == [0, 10, 20] and cut.shape == (3, 2, 10)
+    np.testing.assert_array_equal(cut[2, :, :5], audio[:, 20:])
+    assert not cut[2, :, 5:].any()
+    short, starts = windows(audio[:, :4], length=10, hop=5)
+    assert list(starts) == [0] and short.shape == (1, 2, 10)
+    sf.write(str(tmp_path / "three.wav"), np.zeros((100, 3)), 16000)
+    with pytest.raises(ValueError, match=r"three.wav: 3 channel\(s\), expected 4"):
+        read_recording(tmp_path / "three.wav", 16000, 4)
+    sf.write(str(tmp_path / "four.wav"), 0.1 * np.ones((441, 4)), 44100)
+    assert read_recording(tmp_path / "four.wav", 16000, 4).shape == (4, 160)

@@ -1,9 +1,14 @@
 """The evaluation pipeline under conf/test writes the results table, breakdowns and plots."""
 
 import mlflow
+import numpy as np
 import pandas as pd
+import pytest
+import soundfile as sf
 
 from conftest import run_pipeline, tracking_uri
+from mc_simclr.audio.io import resample
+from mc_simclr.shards import ShardedAudio
 
 
 def test_evaluation_run(simulated_project):
@@ -34,3 +39,25 @@ def test_evaluation_run(simulated_project):
     assert "metrics.evaluation.srp_phat.fine_tune_azimuth_error" in run
     artifacts = [a.path for a in mlflow.tracking.MlflowClient().list_artifacts(run["run_id"], "reporting")]
     assert "reporting/results.csv" in artifacts and "reporting/subset_finetuning.png" in artifacts
+
+    # inference on "own recordings": two rendered test clips, one of them at 44.1 kHz
+    audio = ShardedAudio(simulated_project / "data/03_primary/spatial_audio")
+    folder = simulated_project / "data/01_raw/recordings"
+    folder.mkdir(parents=True)
+    test_ids = list(audio.metadata.query("split == 'test'")["clip_id"])[:2]
+    clip = audio.load_clip(test_ids[0])
+    sf.write(str(folder / "a.wav"), clip.T, 16000)
+    sf.write(str(folder / "b.wav"), resample(audio.load_clip(test_ids[1]), 16000, 44100).T, 44100)
+    run_pipeline(simulated_project, "inference")
+    out = pd.read_parquet(simulated_project / "data/07_model_output/inference.parquet")
+    assert set(out["file"].map(lambda f: f.rsplit("/", 1)[-1])) == {"a.wav", "b.wav"}
+    first = out[out["file"].str.endswith("a.wav")]
+    assert len(first) == int(np.ceil(clip.shape[1] / 16000)) and first["start_s"].tolist() == list(range(len(first)))
+    assert out["azimuth_deg"].between(-180, 180).all() and out["class_probability"].between(0, 1).all()
+    assert len(out["embedding"].iloc[0]) == 16
+    assert (simulated_project / "data/06_models/seld_model.pt").is_file()
+
+    # a recording with the wrong channel count is refused with its name
+    sf.write(str(folder / "stereo.wav"), clip[:2].T, 16000)
+    with pytest.raises(ValueError, match=r"stereo.wav: 2 channel\(s\), expected 4"):
+        run_pipeline(simulated_project, "inference")

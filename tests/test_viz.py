@@ -19,8 +19,9 @@ def test_kedro_viz_build_shows_every_pipeline(kedro_project):
         "feature_extraction",
         "pretraining",
         "evaluation",
+        "inference",
     }
     layers = {n.get("layer") for n in graph["nodes"] if n.get("layer")}
-    assert layers >= {"intermediate", "primary", "feature", "models", "reporting"}
+    assert layers >= {"intermediate", "primary", "feature", "models", "model_output", "reporting"}
     names = {n["name"] for n in graph["nodes"]}
-    assert {"spatialize_clips", "extract_features", "pretrain_encoder", "build_report"} <= names
+    assert {"spatialize_clips", "extract_features", "pretrain_encoder", "build_report", "run_inference"} <= names

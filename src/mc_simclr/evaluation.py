@@ -102,6 +102,15 @@ class Predictions:
     validation: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class FineTuned:
+    """Result of :func:`fine_tune`: test predictions and the selected encoder + heads."""
+
+    predictions: dict[str, Predictions]
+    encoder: CRNNEncoder
+    heads: SELDHeads
+
+
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
@@ -267,8 +276,12 @@ def fine_tune(
     pretrained: bool,
     n_mics: int = 4,
     progress: bool = True,
-) -> dict[str, Predictions]:
-    """Train encoder and heads jointly (encoder gradients scaled when ``pretrained``); predict ``tests``."""
+) -> "FineTuned":
+    """Train encoder and heads jointly (encoder gradients scaled when ``pretrained``); predict ``tests``.
+
+    Returns the predictions per split of ``tests`` and the selected model (a trained copy of
+    ``encoder`` and the heads, on CPU, in eval mode); ``encoder`` itself is not modified.
+    """
     device = resolve_device(config.device)
     seed_everything(config.seed)
     encoder = copy.deepcopy(encoder).to(device)
@@ -326,7 +339,7 @@ def fine_tune(
         predictions = _predict(encoder, heads, split, device)
         predictions.validation = validation_scores
         out[name] = predictions
-    return out
+    return FineTuned(out, encoder.cpu().eval(), heads.cpu().eval())
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,17 +404,20 @@ def run_protocols(
     """Linear probing, fine-tuning and subset fine-tuning of one encoder; clip-level test results.
 
     Returns ``{"linear_probe": clips, "fine_tune": clips, "subsets": {amount: clips},
-    "validation": {protocol: scores}, "embeddings": (test embeddings, test items)}``; the full-data
+    "validation": {protocol: scores}, "model": (fine-tuned encoder, heads),
+    "embeddings": (test embeddings, test items)}``; the full-data
     point of the subset curve reuses the fine-tuning run instead of training it twice.
     """
     train, validation, test = splits["labeled"], splits["validation"], splits["test"]
     probe = linear_probe(encoder, train, validation, {"test": test}, n_classes, config, n_mics)["test"]
-    full = fine_tune(encoder, train, validation, {"test": test}, n_classes, config, pretrained, n_mics)["test"]
+    tuned = fine_tune(encoder, train, validation, {"test": test}, n_classes, config, pretrained, n_mics)
+    full = tuned.predictions["test"]
     results: dict[str, Any] = {
         "linear_probe": clip_predictions(test.items, probe),
         "fine_tune": clip_predictions(test.items, full),
         "validation": {"linear_probe": probe.validation, "fine_tune": full.validation},
         "subsets": {},
+        "model": (tuned.encoder, tuned.heads),
     }
     labeled_clips = train.items.groupby("clip_id", sort=True).first().reset_index()
     for amount in subset_amounts:
@@ -410,8 +426,8 @@ def run_protocols(
             results["subsets"][float(amount)] = results["fine_tune"]
             continue
         logger.info("Subset fine-tuning on %d of %d labeled clips (%s %s)", len(chosen), len(labeled_clips), amount, subset_unit)
-        predictions = fine_tune(encoder, train.subset(chosen), validation, {"test": test}, n_classes, config, pretrained, n_mics)
-        results["subsets"][float(amount)] = clip_predictions(test.items, predictions["test"])
+        subset = fine_tune(encoder, train.subset(chosen), validation, {"test": test}, n_classes, config, pretrained, n_mics)
+        results["subsets"][float(amount)] = clip_predictions(test.items, subset.predictions["test"])
     device = resolve_device(config.device)
     results["embeddings"] = (embed(encoder, test.features, device).numpy(), test.items)
     return results

@@ -7,7 +7,10 @@ from kedro.pipeline import Pipeline
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register every pipeline package under ``mc_simclr.pipelines``; the default runs them all."""
+    """Register every pipeline package under ``mc_simclr.pipelines``.
+
+    The default runs all of them except ``inference``, which needs the user's own recordings.
+    """
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    pipelines["__default__"] = sum((p for name, p in pipelines.items() if name != "inference"), Pipeline([]))
     return pipelines

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from mc_simclr.baselines import SRPPhat
 from mc_simclr.evaluation import SupervisedConfig, load_splits, random_init_like, run_protocols
+from mc_simclr.inference import package_seld_model
 from mc_simclr.metrics import breakdown
 from mc_simclr.reporting import PROTOCOLS, plot_embeddings, plot_subsets, results_table, subset_table, table1_markdown
 from mc_simclr.shards import FeatureShards, ShardedAudio
@@ -48,6 +49,20 @@ def evaluate_pretrained(encoder: dict[str, Any], feature_patches: FeatureShards,
 def evaluate_random_init(encoder: dict[str, Any], feature_patches: FeatureShards, class_names: list[str], evaluation: dict[str, Any]) -> dict[str, Any]:
     """All protocols on a random-init encoder of the same shape (its fine-tuning = supervised from scratch)."""
     return _evaluate(encoder, False, feature_patches, class_names, evaluation)
+
+
+def export_seld_model(pretrained_results: dict[str, Any], encoder: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
+    """The fine-tuned MC-SimCLR encoder with its class and azimuth heads, for the inference pipeline."""
+    tuned_encoder, heads = pretrained_results["model"]
+    _, extractor = unpack_encoder(encoder)
+    return package_seld_model(
+        tuned_encoder,
+        heads,
+        extractor,
+        encoder["features"],
+        class_names,
+        {"pretraining_run_id": encoder.get("pretraining_run_id", ""), "protocol": "fine_tune"},
+    )
 
 
 def srp_phat_baseline(spatial_audio: ShardedAudio, feature_index: pd.DataFrame, evaluation: dict[str, Any], audio: dict[str, Any]) -> pd.DataFrame:

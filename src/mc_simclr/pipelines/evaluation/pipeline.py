@@ -2,7 +2,13 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from mc_simclr.pipelines.evaluation.nodes import build_report, evaluate_pretrained, evaluate_random_init, srp_phat_baseline
+from mc_simclr.pipelines.evaluation.nodes import (
+    build_report,
+    evaluate_pretrained,
+    evaluate_random_init,
+    export_seld_model,
+    srp_phat_baseline,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -12,6 +18,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(evaluate_pretrained, inputs=inputs, outputs="pretrained_results", name="evaluate_pretrained"),
             Node(evaluate_random_init, inputs=inputs, outputs="random_init_results", name="evaluate_random_init"),
+            Node(
+                export_seld_model,
+                inputs=["pretrained_results", "encoder", "class_names"],
+                outputs="seld_model",
+                name="export_seld_model",
+            ),
             Node(
                 srp_phat_baseline,
                 inputs=["spatial_audio", "feature_index", "params:evaluation", "params:audio"],
