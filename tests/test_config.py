@@ -33,6 +33,8 @@ def test_paper_environment_matches_the_paper():
     assert (pretraining.batch_size, pretraining.epochs, pretraining.lr, pretraining.warmup_epochs) == (512, 500, 0.2, 10)
     assert (pretraining.momentum, pretraining.weight_decay, pretraining.temperature) == (0.9, 1e-4, 0.1)
     assert params["encoder"]["embedding_dim"] == 128 and params["encoder"]["filters"] == [128, 128, 128]
+    assert params["encoder"]["architecture"] == "crnn"  # the paper's single encoder, one NT-Xent on h
+    assert (pretraining.joint_loss_weight, pretraining.branch_loss_weight) == (1.0, 0.0)
     supervised = SupervisedConfig.from_params(params["evaluation"]["supervised"])
     assert (supervised.batch_size, supervised.lr, supervised.encoder_grad_scale) == (128, 0.01, 0.1)
     assert params["corpus"]["source"] == "fsdnoisy18k" and params["corpus"]["fsdnoisy18k"]["validation_size"] == 200

@@ -141,3 +141,45 @@ def test_encoder_package_round_trip(audio, tmp_path):
     x = torch.randn(2, 4, 8000)
     with torch.no_grad():
         assert torch.allclose(encoder(rebuilt(x)), result.encoder(extractor(x)))
+
+
+SPLIT = EncoderConfig(
+    architecture="split_crnn", filters=[4, 4], kernel_size=3, pools=[[2, 4], [2, 4]], gru_hidden=8, embedding_dim=16
+)
+
+
+def test_split_encoder_branches_see_their_channels():
+    from mc_simclr.models import SplitCRNNEncoder, build_encoder
+
+    encoder = build_encoder(SPLIT, n_bins=16).eval()
+    assert isinstance(encoder, SplitCRNNEncoder)
+    x = torch.randn(3, 10, 12, 16)
+    mel, gcc = encoder.parts(x)
+    assert mel.shape == (3, 8) and gcc.shape == (3, 8)
+    changed = x.clone()
+    changed[:, 4:] += 1.0  # GCC channels only
+    with torch.no_grad():
+        assert torch.equal(encoder.parts(changed)[0], mel) and not torch.equal(encoder.parts(changed)[1], gcc)
+        assert torch.equal(encoder(x), torch.cat([mel, gcc], dim=1))
+
+
+def test_split_pretraining_with_branch_losses_resumes(audio, tmp_path):
+    extractor = FeatureExtractor(sample_rate=8000, n_fft=256, hop_length=128, n_mels=16)
+    ids = [f"c{i}" for i in range(8)]
+
+    def run(**overrides):
+        params = {"epochs": 2, "batch_size": 4, "warmup_epochs": 1, "device": "cpu", "joint_loss_weight": 0.0,
+                  "branch_loss_weight": 1.0, **overrides}
+        return pretrain(audio, ids, extractor, SPLIT, AUGMENT, PretrainConfig.from_params(params), progress=False)
+
+    full = run(checkpoint_path=str(tmp_path / "split.pt"))
+    assert set(full.projectors) == {"mel", "gcc"} and np.isfinite(full.history[-1]["loss"])
+    again = run(checkpoint_path=str(tmp_path / "split.pt"))
+    assert again.resumed_from_epoch == 2
+    encoder, _ = unpack_encoder(package_encoder(full.encoder, extractor, {"n_fft": 256, "hop_length": 128, "n_mels": 16}))
+    x = torch.randn(2, 10, 63, 16)
+    with torch.no_grad():
+        assert torch.allclose(encoder(x), full.encoder(x))
+    with pytest.raises(ValueError, match="pretraining.branch_loss_weight"):
+        pretrain(audio, ids, extractor, ENCODER, AUGMENT,
+                 PretrainConfig.from_params({"epochs": 1, "batch_size": 4, "warmup_epochs": 0, "branch_loss_weight": 1.0}), progress=False)

@@ -35,7 +35,7 @@ from mc_simclr.augment import FeatureChannelSwap, map_azimuth, n_symmetries
 from mc_simclr.config import check_values, dataclass_from_params
 from mc_simclr.devices import resolve_device
 from mc_simclr.metrics import accuracy, azimuth_from_vector, azimuth_to_vector, mean_azimuth_error
-from mc_simclr.models import CRNNEncoder, SELDHeads
+from mc_simclr.models import Encoder, SELDHeads, build_encoder
 from mc_simclr.training import epoch_seed, seed_everything, warmup_cosine
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class FineTuned:
     """Result of :func:`fine_tune`: test predictions and the selected encoder + heads."""
 
     predictions: dict[str, Predictions]
-    encoder: CRNNEncoder
+    encoder: Encoder
     heads: SELDHeads
 
 
@@ -119,7 +119,7 @@ def scale_gradients(module: nn.Module, factor: float) -> list[torch.utils.hooks.
     return [p.register_hook(lambda grad, f=factor: grad * f) for p in module.parameters() if p.requires_grad]
 
 
-def embed(encoder: CRNNEncoder, features: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+def embed(encoder: Encoder, features: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
     """Embeddings ``(N, D)`` of features (eval mode, no gradients), returned on CPU."""
     encoder = encoder.to(device).eval()
     out = []
@@ -129,7 +129,7 @@ def embed(encoder: CRNNEncoder, features: torch.Tensor, device: torch.device, ba
     return torch.cat(out)
 
 
-def embed_symmetries(encoder: CRNNEncoder, features: torch.Tensor, device: torch.device, n_mics: int = 4) -> torch.Tensor:
+def embed_symmetries(encoder: Encoder, features: torch.Tensor, device: torch.device, n_mics: int = 4) -> torch.Tensor:
     """Embeddings ``(S, N, D)`` of the features under each of the S array symmetries."""
     swap = FeatureChannelSwap(n_mics)
     return torch.stack(
@@ -188,7 +188,7 @@ def _sample_symmetries(n: int, config: SupervisedConfig, generator: torch.Genera
 # Linear probing
 # --------------------------------------------------------------------------------------------
 def linear_probe(
-    encoder: CRNNEncoder,
+    encoder: Encoder,
     train: Split,
     validation: Split,
     tests: dict[str, Split],
@@ -254,7 +254,7 @@ def linear_probe(
 # --------------------------------------------------------------------------------------------
 # Fine-tuning
 # --------------------------------------------------------------------------------------------
-def _predict(encoder: CRNNEncoder, heads: SELDHeads, split: Split, device: torch.device) -> Predictions:
+def _predict(encoder: Encoder, heads: SELDHeads, split: Split, device: torch.device) -> Predictions:
     encoder.eval()
     heads.eval()
     probs, vectors = [], []
@@ -267,7 +267,7 @@ def _predict(encoder: CRNNEncoder, heads: SELDHeads, split: Split, device: torch
 
 
 def fine_tune(
-    encoder: CRNNEncoder,
+    encoder: Encoder,
     train: Split,
     validation: Split,
     tests: dict[str, Split],
@@ -391,7 +391,7 @@ def load_splits(store, names: tuple[str, ...] = ("labeled", "validation", "test"
 
 
 def run_protocols(
-    encoder: CRNNEncoder,
+    encoder: Encoder,
     pretrained: bool,
     splits: dict[str, Split],
     n_classes: int,
@@ -433,7 +433,7 @@ def run_protocols(
     return results
 
 
-def random_init_like(encoder: CRNNEncoder, seed: int) -> CRNNEncoder:
+def random_init_like(encoder: Encoder, seed: int) -> Encoder:
     """A freshly initialised encoder of the same shape (the no-pretraining baseline)."""
     torch.manual_seed(seed)
-    return CRNNEncoder(copy.deepcopy(encoder.config), encoder.n_bins).eval()
+    return build_encoder(copy.deepcopy(encoder.config), encoder.n_bins).eval()

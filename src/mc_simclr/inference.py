@@ -21,12 +21,12 @@ from mc_simclr.audio.io import read_multichannel, resample
 from mc_simclr.devices import resolve_device
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.metrics import azimuth_from_vector
-from mc_simclr.models import CRNNEncoder, SELDHeads
+from mc_simclr.models import Encoder, SELDHeads
 from mc_simclr.training import package_encoder, unpack_encoder
 
 
 def package_seld_model(
-    encoder: CRNNEncoder,
+    encoder: Encoder,
     heads: SELDHeads,
     extractor: FeatureExtractor,
     features_params: dict[str, Any],
@@ -40,7 +40,7 @@ def package_seld_model(
     return state
 
 
-def unpack_seld_model(state: dict[str, Any]) -> tuple[CRNNEncoder, SELDHeads, FeatureExtractor, list[str]]:
+def unpack_seld_model(state: dict[str, Any]) -> tuple[Encoder, SELDHeads, FeatureExtractor, list[str]]:
     """Rebuild what :func:`package_seld_model` stored (eval mode, CPU)."""
     if "heads" not in state or "class_names" not in state:
         raise ValueError("model file lacks heads or class names: it was not written by the evaluation pipeline")

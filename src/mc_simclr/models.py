@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -20,9 +20,15 @@ class EncoderConfig:
     remaining frequency/lag bins, a bidirectional GRU runs over time, the GRU outputs are pooled
     over time (``temporal_pooling``: ``mean`` or ``meanmax``) and a linear layer gives the
     ``embedding_dim``-d embedding h.
+
+    ``architecture: split_crnn`` (an extension beyond the paper) runs two such CRNNs side by side,
+    one on the first ``mel_channels`` input channels (log-Mel) and one on the rest (GCC), each
+    giving half of h; see :class:`SplitCRNNEncoder`.
     """
 
+    architecture: str = "crnn"
     in_channels: int = 10
+    mel_channels: int = 4
     filters: list[int] = field(default_factory=lambda: [128, 128, 128])
     kernel_size: int = 5
     pools: list[list[int]] = field(default_factory=lambda: [[2, 4], [2, 4], [1, 2]])
@@ -44,6 +50,10 @@ class EncoderConfig:
             raise ValueError(f"{name}.pools entries must be [time, frequency] pool sizes >= 1, got {self.pools}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"{name}.kernel_size must be odd and >= 1, got {self.kernel_size}")
+        if self.architecture not in ("crnn", "split_crnn"):
+            raise ValueError(f"{name}.architecture must be 'crnn' or 'split_crnn', got {self.architecture!r}")
+        if self.architecture == "split_crnn" and not (0 < self.mel_channels < self.in_channels and self.embedding_dim >= 2):
+            raise ValueError(f"{name}.mel_channels must lie in (0, in_channels) and embedding_dim >= 2 for split_crnn")
         if self.temporal_pooling not in ("mean", "meanmax"):
             raise ValueError(f"{name}.temporal_pooling must be 'mean' or 'meanmax', got {self.temporal_pooling!r}")
         if min(self.filters) < 1 or self.gru_hidden < 1 or self.embedding_dim < 1:
@@ -101,6 +111,43 @@ class CRNNEncoder(nn.Module):
         return self.fc(pooled)
 
 
+class SplitCRNNEncoder(nn.Module):
+    """Two CRNN branches, one on the log-Mel channels and one on the GCC channels; h = [h_mel, h_gcc].
+
+    An extension beyond the paper: with one shared encoder, instance discrimination can be solved
+    through one group of channels alone (on the embedded corpus: through GCC, so class information
+    stays at random-init level). Separate branches, each trained with its own NT-Xent, keep both.
+    """
+
+    def __init__(self, config: EncoderConfig, n_bins: int) -> None:
+        super().__init__()
+        self.config = config
+        self.n_bins = n_bins
+        half = config.embedding_dim // 2
+        mel = replace(config, architecture="crnn", in_channels=config.mel_channels, embedding_dim=half)
+        gcc = replace(
+            config, architecture="crnn", in_channels=config.in_channels - config.mel_channels, embedding_dim=config.embedding_dim - half
+        )
+        self.mel = CRNNEncoder(mel, n_bins)
+        self.gcc = CRNNEncoder(gcc, n_bins)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.embedding_dim
+
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings of the Mel branch and of the GCC branch."""
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"SplitCRNNEncoder expects (batch, {self.config.in_channels}, T, {self.n_bins}), got {tuple(x.shape)}")
+        return self.mel(x[:, : self.config.mel_channels]), self.gcc(x[:, self.config.mel_channels :])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.parts(x), dim=1)
+
+
+Encoder = CRNNEncoder | SplitCRNNEncoder
+
+
 class ProjectionHead(nn.Module):
     """SimCLR's 2-layer MLP from h to z, discarded after pretraining."""
 
@@ -126,8 +173,8 @@ class SELDHeads(nn.Module):
         return self.classifier(h), self.azimuth(h)
 
 
-def build_encoder(config: EncoderConfig | dict[str, Any], n_bins: int) -> CRNNEncoder:
-    """Encoder from a config (or its dict form, as stored in checkpoints)."""
+def build_encoder(config: EncoderConfig | dict[str, Any], n_bins: int) -> Encoder:
+    """Encoder of ``config.architecture`` from a config (or its dict form, as stored in files)."""
     if isinstance(config, dict):
         config = EncoderConfig.from_params(config)
-    return CRNNEncoder(config, n_bins)
+    return SplitCRNNEncoder(config, n_bins) if config.architecture == "split_crnn" else CRNNEncoder(config, n_bins)

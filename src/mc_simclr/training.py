@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -39,8 +40,8 @@ from mc_simclr.config import check_values, dataclass_from_params
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.devices import resolve_device
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.losses import NTXentLoss
-from mc_simclr.models import CRNNEncoder, EncoderConfig, ProjectionHead
+from mc_simclr.losses import nt_xent
+from mc_simclr.models import Encoder, EncoderConfig, ProjectionHead, SplitCRNNEncoder, build_encoder
 from mc_simclr.shards import ShardedAudio
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ class PretrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: int = 10
     temperature: float = 0.1
+    joint_loss_weight: float = 1.0
+    branch_loss_weight: float = 0.0
     crop_seconds: float = 1.0
     projection: dict[str, int] = field(default_factory=lambda: {"hidden_dim": 128, "out_dim": 128})
     num_workers: int = 0
@@ -150,6 +153,9 @@ class PretrainConfig:
             "weight_decay": config.weight_decay >= 0,
             "warmup_epochs": 0 <= config.warmup_epochs <= config.epochs,
             "temperature": config.temperature > 0,
+            "joint_loss_weight": config.joint_loss_weight >= 0,
+            "branch_loss_weight": config.branch_loss_weight >= 0
+            and config.joint_loss_weight + config.branch_loss_weight > 0,
             "crop_seconds": config.crop_seconds > 0,
             "num_workers": config.num_workers >= 0,
         }
@@ -217,10 +223,42 @@ class EpochShuffle(torch.utils.data.Sampler):
         return iter([(self.epoch, int(i)) for i in order])
 
 
+def make_projectors(encoder: Encoder, config: PretrainConfig) -> nn.ModuleDict:
+    """Projection heads: ``joint`` on h; ``mel`` and ``gcc`` on the branch embeddings of a split encoder."""
+    heads = nn.ModuleDict()
+    if config.joint_loss_weight > 0:
+        heads["joint"] = ProjectionHead(encoder.embedding_dim, **config.projection)
+    if config.branch_loss_weight > 0:
+        if not isinstance(encoder, SplitCRNNEncoder):
+            raise ValueError("pretraining.branch_loss_weight > 0 needs encoder.architecture: split_crnn")
+        heads["mel"] = ProjectionHead(encoder.mel.embedding_dim, **config.projection)
+        heads["gcc"] = ProjectionHead(encoder.gcc.embedding_dim, **config.projection)
+    return heads
+
+
+def contrastive_loss(
+    encoder: Encoder, projectors: nn.ModuleDict, f1: torch.Tensor, f2: torch.Tensor, config: PretrainConfig
+) -> torch.Tensor:
+    """``joint_loss_weight`` x NT-Xent on h plus ``branch_loss_weight`` x NT-Xent of each branch."""
+    n = len(f1)
+    features = torch.cat([f1, f2])
+    if isinstance(encoder, SplitCRNNEncoder):
+        mel, gcc = encoder.parts(features)
+        parts = {"mel": mel, "gcc": gcc, "joint": torch.cat([mel, gcc], dim=1)}
+    else:
+        parts = {"joint": encoder(features)}
+    loss = features.new_zeros(())
+    for name, head in projectors.items():
+        weight = config.joint_loss_weight if name == "joint" else config.branch_loss_weight
+        z = head(parts[name])
+        loss = loss + weight * nt_xent(z[:n], z[n:], config.temperature)
+    return loss
+
+
 @dataclass
 class PretrainResult:
-    encoder: CRNNEncoder
-    projector: ProjectionHead
+    encoder: Encoder
+    projectors: nn.ModuleDict
     history: list[dict[str, float]]
     fingerprint: str
     resumed_from_epoch: int
@@ -256,11 +294,10 @@ def pretrain(
 
     seed_everything(config.seed)
     n_bins = extractor.n_mels
-    encoder = CRNNEncoder(encoder_config, n_bins).to(device)
-    projector = ProjectionHead(encoder_config.embedding_dim, **config.projection).to(device)
+    encoder = build_encoder(encoder_config, n_bins).to(device)
+    projectors = make_projectors(encoder, config).to(device)
     views = MultiLevelAugmentation.from_params(augment_params, extractor, extractor.n_mics).to(device)
-    loss_fn = NTXentLoss(config.temperature)
-    params = list(encoder.parameters()) + list(projector.parameters())
+    params = list(encoder.parameters()) + list(projectors.parameters())
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
     dataset = CropPairs(audio, clip_ids, crop_samples, config.seed)
@@ -285,7 +322,7 @@ def pretrain(
     if checkpoint is not None and checkpoint.exists() and not config.restart:
         state = load_checkpoint(checkpoint, run_fingerprint)
         encoder.load_state_dict(state["encoder"])
-        projector.load_state_dict(state["projector"])
+        projectors.load_state_dict(state["projectors"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
@@ -299,14 +336,13 @@ def pretrain(
         sampler.set_epoch(epoch)
         generator = torch.Generator(device=device).manual_seed(seed)
         encoder.train()
-        projector.train()
+        projectors.train()
         total, clips, started = 0.0, 0, time.perf_counter()
         for x1, x2 in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress):
             x1 = x1.to(device, non_blocking=True)
             x2 = x2.to(device, non_blocking=True)
             f1, f2 = views(x1, x2, generator)
-            z = projector(encoder(torch.cat([f1, f2])))
-            loss = loss_fn(z[: len(x1)], z[len(x1) :])
+            loss = contrastive_loss(encoder, projectors, f1, f2, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -330,21 +366,21 @@ def pretrain(
                     "fingerprint": run_fingerprint,
                     "epoch": epoch + 1,
                     "encoder": encoder.state_dict(),
-                    "projector": projector.state_dict(),
+                    "projectors": projectors.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "history": history,
                     "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                 },
             )
-    return PretrainResult(encoder.cpu().eval(), projector.cpu().eval(), history, run_fingerprint, start_epoch)
+    return PretrainResult(encoder.cpu().eval(), projectors.cpu().eval(), history, run_fingerprint, start_epoch)
 
 
 # --------------------------------------------------------------------------------------------
 # Encoder files
 # --------------------------------------------------------------------------------------------
 def package_encoder(
-    encoder: CRNNEncoder, extractor: FeatureExtractor, features_params: dict[str, Any], extra: dict[str, Any] | None = None
+    encoder: Encoder, extractor: FeatureExtractor, features_params: dict[str, Any], extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Everything needed to rebuild the encoder and its feature front end, as one dict."""
     return {
@@ -358,12 +394,12 @@ def package_encoder(
     }
 
 
-def unpack_encoder(state: dict[str, Any]) -> tuple[CRNNEncoder, FeatureExtractor]:
+def unpack_encoder(state: dict[str, Any]) -> tuple[Encoder, FeatureExtractor]:
     """Rebuild the encoder (eval mode, CPU) and the FeatureExtractor it was trained with."""
     missing = [k for k in ("encoder", "encoder_config", "n_bins", "features", "sample_rate") if k not in state]
     if missing:
         raise ValueError(f"encoder file lacks {missing}: it was not written by mc_simclr's pretraining")
-    encoder = CRNNEncoder(EncoderConfig.from_params(dict(state["encoder_config"])), int(state["n_bins"]))
+    encoder = build_encoder(EncoderConfig.from_params(dict(state["encoder_config"])), int(state["n_bins"]))
     encoder.load_state_dict(state["encoder"])
     extractor = FeatureExtractor.from_params(dict(state["features"]), int(state["sample_rate"]), int(state.get("n_mics", 4)))
     return encoder.eval(), extractor

@@ -118,6 +118,10 @@ def build_report(
         for column, value in record.items():
             if column != "encoder" and not np.isnan(value):
                 metrics[f"{key}.{column}"] = {"value": float(value), "step": 0}
+    for key, results in (("mc_simclr", pretrained_results), ("random", random_results)):
+        for protocol, values in results["validation"].items():
+            for metric, value in values.items():
+                metrics[f"{key}.validation.{protocol}_{metric}"] = {"value": float(value), "step": 0}
     scale = 100 if evaluation["subsets"]["unit"] == "fraction" else 60
     for record in curves.to_dict("records"):
         key = "mc_simclr" if record["encoder"] == "MC-SimCLR" else "random"
