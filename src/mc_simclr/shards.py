@@ -165,19 +165,27 @@ def save_shards(
     return counts
 
 
+def read_shard_tables(root: Path, table_file: str, what: str) -> tuple[list[str], pd.DataFrame]:
+    """Ids of the complete shards below ``root`` and their ``table_file`` rows, concatenated.
+
+    Each row gets its ``shard_id`` and its ``row`` position within the shard.
+    """
+    if not root.is_dir():
+        raise FileNotFoundError(f"{what} folder {root} does not exist")
+    shard_ids = complete_shards(root)
+    tables = [
+        pd.read_parquet(root / sid / table_file).assign(shard_id=sid, row=lambda t: np.arange(len(t)))
+        for sid in shard_ids
+    ]
+    return shard_ids, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
 class ShardedAudio:
     """Read-only view of a shard folder: metadata in memory, audio memory-mapped on demand."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"shard folder {self.root} does not exist")
-        self.shard_ids = complete_shards(self.root)
-        tables = []
-        for shard_id in self.shard_ids:
-            table = pd.read_parquet(self.root / shard_id / TABLE_FILE)
-            tables.append(table.assign(shard_id=shard_id))
-        self.metadata = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        self.shard_ids, self.metadata = read_shard_tables(self.root, TABLE_FILE, "shard")
         meta = self.metadata
         self._index = {cid: i for i, cid in enumerate(meta["clip_id"])} if len(meta) else {}
         # Plain arrays for the per-crop lookups of the training loop (pandas rows are slow there).
@@ -264,14 +272,7 @@ class FeatureShards:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"feature folder {self.root} does not exist")
-        self.shard_ids = complete_shards(self.root)
-        tables = [
-            pd.read_parquet(self.root / sid / ITEMS_FILE).assign(shard_id=sid, row=lambda t: np.arange(len(t)))
-            for sid in self.shard_ids
-        ]
-        self.items = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        self.shard_ids, self.items = read_shard_tables(self.root, ITEMS_FILE, "feature")
 
     def __len__(self) -> int:
         return len(self.items)
