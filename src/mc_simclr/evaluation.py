@@ -178,6 +178,12 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def _azimuth_targets(azimuths: torch.Tensor, symmetry: torch.Tensor, n_mics: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(cos, sin) regression targets of azimuths mapped by the applied array symmetries."""
+    mapped = map_azimuth(azimuths, symmetry, n_mics).numpy()
+    return torch.as_tensor(azimuth_to_vector(mapped), dtype=torch.float32, device=device)
+
+
 def _sample_symmetries(n: int, config: SupervisedConfig, generator: torch.Generator, n_mics: int) -> torch.Tensor:
     if not config.channel_swap:
         return torch.zeros(n, dtype=torch.long)
@@ -222,7 +228,7 @@ def linear_probe(
         symmetry = _sample_symmetries(len(labels), config, generator, n_mics)
         for batch in _batches(len(labels), config.batch_size, generator):
             h = train_emb[symmetry[batch], batch]
-            target_az = torch.as_tensor(azimuth_to_vector(map_azimuth(azimuths[batch], symmetry[batch], n_mics).numpy()), dtype=torch.float32)
+            target_az = _azimuth_targets(azimuths[batch], symmetry[batch], n_mics)
             logits, vector = heads(h)
             mask = labelled[batch]
             loss = F.mse_loss(vector, target_az)
@@ -306,14 +312,13 @@ def fine_tune(
                 if len(batch) < 2:  # batch norm needs two samples
                     continue
                 x = swap(train.features[batch].to(device), symmetry[batch].to(device))
-                target_az = torch.as_tensor(
-                    azimuth_to_vector(map_azimuth(azimuths[batch], symmetry[batch], n_mics).numpy()), dtype=torch.float32, device=device
-                )
+                target_az = _azimuth_targets(azimuths[batch], symmetry[batch], n_mics, device)
+                target_class = labels[batch].to(device)
                 logits, vector = heads(encoder(x))
-                mask = labels[batch].to(device) >= 0
+                mask = target_class >= 0
                 loss = config.azimuth_loss_weight * F.mse_loss(vector, target_az)
                 if mask.any():
-                    loss = loss + F.cross_entropy(logits[mask], labels[batch].to(device)[mask])
+                    loss = loss + F.cross_entropy(logits[mask], target_class[mask])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
