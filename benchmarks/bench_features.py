@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_features.py --patches 256 --batch 64 [--threads N]
+    python benchmarks/bench_features.py --patches 256 --batch 64 [--threads N] [--device cpu|cuda] [--skip-step]
 
 1. ``--patches`` random 4-channel 1 s patches at 16 kHz go through
 
@@ -124,15 +124,26 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
 # --------------------------------------------------------------------------------------------
 # Benchmarks
 # --------------------------------------------------------------------------------------------
-def bench_extractor(patches: np.ndarray, batch: int, desc: str) -> tuple[float, float, np.ndarray]:
-    """Wall and CPU seconds for all patches through the batched FeatureExtractor, and its output."""
-    fe = FeatureExtractor()
+def bench_extractor(patches: np.ndarray, batch: int, desc: str, device: torch.device) -> tuple[float, float, np.ndarray]:
+    """Wall and CPU seconds for all patches through the batched FeatureExtractor, and its output.
+
+    On CUDA the timed span includes the host-to-device copy of each batch and the copy of the
+    features back, so the figure is end to end.
+    """
+    fe = FeatureExtractor().to(device)
     tensor = torch.from_numpy(patches)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     with torch.no_grad():
-        fe(tensor[:batch])  # warm-up
+        fe(tensor[:batch].to(device))  # warm-up
+        sync()
         start, cpu = time.perf_counter(), time.process_time()
         starts = range(0, len(tensor), batch)
-        outputs = [fe(tensor[i : i + batch]) for i in tqdm(starts, desc=desc, unit="batch", leave=False)]
+        outputs = [fe(tensor[i : i + batch].to(device)).cpu() for i in tqdm(starts, desc=desc, unit="batch", leave=False)]
+        sync()
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return seconds, cpu, torch.cat(outputs).numpy()
 
@@ -198,7 +209,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed pretraining steps after one warm-up (default 5)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each implementation (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random patches (default 0)")
+    parser.add_argument("--device", default="cpu", help="device of the batched extractor: cpu (default) or cuda")
+    parser.add_argument("--skip-step", action="store_true", help="skip part 2 (the CPU pretraining-like step)")
     args = parser.parse_args(argv)
+    if args.device not in ("cpu", "cuda"):
+        parser.error(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available on this machine")
+    device = torch.device(args.device)
     if min(args.patches, args.batch, args.steps, args.repeats) < 1:
         parser.error("--patches, --batch, --steps and --repeats must be positive")
 
@@ -207,13 +225,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     print(
         f"{args.patches} patches of {N_MICS} x 1 s at {SAMPLE_RATE} Hz, batch {args.batch}, "
-        f"torch {torch.__version__} with {torch.get_num_threads()} CPU thread(s)"
+        f"torch {torch.__version__} with {torch.get_num_threads()} CPU thread(s), extractor on "
+        f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}"
     )
     patches = np.random.default_rng(args.seed).standard_normal((args.patches, N_MICS, SAMPLE_RATE)).astype(np.float32)
 
     torch_runs, numpy_runs, torch_cpu, numpy_cpu = [], [], [], []
     for repeat in range(args.repeats):  # interleaved, so that both see the same machine load
-        seconds, cpu, torch_out = bench_extractor(patches, args.batch, f"torch batched {repeat + 1}/{args.repeats}")
+        seconds, cpu, torch_out = bench_extractor(patches, args.batch, f"torch batched {repeat + 1}/{args.repeats}", device)
         torch_runs.append(seconds)
         torch_cpu.append(cpu)
         seconds, cpu, numpy_out = bench_reference(patches, f"numpy per clip {repeat + 1}/{args.repeats}")
@@ -227,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"best of {args.repeats} runs (all runs in seconds in brackets)")
     print(f"{'implementation':<36}{'seconds':>10}{'patches/s':>12}   runs")
     for label, best, rate, runs in (
-        ("FeatureExtractor (torch, batched)", torch_s, torch_rate, torch_runs),
+        (f"FeatureExtractor (torch, {device.type})", torch_s, torch_rate, torch_runs),
         ("NumPy/SciPy reference (per clip)", numpy_s, numpy_rate, numpy_runs),
     ):
         print(f"{label:<36}{best:>10.3f}{rate:>12.1f}   [{', '.join(f'{r:.2f}' for r in runs)}]")
@@ -239,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"max |torch - numpy|: log-Mel {mel_err:.2e}, GCC-PHAT {gcc_err:.2e}")
 
+    if args.skip_step:
+        return
     print()
     phases, model_s = bench_pretraining(args.batch, args.steps, args.seed)
     data_s = sum(phases.values())
@@ -248,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, seconds in phases.items():
         print(f"    {name:<34}{seconds:.3f} s ({100 * seconds / total:.1f} %)")
     print(f"  encoder forward + backward + step: {model_s:.3f} s ({100 * model_s / total:.1f} %)")
+
 
 if __name__ == "__main__":
     main()
