@@ -16,7 +16,9 @@ from mc_simclr.evaluation import (
     class_balanced_subset,
     clip_predictions,
     fine_tune,
+    knn_predict,
     linear_probe,
+    supervised_azimuth,
     scale_gradients,
 )
 from mc_simclr.metrics import accuracy, azimuth_error, azimuth_from_vector, azimuth_to_vector, breakdown, mean_azimuth_error
@@ -169,3 +171,33 @@ def test_inference_windows_and_channel_check(tmp_path):
         read_recording(tmp_path / "three.wav", 16000, 4)
     sf.write(str(tmp_path / "four.wav"), 0.1 * np.ones((441, 4)), 44100)
     assert read_recording(tmp_path / "four.wav", 16000, 4).shape == (4, 160)
+
+
+class _ChannelMeans(torch.nn.Module):
+    """A fixed "encoder": the means of the toy features' class and azimuth channels."""
+
+    def forward(self, x):
+        return x[:, [0, 4, 5]].mean(dim=(2, 3))
+
+
+def test_knn_reads_class_and_direction_from_the_embedding_geometry():
+    train, _, test = _toy_splits(n_per_class=16)
+    clips = clip_predictions(test.items, knn_predict(_ChannelMeans(), train, {"test": test}, 3, CONFIG)["test"])
+    assert accuracy(clips["pred_class"].to_numpy(), clips["class_index"].to_numpy()) >= 80.0  # chance: 33
+    assert mean_azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"]) < 30.0
+    # shuffled training azimuths: the neighbours' directions say nothing about the query's
+    shuffled = Split(train.features, train.items.assign(azimuth_deg=np.random.default_rng(1).permutation(train.items["azimuth_deg"])))
+    clips = clip_predictions(test.items, knn_predict(_ChannelMeans(), shuffled, {"test": test}, 3, CONFIG)["test"])
+    assert mean_azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"]) > 45.0
+
+
+def test_supervised_azimuth_ceiling_trains_azimuth_only():
+    train, val, test = _toy_splits()
+    torch.manual_seed(0)
+    encoder = CRNNEncoder(ENCODER, 8)
+    config = SupervisedConfig(device="cpu", batch_size=8, finetune_epochs=2, warmup_epochs=1, channel_swap=False)
+    clips = supervised_azimuth(encoder, {"labeled": train, "validation": val, "test": test}, 3, config)
+    assert clips["pred_class"].isna().all() and clips["pred_azimuth"].between(-180, 180).all()
+    assert len(clips) == test.items["clip_id"].nunique()
+    with pytest.raises(ValueError, match="class_loss_weight"):
+        SupervisedConfig.from_params({"class_loss_weight": 0.0, "azimuth_loss_weight": 0.0})

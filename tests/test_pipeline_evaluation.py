@@ -17,11 +17,14 @@ def test_evaluation_run(simulated_project):
 
     reporting = simulated_project / "data/08_reporting"
     table = pd.read_csv(reporting / "results.csv")
-    assert list(table["encoder"]) == ["random init", "MC-SimCLR", "SRP-PHAT (no learning)"]
+    assert list(table["encoder"]) == ["random init", "MC-SimCLR", "supervised azimuth (ceiling)", "SRP-PHAT (no learning)"]
     learned = table.iloc[:2]
     assert learned["linear_probe_accuracy"].between(0, 100).all()
+    assert learned["knn_accuracy"].between(0, 100).all() and learned["knn_azimuth_error"].between(0, 180).all()
     assert learned["fine_tune_azimuth_error"].between(0, 180).all()
-    assert table["fine_tune_azimuth_error"].notna().all() and pd.isna(table.loc[2, "linear_probe_accuracy"])
+    assert table["fine_tune_azimuth_error"].notna().all()
+    # the reference rows estimate azimuth only
+    assert table.loc[2:, ["linear_probe_accuracy", "knn_accuracy", "fine_tune_accuracy"]].isna().all().all()
     assert "Linear-probing accuracy %" in (reporting / "results.md").read_text()
     details = pd.read_csv(reporting / "results_breakdown.csv")
     assert set(details["group"]) == {"rt60", "class"}
@@ -37,6 +40,8 @@ def test_evaluation_run(simulated_project):
     assert run["tags.pretraining_run_id"] == pretraining.iloc[0]["run_id"]
     assert 0 <= run["metrics.evaluation.mc_simclr.linear_probe_accuracy"] <= 100
     assert "metrics.evaluation.srp_phat.fine_tune_azimuth_error" in run
+    assert 0 <= run["metrics.evaluation.supervised_azimuth.fine_tune_azimuth_error"] <= 180
+    assert 0 <= run["metrics.evaluation.mc_simclr.knn_azimuth_error"] <= 180
     artifacts = [a.path for a in mlflow.tracking.MlflowClient().list_artifacts(run["run_id"], "reporting")]
     assert "reporting/results.csv" in artifacts and "reporting/subset_finetuning.png" in artifacts
 

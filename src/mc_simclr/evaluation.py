@@ -8,6 +8,10 @@
   scaled by ``encoder_grad_scale`` (0.1) so that it does not overfit the small labeled split, a
   random-init encoder trains at full rate (it is the supervised-from-scratch model).
 * Subset fine-tuning: the same on class-balanced, seeded subsets of the labeled clips.
+* k-NN: no training at all; each test patch takes the majority class and the mean azimuth
+  direction of its ``knn_k`` nearest training patches (cosine similarity of standardised
+  embeddings; the training patches under every array symmetry, with their mapped azimuths).
+  It reads what the embedding's geometry holds, with no head that could learn a detour.
 
 ChannelSwap is the only augmentation: one random array symmetry per training patch, applied to
 the features (:class:`~mc_simclr.augment.FeatureChannelSwap`) and to the azimuth label
@@ -56,7 +60,9 @@ class SupervisedConfig:
     finetune_epochs: int = 30
     encoder_grad_scale: float = 0.1
     azimuth_loss_weight: float = 1.0
+    class_loss_weight: float = 1.0  # 0: azimuth only (the supervised azimuth ceiling)
     channel_swap: bool = True
+    knn_k: int = 5  # neighbours of the k-NN protocol
 
     @classmethod
     def from_params(cls, params: dict[str, Any], name: str = "evaluation.supervised") -> "SupervisedConfig":
@@ -68,6 +74,10 @@ class SupervisedConfig:
             "finetune_epochs": config.finetune_epochs >= 1,
             "encoder_grad_scale": config.encoder_grad_scale >= 0,
             "warmup_epochs": config.warmup_epochs >= 0,
+            "azimuth_loss_weight": config.azimuth_loss_weight >= 0,
+            "class_loss_weight": config.class_loss_weight >= 0
+            and config.azimuth_loss_weight + config.class_loss_weight > 0,
+            "knn_k": config.knn_k >= 1,
         }
         check_values(checks, name)
         return config
@@ -257,6 +267,49 @@ def linear_probe(
     return out
 
 
+def knn_predict(
+    encoder: Encoder,
+    train: Split,
+    tests: dict[str, Split],
+    n_classes: int,
+    config: SupervisedConfig,
+    n_mics: int = 4,
+) -> dict[str, Predictions]:
+    """k nearest training patches of each test patch: class votes and mean azimuth direction.
+
+    References are the training patches under all array symmetries (their azimuths mapped by
+    :func:`~mc_simclr.augment.map_azimuth`; the class label is unchanged). Similarity is the
+    cosine of embeddings standardised with the training set's statistics.
+    """
+    device = resolve_device(config.device)
+    train_emb = embed_symmetries(encoder, train.features, device, n_mics)  # (S, N, D)
+    mean = train_emb[0].mean(0, keepdim=True)
+    std = train_emb[0].std(0, keepdim=True).clamp_min(1e-6)
+    n_sym = train_emb.shape[0] if config.channel_swap else 1
+    references = F.normalize(((train_emb[:n_sym] - mean) / std).flatten(0, 1), dim=1)
+    ref_azimuths = torch.cat(
+        [
+            torch.as_tensor(map_azimuth(train.azimuth.numpy(), np.full(len(train.azimuth), s), n_mics), dtype=torch.float32)
+            for s in range(n_sym)
+        ]
+    )
+    ref_vectors = torch.as_tensor(azimuth_to_vector(ref_azimuths.numpy()), dtype=torch.float32)
+    ref_labels = train.class_index.repeat(n_sym)
+    k = min(config.knn_k, len(references))
+    out = {}
+    for name, split in tests.items():
+        queries = F.normalize((embed(encoder, split.features, device) - mean) / std, dim=1)
+        neighbours = (queries @ references.T).topk(k, dim=1).indices  # (Q, k)
+        labels = ref_labels[neighbours]
+        votes = torch.zeros(len(queries), n_classes)
+        valid = labels >= 0
+        votes.scatter_add_(1, labels.clamp_min(0), valid.float())
+        probs = votes / votes.sum(1, keepdim=True).clamp_min(1.0)
+        vectors = ref_vectors[neighbours].mean(1)
+        out[name] = Predictions(probs.numpy() if bool(valid.any()) else None, vectors.numpy())
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Fine-tuning
 # --------------------------------------------------------------------------------------------
@@ -317,8 +370,8 @@ def fine_tune(
                 logits, vector = heads(encoder(x))
                 mask = target_class >= 0
                 loss = config.azimuth_loss_weight * F.mse_loss(vector, target_az)
-                if mask.any():
-                    loss = loss + F.cross_entropy(logits[mask], target_class[mask])
+                if mask.any() and config.class_loss_weight > 0:
+                    loss = loss + config.class_loss_weight * F.cross_entropy(logits[mask], target_class[mask])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -328,8 +381,8 @@ def fine_tune(
             vectors = torch.as_tensor(predictions.azimuth_vector, device=device)
             mask = val_labels >= 0
             val_loss = config.azimuth_loss_weight * float(F.mse_loss(vectors, val_vectors))
-            if mask.any():
-                val_loss += float(F.nll_loss(probs[mask].clamp_min(1e-12).log(), val_labels[mask]))
+            if mask.any() and config.class_loss_weight > 0:
+                val_loss += config.class_loss_weight * float(F.nll_loss(probs[mask].clamp_min(1e-12).log(), val_labels[mask]))
             if val_loss < best_loss:
                 best_loss = val_loss
                 best_state = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(heads.state_dict()))
@@ -408,19 +461,25 @@ def run_protocols(
 ) -> dict[str, Any]:
     """Linear probing, fine-tuning and subset fine-tuning of one encoder; clip-level test results.
 
-    Returns ``{"linear_probe": clips, "fine_tune": clips, "subsets": {amount: clips},
+    Returns ``{"linear_probe": clips, "knn": clips, "fine_tune": clips, "subsets": {amount: clips},
     "validation": {protocol: scores}, "model": (fine-tuned encoder, heads),
     "embeddings": (test embeddings, test items)}``; the full-data
     point of the subset curve reuses the fine-tuning run instead of training it twice.
     """
     train, validation, test = splits["labeled"], splits["validation"], splits["test"]
     probe = linear_probe(encoder, train, validation, {"test": test}, n_classes, config, n_mics)["test"]
+    neighbours = knn_predict(encoder, train, {"validation": validation, "test": test}, n_classes, config, n_mics)
     tuned = fine_tune(encoder, train, validation, {"test": test}, n_classes, config, pretrained, n_mics)
     full = tuned.predictions["test"]
     results: dict[str, Any] = {
         "linear_probe": clip_predictions(test.items, probe),
+        "knn": clip_predictions(test.items, neighbours["test"]),
         "fine_tune": clip_predictions(test.items, full),
-        "validation": {"linear_probe": probe.validation, "fine_tune": full.validation},
+        "validation": {
+            "linear_probe": probe.validation,
+            "knn": clip_scores(validation.items, neighbours["validation"]),
+            "fine_tune": full.validation,
+        },
         "subsets": {},
         "model": (tuned.encoder, tuned.heads),
     }
@@ -436,6 +495,20 @@ def run_protocols(
     device = resolve_device(config.device)
     results["embeddings"] = (embed(encoder, test.features, device).numpy(), test.items)
     return results
+
+
+def supervised_azimuth(
+    encoder: Encoder, splits: dict[str, Split], n_classes: int, config: SupervisedConfig, n_mics: int = 4
+) -> pd.DataFrame:
+    """The azimuth ceiling: ``encoder`` trained from its current weights on azimuth alone (full
+    rate, no class loss); clip-level test predictions with ``pred_class`` NaN."""
+    azimuth_only = copy.deepcopy(config)
+    azimuth_only.class_loss_weight = 0.0
+    azimuth_only.azimuth_loss_weight = max(config.azimuth_loss_weight, 1e-12)
+    tuned = fine_tune(encoder, splits["labeled"], splits["validation"], {"test": splits["test"]}, n_classes, azimuth_only, False, n_mics)
+    clips = clip_predictions(splits["test"].items, tuned.predictions["test"])
+    clips["pred_class"] = np.nan
+    return clips
 
 
 def random_init_like(encoder: Encoder, seed: int) -> Encoder:

@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 
 from mc_simclr.metrics import breakdown  # noqa: E402
 
-PROTOCOLS = ("linear_probe", "fine_tune")
+PROTOCOLS = ("linear_probe", "knn", "fine_tune")
 
 
 def scores(clips: pd.DataFrame) -> dict[str, float]:
@@ -60,6 +60,8 @@ def table1_markdown(table: pd.DataFrame) -> str:
             "encoder": "Encoder",
             "linear_probe_accuracy": "Linear-probing accuracy %",
             "linear_probe_azimuth_error": "Linear-probing error °",
+            "knn_accuracy": "k-NN accuracy %",
+            "knn_azimuth_error": "k-NN error °",
             "fine_tune_accuracy": "Fine-tuning accuracy %",
             "fine_tune_azimuth_error": "Fine-tuning error °",
         }

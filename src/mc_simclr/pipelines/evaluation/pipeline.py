@@ -8,6 +8,7 @@ from mc_simclr.pipelines.evaluation.nodes import (
     evaluate_random_init,
     export_seld_model,
     srp_phat_baseline,
+    supervised_azimuth_ceiling,
 )
 
 
@@ -18,6 +19,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(evaluate_pretrained, inputs=inputs, outputs="pretrained_results", name="evaluate_pretrained"),
             Node(evaluate_random_init, inputs=inputs, outputs="random_init_results", name="evaluate_random_init"),
+            Node(supervised_azimuth_ceiling, inputs=inputs, outputs="supervised_azimuth_results", name="supervised_azimuth_ceiling"),
             Node(
                 export_seld_model,
                 inputs=["pretrained_results", "encoder", "class_names"],
@@ -32,7 +34,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 build_report,
-                inputs=["pretrained_results", "random_init_results", "srp_phat_results", "encoder", "params:evaluation"],
+                inputs=[
+                    "pretrained_results",
+                    "random_init_results",
+                    "srp_phat_results",
+                    "supervised_azimuth_results",
+                    "encoder",
+                    "params:evaluation",
+                ],
                 outputs=[
                     "results_table",
                     "results_markdown",
