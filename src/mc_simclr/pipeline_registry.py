@@ -6,11 +6,17 @@ from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 
+OPT_IN = ("inference", "ablations")
+
+
 def register_pipelines() -> dict[str, Pipeline]:
     """Register every pipeline package under ``mc_simclr.pipelines``.
 
-    The default runs all of them except ``inference``, which needs the user's own recordings.
+    The default runs the four main pipelines: not ``inference``, which needs the user's own
+    recordings, nor ``ablations``, the long sweep of pretraining variants.
     """
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = sum((p for name, p in pipelines.items() if name != "inference"), Pipeline([]))
+    pipelines["__default__"] = sum(
+        (p for name, p in pipelines.items() if name not in OPT_IN and name != "__default__"), Pipeline([])
+    )
     return pipelines

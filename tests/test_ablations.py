@@ -1,0 +1,131 @@
+"""Ablation variants: validation, parameter blocks, evaluation cache and sweep tables."""
+
+import json
+
+import pytest
+import yaml
+
+from conftest import PROJECT_ROOT
+from mc_simclr.ablations import (
+    Variant,
+    deep_merge,
+    evaluation_fingerprint,
+    load_cached,
+    parse_variants,
+    save_cached,
+    sweep_frame,
+    table1,
+    table2,
+    tables_markdown,
+    variant_blocks,
+)
+from mc_simclr.pipelines.ablations.pipeline import create_pipeline
+from mc_simclr.pipelines.ablations.variants import variant_names
+
+BASE = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_ablations.yml").read_text())["ablations"]
+AUGMENTATIONS = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_pretraining.yml").read_text())["augmentations"]
+
+
+def test_base_variants_are_the_papers_tables():
+    variants = {v.name: v for v in parse_variants(BASE)}
+    assert [n for n, v in variants.items() if "table1" in v.tables] == [
+        "random", "no_aug", "cs", "cs_cd", "cs_mu_cd", "cs_rrc_cd", "cs_mu_rrc_cd"
+    ]
+    table_2 = sorted((v.channel_drop_p, n) for n, v in variants.items() if "table2" in v.tables)
+    assert table_2 == [(0.0, "p_0"), (0.05, "p_0_05"), (0.1, "cs_mu_rrc_cd"), (0.2, "p_0_2")]
+    assert not variants["random"].pretrain and variants["no_aug"].augmentations == ()
+    assert variants["cs_mu_cd"].augmentations == ("channel_swap", "mixup", "channel_drop")
+
+
+def test_variant_switches_augmentations_and_channel_drop_p():
+    variant = Variant.from_params("x", {"augmentations": ["cs", "random_resized_crop", "cd"], "channel_drop_p": 0.2})
+    aug = variant.augmentation_params(AUGMENTATIONS)
+    assert {k: aug[k]["enabled"] for k in aug} == {
+        "channel_swap": True, "mixup": False, "random_resized_crop": True, "channel_drop": True
+    }
+    assert aug["channel_drop"]["p"] == 0.2 and aug["mixup"]["alpha_max"] == AUGMENTATIONS["mixup"]["alpha_max"]
+    assert AUGMENTATIONS["mixup"]["enabled"] is True  # the project's block is not modified
+    assert variant.settings()["augmentations"] == "cs+rrc+cd"
+
+
+def test_variant_blocks_precedence_and_own_checkpoint():
+    variant = Variant.from_params("v", {"augmentations": ["cs"], "pretraining": {"epochs": 3}, "encoder": {"gru_hidden": 8}})
+    ablations = {"work_dir": "data/06_models/ablations", "pretraining": {"epochs": 30, "batch_size": 16}}
+    pre, enc, _ = variant_blocks(variant, {"epochs": 40, "batch_size": 128, "seed": 0, "split": "unlabeled"}, {"gru_hidden": 64, "filters": [32]}, AUGMENTATIONS, ablations)
+    assert pre == {"epochs": 3, "batch_size": 16, "seed": 0, "checkpoint_path": "data/06_models/ablations/v/pretraining_checkpoint.pt"}
+    assert enc == {"gru_hidden": 8, "filters": [32]}
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 5}}) == {"a": {"b": 5, "c": 2}}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"augmentations": ["cs", "flip"]}, "ablations.variants.bad.augmentations: unknown augmentation 'flip'"),
+        ({"channel_drop_p": 1.5}, "channel_drop_p: expected a probability"),
+        ({"tables": ["table3"]}, "tables: unknown"),
+        ({"tables": ["table2"]}, "needs channel_drop_p"),
+        ({"pretrain": False, "augmentations": ["cs"]}, "pretrain is false"),
+        ({"augmentation": ["cs"]}, "ablations.variants.bad.augmentation"),
+    ],
+)
+def test_bad_variants_are_named(params, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        Variant.from_params("bad", params)
+
+
+def test_variant_list_must_not_be_empty():
+    with pytest.raises(ValueError, match="ablations.variants"):
+        parse_variants({"variants": {}})
+    with pytest.raises(ValueError, match="identifier"):
+        parse_variants({"variants": {"a-b": {}}})
+
+
+def test_evaluation_cache_is_atomic_and_fingerprinted(tmp_path):
+    path = tmp_path / "v" / "evaluation.json"
+    key = evaluation_fingerprint("enc", {"supervised": {"lr": 0.01}})
+    assert key != evaluation_fingerprint("enc", {"supervised": {"lr": 0.02}})
+    save_cached(path, {"fingerprint": key, "metrics": {"a": 1.0}})
+    assert load_cached(path, key)["metrics"] == {"a": 1.0}
+    assert load_cached(path, "other") is None
+    assert [p.name for p in path.parent.iterdir()] == ["evaluation.json"]  # no temp file left
+    path.write_text("{half")
+    assert load_cached(path, key) is None
+
+
+def _result(name, tables, p, offset):
+    metrics = {m: 50.0 + offset for m in ("linear_probe_accuracy", "knn_accuracy", "fine_tune_accuracy")}
+    metrics |= {m: 20.0 - offset for m in ("linear_probe_azimuth_error", "knn_azimuth_error", "fine_tune_azimuth_error")}
+    settings = {"label": name.upper(), "pretrain": True, "augmentations": "cs", "channel_drop_p": p, "tables": tables}
+    return {"variant": name, "settings": settings, "metrics": metrics, "wall_s": {"pretraining": 1.0, "evaluation": 2.0}}
+
+
+def test_sweep_tables_have_the_papers_shape():
+    frame = sweep_frame([_result("a", "table1", 0.0, 0), _result("b", "table1,table2", 0.1, 1), _result("c", "table2", 0.05, 2)])
+    one, two = table1(frame), table2(frame)
+    assert list(one["variant"]) == ["a", "b"] and list(two["variant"]) == ["c", "b"]  # sorted by p
+    assert list(two["channel_drop_p"]) == [0.05, 0.1]
+    md_1, md_2 = tables_markdown(one, two, "T")
+    assert "| A | 50.0 | 20.0 |" in md_1 and "| 0.05 | 52.0 | 18.0 |" in md_2
+    assert frame.loc[0, "evaluation_s"] == 2.0
+
+
+def test_one_namespace_per_variant(tmp_path):
+    pipeline = create_pipeline(variants=["random", "cs"])
+    namespaces = {n.namespace for n in pipeline.nodes if n.namespace}
+    assert {"ablations.random", "ablations.cs", "ablations"} <= namespaces
+    outputs = pipeline.all_outputs()
+    assert {"ablations.cs.encoder", "ablations.cs.results", "ablations.table1", "feature_patches"} <= outputs
+    assert "params:ablations" in pipeline.inputs() and "params:ablations.cs.pretraining" not in pipeline.inputs()
+    # the shared inputs are not namespaced, so simulation and features run once
+    assert not any(d.startswith("ablations.") and d.endswith(("spatial_audio", "feature_patches")) for d in pipeline.datasets())
+
+
+def test_variant_names_follow_the_yaml(tmp_path):
+    conf = tmp_path / "conf"
+    (conf / "base").mkdir(parents=True)
+    (conf / "local").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[tool.kedro]\npackage_name = "mc_simclr"\nproject_name = "x"\nkedro_init_version = "1.7.0"\n')
+    (conf / "base" / "parameters_ablations.yml").write_text(json.dumps({"ablations": {"variants": {"random": {"pretrain": False}}}}))
+    assert variant_names(tmp_path, "local") == ["random"]
+    (conf / "local" / "parameters_ablations.yml").write_text(json.dumps({"ablations": {"variants": {"mine": {"augmentations": ["cs"]}}}}))
+    assert variant_names(tmp_path, "local") == ["random", "mine"]  # a user adds one in YAML only

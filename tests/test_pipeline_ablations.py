@@ -1,0 +1,69 @@
+"""The ablations pipeline under conf/test: every variant as a nested MLflow run, the paper's tables,
+and a resumed sweep that does not redo finished variants."""
+
+import mlflow
+import pandas as pd
+
+from conftest import run_pipeline, tracking_uri
+
+VARIANTS = ["random", "no_aug", "cs", "cs_cd", "cs_mu_cd", "cs_rrc_cd", "cs_mu_rrc_cd", "p_0", "p_0_05", "p_0_2"]
+METRICS = ["linear_probe_accuracy", "linear_probe_azimuth_error", "knn_azimuth_error", "fine_tune_accuracy", "fine_tune_azimuth_error"]
+
+
+def _sweep_runs(project):
+    mlflow.set_tracking_uri(tracking_uri(project))
+    runs = mlflow.search_runs(experiment_names=["mc-simclr-test"], order_by=["start_time ASC"])
+    sweeps = runs[runs["tags.mlflow.runName"] == "ablations"]
+    return runs, list(sweeps["run_id"])
+
+
+def test_ablation_sweep(simulated_project):
+    run_pipeline(simulated_project, "ablations")
+
+    reporting = simulated_project / "data/08_reporting/ablations"
+    one = pd.read_csv(reporting / "table1.csv")
+    assert list(one["variant"]) == VARIANTS[:7]
+    assert one[[m for m in METRICS if m.endswith("accuracy")]].apply(lambda c: c.between(0, 100)).all().all()
+    assert one[[m for m in METRICS if m.endswith("error")]].apply(lambda c: c.between(0, 180)).all().all()
+    two = pd.read_csv(reporting / "table2.csv")
+    assert list(two["channel_drop_p"]) == [0.0, 0.05, 0.1, 0.2]
+    assert "| + CS + MU + RRC + CD |" in (reporting / "table1.md").read_text()
+    assert "| 0.05 |" in (reporting / "table2.md").read_text()
+    assert (reporting / "channel_drop.png").stat().st_size > 1000
+    for name in VARIANTS:
+        assert (simulated_project / f"data/06_models/ablations/{name}/encoder.pt").is_file()
+
+    runs, sweeps = _sweep_runs(simulated_project)
+    assert len(sweeps) == 1
+    children = runs[runs["tags.mlflow.parentRunId"] == sweeps[0]].set_index("tags.mlflow.runName")
+    assert sorted(children.index) == sorted(VARIANTS)
+    assert children.loc["cs_rrc_cd", "params.augmentations"] == "cs+rrc+cd"
+    assert children.loc["p_0_2", "params.augmentations.channel_drop.p"] == "0.2"
+    assert children.loc["cs_cd", "params.augmentations.mixup.enabled"] == "False"
+    assert pd.isna(children.loc["random"].get("params.pretraining.epochs"))  # no pretraining
+    for metric in METRICS:
+        assert children[f"metrics.evaluation.{metric}"].notna().all()
+    client = mlflow.tracking.MlflowClient()
+    cs = children.loc["cs", "run_id"]
+    assert [m.step for m in client.get_metric_history(cs, "pretraining.loss")] == [1]
+    assert {a.path for a in client.list_artifacts(cs)} == {"models", "reporting"}
+    sweep_artifacts = {a.path for a in client.list_artifacts(sweeps[0], "reporting")}
+    assert {"reporting/table1.csv", "reporting/table2.md", "reporting/channel_drop.png"} <= sweep_artifacts
+    sweep = runs.set_index("run_id").loc[sweeps[0]]
+    assert sweep["metrics.ablations.cs_mu_rrc_cd.fine_tune_accuracy"] == one.loc[6, "fine_tune_accuracy"]
+
+    # An interrupted sweep: one variant lost its evaluation. Re-running redoes only that one.
+    work = simulated_project / "data/06_models/ablations"
+    (work / "cs" / "evaluation.json").unlink()
+    stamps = {n: (work / n / "evaluation.json").stat().st_mtime_ns for n in VARIANTS if n != "cs"}
+    checkpoints = {n: (work / n / "pretraining_checkpoint.pt").stat().st_mtime_ns for n in VARIANTS if n != "random"}
+    run_pipeline(simulated_project, "ablations")
+    assert {n: (work / n / "evaluation.json").stat().st_mtime_ns for n in stamps} == stamps
+    assert {n: (work / n / "pretraining_checkpoint.pt").stat().st_mtime_ns for n in checkpoints} == checkpoints
+    assert (work / "cs" / "evaluation.json").is_file()
+    runs, sweeps = _sweep_runs(simulated_project)
+    children = runs[runs["tags.mlflow.parentRunId"] == sweeps[-1]].set_index("tags.mlflow.runName")
+    assert sorted(children.index) == sorted(VARIANTS)  # the new sweep run lines up every variant again
+    assert children.loc["cs", "tags.evaluation_cached"] == "false"
+    assert (children.drop(index="cs")["tags.evaluation_cached"] == "true").all()
+    assert pd.read_csv(reporting / "table1.csv").equals(one)
