@@ -1,0 +1,528 @@
+"""End-to-end MC-SimCLR experiment without Kedro: wall time of every stage and the results table.
+
+Usage::
+
+    python benchmarks/gpu_experiment.py [--encoder split|paper] [--epochs N] [--batch-size N]
+        [--device auto|cpu|cuda] [--unlabeled N] [--labeled N] [--validation N] [--test N]
+        [--probe-epochs N] [--finetune-epochs N] [--num-workers N] [--workdir DIR] [--out DIR]
+        [--set SECTION.KEY=VALUE ...]
+
+The data_simulation -> feature_extraction -> pretraining -> evaluation chain of the Kedro
+pipelines, run with the Kedro-free library alone (no Kedro, no MLflow), so that it also runs on a
+GPU machine that has only torch, torchaudio, numpy, scipy, pandas, pyarrow, tqdm, matplotlib,
+pyyaml, torchrir and soundfile. Without an installed ``mc_simclr`` it imports the package from
+this checkout's ``src/``.
+
+1. corpus: the embedded synthetic corpus (:func:`~mc_simclr.audio.corpora.generate_synthetic_corpus`),
+   ``--unlabeled`` / ``--labeled`` / ``--validation`` / ``--test`` clips, written below ``--workdir``.
+2. simulation: one random shoebox scene per clip, RIRs from ``torchrir`` on ``--device``, the
+   4-channel clips written as audio shards (the convolution with the RIRs runs on the CPU, as in
+   the pipeline).
+3. features: log-Mel + GCC-PHAT patches of the labeled, validation and test clips (feature shards).
+4. pretraining: :func:`mc_simclr.training.pretrain` on the unlabeled clips; ``--encoder split`` is
+   the encoder of conf/base (split_crnn, one NT-Xent per branch), ``--encoder paper`` the paper's
+   single CRNN of conf/paper (128 filters of 5 x 5, one NT-Xent on h).
+5. evaluation: :func:`mc_simclr.evaluation.run_protocols` (no subset fine-tuning) on the pretrained
+   encoder and on a random-init encoder of the same shape.
+
+Printed and written to ``--out`` (default: ``$OUT`` when set, else the work dir) as
+``gpu_experiment_<encoder>.csv`` (the results table: accuracy in % and mean azimuth error in
+degrees of the test clips per protocol, one row per encoder) and ``gpu_experiment_<encoder>.json``
+(the table, the wall time of each stage, pretraining clips/s and loss per epoch, the settings used,
+the device). Stage times close with ``torch.cuda.synchronize()`` on CUDA.
+
+Settings come from the YAML files of the checkout's ``conf/base`` (features at 16 kHz, scenes,
+augmentations, supervised protocols, ...), with ``--encoder paper`` taking the ``encoder`` block and
+the loss weights of ``conf/paper`` over them; then ``--set`` overrides (a YAML value at a dotted
+path, e.g. ``--set features.hop_length=160``), then the options above. The pretraining warm-up is
+capped at a quarter of the pretraining epochs (conf/base: 10 of 40), so that short runs stay valid.
+
+``--workdir`` receives the corpus, the audio and feature shards, the pretraining checkpoint and
+``encoder.pt``. Shards that are already complete there are kept (as in the pipelines), so a second
+run in the same work dir (say with the other ``--encoder``) skips rendering and features; their
+stage times then measure only that check, which the output notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+try:  # the checkout's package when mc_simclr is not installed (a bare GPU machine)
+    import mc_simclr  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(REPO / "src"))
+
+from mc_simclr.acoustics.render import plan_shards, render_shard, sample_scene_table
+from mc_simclr.acoustics.rir import get_backend
+from mc_simclr.acoustics.scene import SceneConfig
+from mc_simclr.audio.corpora import (
+    SPLITS,
+    generate_synthetic_corpus,
+    read_folder_corpus,
+)
+from mc_simclr.audio.synthetic import CLASSES
+from mc_simclr.devices import resolve_device
+from mc_simclr.evaluation import (
+    SupervisedConfig,
+    load_splits,
+    random_init_like,
+    run_protocols,
+)
+from mc_simclr.features import FeatureExtractor, featurize_clips
+from mc_simclr.models import EncoderConfig
+from mc_simclr.reporting import PROTOCOLS, results_table, to_markdown
+from mc_simclr.shards import (
+    OK,
+    FeatureShard,
+    FeatureShards,
+    ShardedAudio,
+    save_shards,
+    write_feature_shard,
+    write_shard,
+)
+from mc_simclr.training import PretrainConfig, package_encoder, pretrain
+
+ENCODERS = ("split", "paper")
+DEVICES = ("auto", "cpu", "cuda")
+EVALUATION_SPLITS = ("labeled", "validation", "test")
+#: conf/paper keys that ``--encoder paper`` takes over conf/base.
+PAPER_PRETRAINING_KEYS = ("joint_loss_weight", "branch_loss_weight")
+#: conf/base pretraining: 10 warm-up epochs of 40.
+MAX_WARMUP_FRACTION = 0.25
+#: Minimum clip count per split: NT-Xent needs two clips, fine-tuning's batch norm two patches.
+MIN_CLIPS = {"unlabeled": 2, "labeled": 2, "validation": 1, "test": 1}
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Soft merge (as the project's config loader does): nested blocks merge key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_parameters(env: str, conf: Path = CONF) -> dict[str, Any]:
+    """All ``parameters*.yml`` of ``conf/<env>`` as one dict."""
+    folder = conf / env
+    files = sorted(folder.glob("parameters*.yml"))
+    if not files:
+        raise FileNotFoundError(f"no parameters*.yml in {folder}")
+    params: dict[str, Any] = {}
+    for path in files:
+        params = merge(params, yaml.safe_load(path.read_text()) or {})
+    return params
+
+
+def set_path(params: dict[str, Any], assignment: str) -> None:
+    """Apply one ``--set a.b.c=value`` (value parsed as YAML); the parent block must exist.
+
+    Raises ``ValueError`` for a malformed assignment, ``TypeError`` for a path through a non-block.
+    """
+    path, sep, text = assignment.partition("=")
+    keys = path.strip().split(".")
+    if not sep or not all(keys):
+        raise ValueError(f"expected SECTION.KEY=VALUE, got {assignment!r}")
+    block = params
+    for depth, key in enumerate(keys[:-1]):
+        if not isinstance(block.get(key), dict):
+            raise TypeError(f"{'.'.join(keys[: depth + 1])} is not a parameter block of conf/base")
+        block = block[key]
+    block[keys[-1]] = yaml.safe_load(text)
+
+
+def experiment_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """conf/base (+ conf/paper's encoder), then ``--set``, then the options."""
+    params = load_parameters("base")
+    if args.encoder == "paper":
+        paper = load_parameters("paper")
+        params["encoder"] = merge(params["encoder"], paper["encoder"])
+        params["pretraining"].update({k: paper["pretraining"][k] for k in PAPER_PRETRAINING_KEYS})
+    for assignment in args.set:
+        set_path(params, assignment)
+
+    synthetic = params["corpus"]["synthetic"]
+    for split in SPLITS:
+        count = getattr(args, split)
+        if count is not None:
+            synthetic["clips_per_split"][split] = count
+    pretraining = params["pretraining"]
+    conf_warmup = int(pretraining["warmup_epochs"])
+    if args.epochs is not None:
+        pretraining["epochs"] = args.epochs
+    pretraining["warmup_epochs"] = min(conf_warmup, int(int(pretraining["epochs"]) * MAX_WARMUP_FRACTION))
+    if args.batch_size is not None:
+        pretraining["batch_size"] = args.batch_size
+    if args.num_workers is not None:
+        pretraining["num_workers"] = args.num_workers
+    supervised = params["evaluation"]["supervised"]
+    if args.probe_epochs is not None:
+        supervised["probe_epochs"] = args.probe_epochs
+    if args.finetune_epochs is not None:
+        supervised["finetune_epochs"] = args.finetune_epochs
+
+    device = args.device
+    simulation = params["simulation"]
+    if simulation["backend"] == "torchrir":
+        simulation["backend_options"] = {**(simulation.get("backend_options") or {}), "device": device}
+    params["feature_extraction"]["device"] = device
+    pretraining["device"] = device
+    supervised["device"] = device
+    return params
+
+
+def check_parameters(params: dict[str, Any]) -> None:
+    """Build every settings object once so that a bad value fails before any work."""
+    synthetic = params["corpus"]["synthetic"]
+    for split, minimum in MIN_CLIPS.items():
+        count = synthetic["clips_per_split"].get(split, 0)
+        if not isinstance(count, int) or count < minimum:
+            raise ValueError(f"corpus.synthetic.clips_per_split.{split} must be an integer >= {minimum}, got {count!r}")
+    bad_classes = sorted(set(synthetic.get("classes") or ()) - set(CLASSES))
+    if bad_classes:
+        raise ValueError(f"corpus.synthetic.classes has unknown class(es) {bad_classes}")
+    sample_rate = int(params["audio"]["sample_rate"])
+    FeatureExtractor.from_params(params["features"], sample_rate=sample_rate)
+    SceneConfig.from_params(params["simulation"].get("scene", {}))
+    get_backend(params["simulation"]["backend"], **(params["simulation"].get("backend_options") or {}))
+    EncoderConfig.from_params(params["encoder"])
+    PretrainConfig.from_params(pretrain_params(params))
+    SupervisedConfig.from_params(params["evaluation"]["supervised"])
+
+
+def pretrain_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The pretraining block as :class:`PretrainConfig` takes it (without ``split``)."""
+    return {k: v for k, v in params["pretraining"].items() if k != "split"}
+
+
+# --------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------
+@contextmanager
+def stage(name: str, timings: dict[str, float], device: torch.device) -> Iterator[None]:
+    """Record the wall time of a block in ``timings[name]`` (CUDA work included)."""
+    print(f"\n== {name}", flush=True)
+    started = time.perf_counter()
+    yield
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    timings[name] = time.perf_counter() - started
+    print(f"== {name}: {timings[name]:.1f} s", flush=True)
+
+
+def make_corpus(params: dict[str, Any], workdir: Path) -> pd.DataFrame:
+    """Write the synthetic corpus and return its clip table."""
+    cfg = params["corpus"]["synthetic"]
+    root = workdir / "corpus"
+    csv = generate_synthetic_corpus(
+        root=root,
+        clips_per_split=cfg["clips_per_split"],
+        mean_duration_s=cfg["mean_duration_s"],
+        duration_range_s=tuple(cfg["duration_range_s"]),
+        sample_rate=int(params["audio"]["sample_rate"]),
+        seed=int(cfg["seed"]),
+        classes=tuple(cfg.get("classes") or CLASSES),
+    )
+    table, report = read_folder_corpus(root, csv)
+    if table.empty:
+        raise RuntimeError(f"the synthetic corpus yielded no usable clip (skipped: {report.n_skipped})")
+    return table
+
+
+def simulate(clip_table: pd.DataFrame, params: dict[str, Any], workdir: Path) -> tuple[ShardedAudio, dict[str, int]]:
+    """One scene per clip, rendered through its RIRs into audio shards below ``workdir``.
+
+    Returns the shards and the counts of shards written, skipped (already complete) and removed.
+    """
+    simulation = params["simulation"]
+    sample_rate = int(params["audio"]["sample_rate"])
+    options = simulation.get("backend_options") or {}
+    scenes = sample_scene_table(
+        list(clip_table["clip_id"]), SceneConfig.from_params(simulation.get("scene", {})), int(simulation["seed"])
+    )
+    clips = clip_table.merge(scenes, on="clip_id", how="inner", validate="one_to_one")
+    backend = get_backend(simulation["backend"], **options)
+    settings = {"backend": simulation["backend"], "options": options, "sr": sample_rate, "peak": simulation["peak"]}
+    render = partial(render_shard, backend=backend, sample_rate=sample_rate, peak=float(simulation["peak"]))
+    plan = plan_shards(clips, int(simulation["shard_size"]), render, salt=json.dumps(settings, sort_keys=True))
+    root = workdir / "spatial_audio"
+    counts = save_shards(root, plan, desc="simulating shards", writer=write_shard)
+    return ShardedAudio(root), counts
+
+
+def class_names(audio: ShardedAudio) -> list[str]:
+    """Sorted class names of the labeled split: the class index of the evaluation."""
+    meta = audio.metadata
+    return sorted({str(v) for v in meta.loc[(meta["split"] == "labeled") & (meta["status"] == OK), "label"] if str(v)})
+
+
+def _featurize(audio: ShardedAudio, clip_ids: list[str], extractor: FeatureExtractor, options: dict[str, Any]) -> FeatureShard:
+    clips = ((row.to_dict(), waveform) for row, waveform in audio.iter_clips(clip_ids))
+    return featurize_clips(clips, extractor=extractor, **options)
+
+
+def extract_features(
+    audio: ShardedAudio, classes: list[str], params: dict[str, Any], workdir: Path
+) -> tuple[FeatureShards, dict[str, int]]:
+    """Feature patches of the evaluation splits, one feature shard per audio shard (and shard counts)."""
+    settings = params["feature_extraction"]
+    sample_rate = int(params["audio"]["sample_rate"])
+    extractor = FeatureExtractor.from_params(params["features"], sample_rate=sample_rate)
+    options = {
+        "patch_samples": round(float(settings["patch_seconds"]) * sample_rate),
+        "max_patches": int(settings["max_patches_per_clip"]),
+        "class_index": {name: i for i, name in enumerate(classes)},
+        "batch_size": int(settings["batch_size"]),
+        "device": resolve_device(settings["device"]),
+    }
+    salt = json.dumps(
+        {"features": params["features"], "sr": sample_rate, **{k: str(v) for k, v in options.items() if k != "device"}},
+        sort_keys=True,
+    )
+    digest = hashlib.sha1(salt.encode("utf-8")).hexdigest()[:8]
+    meta = audio.metadata
+    rendered = meta[(meta["status"] == OK) & meta["split"].isin(EVALUATION_SPLITS)]
+    plan: dict[str, Callable[[], FeatureShard]] = {
+        f"{shard_id}-{digest}": partial(_featurize, audio, list(rows["clip_id"]), extractor, options)
+        for shard_id, rows in rendered.groupby("shard_id", sort=True)
+    }
+    root = workdir / "feature_patches"
+    counts = save_shards(root, plan, desc="extracting features", writer=write_feature_shard)
+    return FeatureShards(root), counts
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    base = load_parameters("base")
+    clips = base["corpus"]["synthetic"]["clips_per_split"]
+    pretraining, supervised = base["pretraining"], base["evaluation"]["supervised"]
+    parser = argparse.ArgumentParser(
+        description="MC-SimCLR end to end without Kedro: synthetic corpus, torchrir simulation, features, "
+        "pretraining and evaluation of the pretrained and a random-init encoder, with the wall time of each stage.",
+    )
+    parser.add_argument("--encoder", choices=ENCODERS, default="split",
+                        help="split: conf/base encoder (split_crnn, branch losses); paper: conf/paper's single CRNN, "
+                        "joint loss only (default: %(default)s)")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="device of simulation, features, pretraining and evaluation (default: %(default)s)")
+    parser.add_argument("--epochs", type=_int_at_least(1),
+                        help=f"pretraining epochs (default: conf/base, {pretraining['epochs']})")
+    parser.add_argument("--batch-size", type=_int_at_least(2),
+                        help=f"pretraining batch size (default: conf/base, {pretraining['batch_size']})")
+    parser.add_argument("--num-workers", type=_int_at_least(0),
+                        help=f"pretraining DataLoader workers (default: conf/base, {pretraining['num_workers']})")
+    for split in SPLITS:
+        parser.add_argument(f"--{split}", type=_int_at_least(MIN_CLIPS[split]),
+                            help=f"{split} clips of the synthetic corpus (default: conf/base, {clips[split]})")
+    parser.add_argument("--probe-epochs", type=_int_at_least(1),
+                        help=f"linear-probe epochs (default: conf/base, {supervised['probe_epochs']})")
+    parser.add_argument("--finetune-epochs", type=_int_at_least(1),
+                        help=f"fine-tuning epochs (default: conf/base, {supervised['finetune_epochs']})")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one parameter of conf/base with a YAML value, e.g. features.hop_length=160 "
+                        "(repeatable; the options above win)")
+    parser.add_argument("--workdir", type=Path,
+                        help="folder for corpus, shards and checkpoint; complete shards there are reused "
+                        "(default: a new temporary folder, kept)")
+    parser.add_argument("--out", type=Path, help="folder for the result files (default: $OUT if set, else the work dir)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """Parsed options and the experiment's parameters; bad values end in an argparse error."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.device = str(resolve_device(args.device))
+    except (RuntimeError, ValueError) as err:
+        parser.error(f"argument --device: {err}")
+    for name in ("workdir", "out"):
+        path = getattr(args, name)
+        if path is not None and path.exists() and not path.is_dir():
+            parser.error(f"argument --{name}: {path} exists and is not a folder")
+    try:
+        params = experiment_parameters(args)
+    except (ValueError, TypeError) as err:
+        parser.error(f"argument --set: {err}")
+    try:
+        check_parameters(params)
+    except (ValueError, TypeError, KeyError) as err:
+        parser.error(f"invalid setting (check --set and the options): {err}")
+    return args, params
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+def _finite(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def run_experiment(params: dict[str, Any], workdir: Path, device: torch.device) -> dict[str, Any]:
+    """All stages, timed; returns the results table and what the report needs."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    with stage("corpus", timings, device):
+        clip_table = make_corpus(params, workdir)
+    with stage("simulation", timings, device):
+        audio, audio_shards = simulate(clip_table, params, workdir)
+    rendered = audio.metadata[audio.metadata["status"] == OK]
+    classes = class_names(audio)
+    if not classes:
+        raise RuntimeError("no labeled clip was rendered: evaluation needs a labeled split")
+    with stage("features", timings, device):
+        patches, feature_shards = extract_features(audio, classes, params, workdir)
+
+    sample_rate = int(params["audio"]["sample_rate"])
+    extractor = FeatureExtractor.from_params(params["features"], sample_rate=sample_rate)
+    pretrain_split = params["pretraining"].get("split", "unlabeled")
+    clip_ids = list(rendered.loc[rendered["split"] == pretrain_split, "clip_id"])
+    if len(clip_ids) < 2:
+        raise RuntimeError(f"{len(clip_ids)} {pretrain_split} clips were rendered; pretraining needs at least 2")
+    config = PretrainConfig.from_params(pretrain_params(params))
+    encoder_config = EncoderConfig.from_params(params["encoder"])
+    with stage("pretraining", timings, device):
+        result = pretrain(audio, clip_ids, extractor, encoder_config, params["augmentations"], config)
+    encoder_file = package_encoder(result.encoder, extractor, params["features"], {"history": result.history})
+    torch.save(encoder_file, workdir / "encoder.pt")
+
+    evaluation = params["evaluation"]
+    supervised = SupervisedConfig.from_params(evaluation["supervised"])
+    encoders = {
+        "random init": (random_init_like(result.encoder, int(evaluation["random_init_seed"])), False),
+        "MC-SimCLR": (result.encoder, True),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    with stage("evaluation", timings, device):
+        splits = load_splits(patches)
+        for name, (encoder, pretrained) in encoders.items():
+            print(f"-- {name}", flush=True)
+            results[name] = run_protocols(
+                encoder, pretrained, splits, len(classes), supervised, subset_amounts=[], n_mics=extractor.n_mics
+            )
+    timings["total"] = time.perf_counter() - started
+
+    steady = result.history[1:] or result.history  # the first epoch carries start-up costs
+    return {
+        "table": results_table({name: {p: res.get(p) for p in PROTOCOLS} for name, res in results.items()}),
+        "validation": {name: res["validation"] for name, res in results.items()},
+        "timings_s": timings,
+        "pretraining": {
+            "clips": len(clip_ids),
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "clips_per_s_wall": len(clip_ids) * len(result.history) / timings["pretraining"],
+            "clips_per_s_steady": float(np.mean([h["clips_per_s"] for h in steady])),
+            "final_loss": result.history[-1]["loss"],
+            "history": result.history,
+        },
+        "rendered": {
+            "clips": {split: int((rendered["split"] == split).sum()) for split in SPLITS},
+            "hours": float(rendered["length"].sum()) / sample_rate / 3600.0,
+            "skipped": len(audio.metadata) - len(rendered),
+        },
+        "feature_patches": {split: int((patches.items["split"] == split).sum()) for split in EVALUATION_SPLITS},
+        "shards": {"audio": audio_shards, "features": feature_shards},
+        "classes": classes,
+    }
+
+
+def print_summary(encoder: str, outcome: dict[str, Any], workdir: Path) -> None:
+    rendered, pretraining = outcome["rendered"], outcome["pretraining"]
+    print(f"\nResults ({encoder} encoder; accuracy %, azimuth error degrees; {rendered['clips']['test']} test clips)")
+    print(to_markdown(outcome["table"]))
+    timings = outcome["timings_s"]
+    print(to_markdown(pd.DataFrame({"stage": list(timings), "seconds": list(timings.values())})))
+    print(
+        f"pretraining: {pretraining['clips']} clips x {pretraining['epochs']} epochs at batch "
+        f"{pretraining['batch_size']}: {pretraining['clips_per_s_wall']:.1f} clips/s over the stage, "
+        f"{pretraining['clips_per_s_steady']:.1f} clips/s per epoch after the first; "
+        f"final loss {pretraining['final_loss']:.4f}"
+    )
+    print(f"rendered: {rendered['clips']} ({rendered['hours']:.2f} h), {rendered['skipped']} clips skipped")
+    for name, counts in outcome["shards"].items():
+        if counts["skipped"]:
+            print(f"note: {counts['skipped']} {name} shards were already complete in {workdir}; not recomputed")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, params = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    device = torch.device(args.device)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mc_simclr_gpu_experiment_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = args.out or (Path(os.environ["OUT"]) if os.environ.get("OUT") else workdir)
+    out.mkdir(parents=True, exist_ok=True)
+    # A fresh run every time (the checkpoint of an earlier run in this work dir is overwritten).
+    params["pretraining"].update(checkpoint_path=str(workdir / "pretraining_checkpoint.pt"), restart=True)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    print(f"MC-SimCLR experiment: {args.encoder} encoder on {device} ({device_name}), work dir {workdir}", flush=True)
+
+    outcome = run_experiment(params, workdir, device)
+    print_summary(args.encoder, outcome, workdir)
+    csv_path = out / f"gpu_experiment_{args.encoder}.csv"
+    json_path = out / f"gpu_experiment_{args.encoder}.json"
+    outcome["table"].to_csv(csv_path, index=False)
+    report = {
+        "encoder": args.encoder,
+        "device": {"type": device.type, "name": device_name, "torch": torch.__version__, "python": platform.python_version()},
+        "results": outcome.pop("table").to_dict("records"),
+        **outcome,
+        "parameters": params,
+        "workdir": str(workdir),
+    }
+    json_path.write_text(json.dumps(_finite(report), indent=2, default=str) + "\n")
+    print(f"wrote {csv_path} and {json_path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
