@@ -22,18 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import mlflow
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import pandas as pd  # noqa: E402
+from mc_simclr.augment import AUGMENTATIONS
+from mc_simclr.config import check_keys
+from mc_simclr.reporting import to_markdown
+from mc_simclr.training import fingerprint
 
-from mc_simclr.config import check_keys  # noqa: E402
-from mc_simclr.reporting import to_markdown  # noqa: E402
-from mc_simclr.training import fingerprint  # noqa: E402
-
-AUGMENTATIONS = ("channel_swap", "mixup", "random_resized_crop", "channel_drop")
 SHORT_NAMES = {"cs": "channel_swap", "mu": "mixup", "rrc": "random_resized_crop", "cd": "channel_drop"}
 TABLES = ("table1", "table2")
 VARIANT_KEYS = {"label", "pretrain", "augmentations", "channel_drop_p", "tables", "pretraining", "encoder"}
@@ -212,8 +209,10 @@ def variant_run(name: str, run_id: str | None = None) -> Iterator[mlflow.ActiveR
         run = mlflow.start_run(run_name=name, nested=True, tags={"ablation_variant": name})
     try:
         yield run
-    finally:
-        mlflow.end_run()
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run()
 
 
 def flatten(prefix: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mc_simclr.metrics import breakdown  # noqa: E402
+from mc_simclr.metrics import breakdown
 
 PROTOCOLS = ("linear_probe", "knn", "fine_tune")
 

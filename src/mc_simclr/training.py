@@ -355,6 +355,7 @@ def pretrain(
             "loss": total / max(clips, 1),
             "lr": optimizer.param_groups[0]["lr"],
             "clips_per_s": clips / elapsed if elapsed > 0 else float("nan"),
+            "seconds": elapsed,
         }
         history.append(record)
         epochs.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.3g}")

@@ -100,7 +100,8 @@ def pretrain_variant(
                 "history": history,
                 "ablation_variant": name,
                 "ablation_run_id": run.info.run_id if run is not None else "",
-                "pretraining_s": time.perf_counter() - started,
+                # training time of all epochs, also when they ran in an earlier, interrupted session
+                "pretraining_s": sum(float(h.get("seconds", 0.0)) for h in history) or time.perf_counter() - started,
             },
         )
         if run is not None:
