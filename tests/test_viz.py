@@ -20,6 +20,7 @@ def test_kedro_viz_build_shows_every_pipeline(kedro_project):
         "pretraining",
         "evaluation",
         "inference",
+        "ablations",
     }
     # the main graph is the default pipeline; inference (not in the default run) has its own
     layers = {n.get("layer") for n in graph["nodes"] if n.get("layer")}
@@ -32,3 +33,13 @@ def test_kedro_viz_build_shows_every_pipeline(kedro_project):
         ("seld_model", "models"),
         ("inference_results", "model_output"),
     }
+
+    # the ablations: one collapsible namespace per variant of conf/base, each with its template
+    ablations = json.loads((kedro_project / "build" / "api" / "pipelines" / "ablations").read_text())
+    modular = {n["id"] for n in ablations["nodes"] if n.get("type") == "modularPipeline"}
+    variants = ["random", "no_aug", "cs", "cs_cd", "cs_mu_cd", "cs_rrc_cd", "cs_mu_rrc_cd", "p_0", "p_0_05", "p_0_2", "paper_crnn"]
+    assert {"ablations", *(f"ablations.{v}" for v in variants)} <= modular
+    names = {n["name"] for n in ablations["nodes"]}
+    assert {"pretrain_variant", "evaluate_variant", "build_sweep_report"} <= names
+    layers = {(n["name"], n.get("layer")) for n in ablations["nodes"]}
+    assert ("encoder", "models") in layers and ("table1", "reporting") in layers
