@@ -406,6 +406,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def clips_per_epoch(n_clips: int, batch_size: int) -> int:
+    """Clips one pretraining epoch trains on (``pretrain`` drops the last incomplete batch)."""
+    return n_clips // batch_size * batch_size if n_clips > batch_size else n_clips
+
+
 def run_experiment(params: dict[str, Any], workdir: Path, device: torch.device) -> dict[str, Any]:
     """All stages, timed; returns the results table and what the report needs."""
     timings: dict[str, float] = {}
@@ -459,7 +464,8 @@ def run_experiment(params: dict[str, Any], workdir: Path, device: torch.device) 
             "clips": len(clip_ids),
             "epochs": config.epochs,
             "batch_size": config.batch_size,
-            "clips_per_s_wall": len(clip_ids) * len(result.history) / timings["pretraining"],
+            # clips actually trained on per epoch: the last incomplete batch is dropped
+            "clips_per_s_wall": clips_per_epoch(len(clip_ids), config.batch_size) * len(result.history) / timings["pretraining"],
             "clips_per_s_steady": float(np.mean([h["clips_per_s"] for h in steady])),
             "final_loss": result.history[-1]["loss"],
             "history": result.history,
