@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,6 +204,21 @@ def _sample_symmetries(n: int, config: SupervisedConfig, generator: torch.Genera
 # --------------------------------------------------------------------------------------------
 # Linear probing
 # --------------------------------------------------------------------------------------------
+def standardised_embeddings(
+    encoder: Encoder, train: Split, device: torch.device, n_mics: int = 4
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """Training embeddings ``(S, N, D)`` under every array symmetry, standardised with the mean and
+    deviation of the untransformed ones, and the function that standardises other embeddings alike."""
+    train_emb = embed_symmetries(encoder, train.features, device, n_mics)
+    mean = train_emb[0].mean(0, keepdim=True)
+    std = train_emb[0].std(0, keepdim=True).clamp_min(1e-6)
+
+    def standardise(emb: torch.Tensor) -> torch.Tensor:
+        return (emb - mean) / std
+
+    return standardise(train_emb), standardise
+
+
 def linear_probe(
     encoder: Encoder,
     train: Split,
@@ -220,12 +236,9 @@ def linear_probe(
     """
     device = resolve_device(config.device)
     seed_everything(config.seed)
-    train_emb = embed_symmetries(encoder, train.features, device, n_mics)  # (S, N, D)
-    mean = train_emb[0].mean(0, keepdim=True)
-    std = train_emb[0].std(0, keepdim=True).clamp_min(1e-6)
-    val_emb = (embed(encoder, validation.features, device) - mean) / std
-    test_emb = {name: (embed(encoder, split.features, device) - mean) / std for name, split in tests.items()}
-    train_emb = (train_emb - mean) / std
+    train_emb, standardise = standardised_embeddings(encoder, train, device, n_mics)  # (S, N, D)
+    val_emb = standardise(embed(encoder, validation.features, device))
+    test_emb = {name: standardise(embed(encoder, split.features, device)) for name, split in tests.items()}
 
     labels, azimuths = train.class_index, train.azimuth
     labelled = labels >= 0
@@ -282,11 +295,9 @@ def knn_predict(
     cosine of embeddings standardised with the training set's statistics.
     """
     device = resolve_device(config.device)
-    train_emb = embed_symmetries(encoder, train.features, device, n_mics)  # (S, N, D)
-    mean = train_emb[0].mean(0, keepdim=True)
-    std = train_emb[0].std(0, keepdim=True).clamp_min(1e-6)
+    train_emb, standardise = standardised_embeddings(encoder, train, device, n_mics)  # (S, N, D)
     n_sym = train_emb.shape[0] if config.channel_swap else 1
-    references = F.normalize(((train_emb[:n_sym] - mean) / std).flatten(0, 1), dim=1)
+    references = F.normalize(train_emb[:n_sym].flatten(0, 1), dim=1)
     ref_azimuths = torch.cat(
         [
             torch.as_tensor(map_azimuth(train.azimuth.numpy(), np.full(len(train.azimuth), s), n_mics), dtype=torch.float32)
@@ -298,7 +309,7 @@ def knn_predict(
     k = min(config.knn_k, len(references))
     out = {}
     for name, split in tests.items():
-        queries = F.normalize((embed(encoder, split.features, device) - mean) / std, dim=1)
+        queries = F.normalize(standardise(embed(encoder, split.features, device)), dim=1)
         neighbours = (queries @ references.T).topk(k, dim=1).indices  # (Q, k)
         labels = ref_labels[neighbours]
         votes = torch.zeros(len(queries), n_classes)

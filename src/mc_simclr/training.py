@@ -42,7 +42,7 @@ from mc_simclr.devices import resolve_device
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.losses import nt_xent
 from mc_simclr.models import Encoder, EncoderConfig, ProjectionHead, SplitCRNNEncoder, build_encoder
-from mc_simclr.shards import ShardedAudio
+from mc_simclr.shards import OK, ShardedAudio
 
 logger = logging.getLogger(__name__)
 
@@ -253,6 +253,15 @@ def contrastive_loss(
         z = head(parts[name])
         loss = loss + weight * nt_xent(z[:n], z[n:], config.temperature)
     return loss
+
+
+def pretraining_clips(audio: ShardedAudio, split: str = "unlabeled") -> list[str]:
+    """Ids of the rendered clips of ``split`` in ``audio``; at least 2 (one positive pair and a negative)."""
+    meta = audio.metadata
+    clip_ids = list(meta.loc[(meta["status"] == OK) & (meta["split"] == split), "clip_id"])
+    if len(clip_ids) < 2:
+        raise ValueError(f"pretraining.split={split!r} has {len(clip_ids)} rendered clips; at least 2 are needed")
+    return clip_ids
 
 
 @dataclass

@@ -41,8 +41,8 @@ from mc_simclr.evaluation import SupervisedConfig, load_splits, run_protocols
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import EncoderConfig, build_encoder
 from mc_simclr.reporting import PROTOCOLS, scores
-from mc_simclr.shards import OK, FeatureShards, ShardedAudio
-from mc_simclr.training import PretrainConfig, fingerprint, package_encoder, pretrain, unpack_encoder
+from mc_simclr.shards import FeatureShards, ShardedAudio
+from mc_simclr.training import PretrainConfig, fingerprint, package_encoder, pretrain, pretraining_clips, unpack_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,7 @@ def pretrain_variant(
             log_params({**variant.settings(), **flatten("encoder", enc), **(flatten("pretraining", pre) if variant.pretrain else {}),
                         **(flatten("augmentations", aug) if variant.pretrain else {})})
         if variant.pretrain:
-            meta = spatial_audio.metadata
-            split = pretraining.get("split", "unlabeled")
-            clip_ids = list(meta.loc[(meta["status"] == OK) & (meta["split"] == split), "clip_id"])
-            if len(clip_ids) < 2:
-                raise ValueError(f"pretraining.split={split!r} has {len(clip_ids)} rendered clips; at least 2 are needed")
+            clip_ids = pretraining_clips(spatial_audio, pretraining.get("split", "unlabeled"))
             logger.info("Ablation %s: pretraining with %s", name, variant.settings())
             result = pretrain(spatial_audio, clip_ids, extractor, encoder_config, aug, PretrainConfig.from_params(pre))
             model, history, encoder_fingerprint = result.encoder, result.history, result.fingerprint

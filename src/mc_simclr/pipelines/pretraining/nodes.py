@@ -9,8 +9,8 @@ import mlflow
 
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import EncoderConfig
-from mc_simclr.shards import OK, ShardedAudio
-from mc_simclr.training import PretrainConfig, package_encoder, pretrain
+from mc_simclr.shards import ShardedAudio
+from mc_simclr.training import PretrainConfig, package_encoder, pretrain, pretraining_clips
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +24,7 @@ def pretrain_encoder(
     audio: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, float]]]]:
     """Pretrain the encoder on the unlabeled split; returns the encoder file and per-epoch metrics."""
-    meta = spatial_audio.metadata
-    split = pretraining.get("split", "unlabeled")
-    clip_ids = list(meta.loc[(meta["status"] == OK) & (meta["split"] == split), "clip_id"])
-    if len(clip_ids) < 2:
-        raise ValueError(f"pretraining.split={split!r} has {len(clip_ids)} rendered clips; at least 2 are needed")
+    clip_ids = pretraining_clips(spatial_audio, pretraining.get("split", "unlabeled"))
     extractor = FeatureExtractor.from_params(features, sample_rate=int(audio["sample_rate"]))
     config = PretrainConfig.from_params({k: v for k, v in pretraining.items() if k != "split"})
     result = pretrain(spatial_audio, clip_ids, extractor, EncoderConfig.from_params(encoder), augmentations, config)
