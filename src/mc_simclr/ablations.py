@@ -28,20 +28,14 @@ import pandas as pd
 
 from mc_simclr.augment import AUGMENTATIONS
 from mc_simclr.config import check_keys
-from mc_simclr.reporting import to_markdown
+from mc_simclr.reporting import PROTOCOLS, to_markdown
 from mc_simclr.training import fingerprint
 
 SHORT_NAMES = {"cs": "channel_swap", "mu": "mixup", "rrc": "random_resized_crop", "cd": "channel_drop"}
 TABLES = ("table1", "table2")
 VARIANT_KEYS = {"label", "pretrain", "augmentations", "channel_drop_p", "tables", "pretraining", "encoder"}
-METRIC_COLUMNS = (
-    "linear_probe_accuracy",
-    "linear_probe_azimuth_error",
-    "knn_accuracy",
-    "knn_azimuth_error",
-    "fine_tune_accuracy",
-    "fine_tune_azimuth_error",
-)
+# the columns of reporting.results_table, in its order
+METRIC_COLUMNS = tuple(f"{p}_{m}" for p in PROTOCOLS for m in ("accuracy", "azimuth_error"))
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from mc_simclr.ablations import (
 from mc_simclr.evaluation import SupervisedConfig, load_splits, run_protocols
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import EncoderConfig, build_encoder
-from mc_simclr.reporting import PROTOCOLS, scores
+from mc_simclr.reporting import results_table
 from mc_simclr.shards import FeatureShards, ShardedAudio
 from mc_simclr.training import PretrainConfig, fingerprint, package_encoder, pretrain, pretraining_clips, unpack_encoder
 
@@ -143,7 +143,7 @@ def evaluate_variant(
             subset_amounts=[],
             n_mics=extractor.n_mics,
         )
-        metrics = {f"{p}_{k}": v for p in PROTOCOLS for k, v in scores(outcome[p]).items()}
+        metrics = results_table({name: outcome}).drop(columns="encoder").iloc[0].to_dict()
         result = {
             "variant": name,
             "settings": variant.settings(),
