@@ -1,12 +1,13 @@
 """Encoder shapes, NT-Xent against a hand-written reference, and a loss that learns."""
 
+import copy
 import math
 
 import pytest
 import torch
 
 from mc_simclr.losses import NTXentLoss, nt_xent
-from mc_simclr.models import CRNNEncoder, EncoderConfig, ProjectionHead, SELDHeads
+from mc_simclr.models import CRNNEncoder, EncoderConfig, ProjectionHead, SELDHeads, build_encoder, set_cpu_channels_last
 
 
 def reference_nt_xent(z1, z2, temperature):
@@ -75,6 +76,34 @@ def test_encoder_shapes(pooling):
     assert logits.shape == (3, 12) and azimuth.shape == (3, 2)
     with pytest.raises(ValueError, match="CRNNEncoder expects"):
         encoder(torch.randn(3, 9, 51, 64))
+
+
+@pytest.mark.parametrize("architecture", ["crnn", "split_crnn"])
+def test_cpu_channels_last_matches_contiguous(architecture):
+    """The channels-last CPU path is a layout change only: same outputs and gradients, same
+    batch-norm statistics, and it really is taken (the first conv sees a channels-last input)."""
+    config = EncoderConfig(architecture=architecture, filters=[8, 8], kernel_size=3, pools=[[2, 2], [1, 2]], gru_hidden=8, embedding_dim=16)
+    torch.manual_seed(0)
+    fast = build_encoder(config, n_bins=32)
+    slow = set_cpu_channels_last(copy.deepcopy(fast), False)
+    assert all(m.cpu_channels_last for m in fast.modules() if isinstance(m, CRNNEncoder))
+    assert not any(m.cpu_channels_last for m in slow.modules() if isinstance(m, CRNNEncoder))
+    seen = []
+    first_conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
+    hook = first_conv.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(6, 10, 20, 32)
+    outputs = []
+    for encoder in (fast, slow):
+        encoder.train()
+        h = encoder(x)
+        (h**2).sum().backward()
+        outputs.append((h.detach(), [p.grad.clone() for p in encoder.parameters()], [b.clone() for b in encoder.buffers()]))
+    hook.remove()
+    assert seen == [True]
+    (h_fast, g_fast, b_fast), (h_slow, g_slow, b_slow) = outputs
+    torch.testing.assert_close(h_fast, h_slow, rtol=1e-4, atol=1e-5)
+    for a, b in zip(g_fast + b_fast, g_slow + b_slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize(
