@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_experiment.py"
+from conftest import PROJECT_ROOT, load_benchmark
+
+SCRIPT = PROJECT_ROOT / "benchmarks" / "gpu_experiment.py"
 
 TINY = [
     "--device", "cpu",
@@ -35,10 +35,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def experiment():
-    spec = importlib.util.spec_from_file_location("gpu_experiment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_experiment")
 
 
 def test_tiny_run_writes_both_rows_with_finite_numbers(experiment, tmp_path):
