@@ -11,6 +11,9 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
 
 def load_benchmark(name: str):
     """The script ``benchmarks/<name>.py`` imported as a module (benchmarks are not a package)."""
@@ -18,9 +21,6 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def make_project_copy(path: Path) -> Path:

@@ -67,9 +67,10 @@ class CRNNEncoder(nn.Module):
     """Features ``(B, C, T, F)`` -> embedding ``(B, embedding_dim)``.
 
     On CPU the convolution stack runs in the channels-last memory format (``cpu_channels_last``,
-    on by default): oneDNN's convolutions and max pooling are about 1.5x faster that way (see
-    ``benchmarks/bench_encoder.py``) and the results are the same up to float rounding. CUDA
-    inputs keep their layout. The flag is a run-time choice, not part of :class:`EncoderConfig`.
+    on by default): oneDNN's convolutions and max pooling are faster that way (1.2-1.4x per
+    training step, 1.4-2.1x per embedding pass in ``benchmarks/bench_encoder.py``) and the
+    results are the same up to float rounding. CUDA inputs keep their layout. The flag is a
+    run-time choice, not part of :class:`EncoderConfig`.
     """
 
     def __init__(self, config: EncoderConfig, n_bins: int) -> None:
