@@ -46,7 +46,17 @@ BASE = {"filters": [32, 32, 32], "kernel_size": 3, "pools": [[2, 2], [2, 2], [1,
 ENCODERS: dict[str, tuple[dict, int, int]] = {  # name: (encoder settings, frames, bins)
     "base": ({**BASE, "architecture": "split_crnn", "mel_channels": 4}, 51, 64),
     "paper_crnn": ({**BASE, "architecture": "crnn"}, 51, 64),
-    "paper": ({"architecture": "crnn", "filters": [128, 128, 128], "kernel_size": 5, "pools": [[2, 4], [2, 4], [1, 2]], "gru_hidden": 128}, 101, 96),
+    "paper": (
+        {
+            "architecture": "crnn",
+            "filters": [128, 128, 128],
+            "kernel_size": 5,
+            "pools": [[2, 4], [2, 4], [1, 2]],
+            "gru_hidden": 128,
+        },
+        101,
+        96,
+    ),
 }
 N_CLASSES = 14
 
@@ -99,7 +109,10 @@ def bench(name: str, batch: int, steps: int, repeats: int, seed: int) -> dict[st
         for layout in ("contiguous", "channels_last"):
             runs[layout].append(time_steps(models[layout], heads[layout], x, labels, targets, steps))
             train_s, embed_s = runs[layout][-1]
-            print(f"  {name:<10} {layout:<13} run {repeat + 1}/{repeats}: train step {train_s:.3f} s, embed {embed_s:.3f} s", flush=True)
+            print(
+                f"  {name:<10} {layout:<13} run {repeat + 1}/{repeats}: train step {train_s:.3f} s, embed {embed_s:.3f} s",
+                flush=True,
+            )
     best = {layout: (min(r[0] for r in rs), min(r[1] for r in rs)) for layout, rs in runs.items()}
     return {
         "train_contiguous": best["contiguous"][0],
@@ -113,7 +126,12 @@ def bench(name: str, batch: int, steps: int, repeats: int, seed: int) -> dict[st
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoders", nargs="+", default=["base", "paper_crnn"], help=f"any of {', '.join(ENCODERS)} (default: base paper_crnn)")
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        default=["base", "paper_crnn"],
+        help=f"any of {', '.join(ENCODERS)} (default: base paper_crnn)",
+    )
     parser.add_argument("--batch", type=int, default=128, help="patches per step (default 128, the fine-tuning batch)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run after one warm-up (default 5)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each layout (default 3)")
@@ -134,7 +152,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         f"{torch.get_num_threads()} thread(s), batch {args.batch}, best of {args.repeats} runs of {args.steps} steps"
     )
     results = {name: bench(name, args.batch, args.steps, args.repeats, args.seed) for name in args.encoders}
-    print(f"\n{'encoder':<11} {'train step contiguous':>22} {'channels-last':>14} {'ratio':>6}   {'embed contiguous':>17} {'channels-last':>14} {'ratio':>6}   max |diff| / max |h|")
+    print(
+        f"\n{'encoder':<11} {'train step contiguous':>22} {'channels-last':>14} {'ratio':>6}   {'embed contiguous':>17} {'channels-last':>14} {'ratio':>6}   max |diff| / max |h|"
+    )
     for name, r in results.items():
         print(
             f"{name:<11} {r['train_contiguous']:>20.3f} s {r['train_channels_last']:>12.3f} s "

@@ -124,7 +124,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
 # --------------------------------------------------------------------------------------------
 # Benchmarks
 # --------------------------------------------------------------------------------------------
-def bench_extractor(patches: np.ndarray, batch: int, desc: str, device: torch.device) -> tuple[float, float, np.ndarray]:
+def bench_extractor(
+    patches: np.ndarray, batch: int, desc: str, device: torch.device
+) -> tuple[float, float, np.ndarray]:
     """Wall and CPU seconds for all patches through the batched FeatureExtractor, and its output.
 
     On CUDA the timed span includes the host-to-device copy of each batch and the copy of the
@@ -142,7 +144,9 @@ def bench_extractor(patches: np.ndarray, batch: int, desc: str, device: torch.de
         sync()
         start, cpu = time.perf_counter(), time.process_time()
         starts = range(0, len(tensor), batch)
-        outputs = [fe(tensor[i : i + batch].to(device)).cpu() for i in tqdm(starts, desc=desc, unit="batch", leave=False)]
+        outputs = [
+            fe(tensor[i : i + batch].to(device)).cpu() for i in tqdm(starts, desc=desc, unit="batch", leave=False)
+        ]
         sync()
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return seconds, cpu, torch.cat(outputs).numpy()
@@ -177,7 +181,7 @@ def bench_pretraining(batch: int, steps: int, seed: int) -> tuple[dict[str, floa
             items = torch.randint(len(pool), (batch,), generator=g)
             offsets = torch.randint(SAMPLE_RATE + 1, (2, batch), generator=g)
             views = [
-                torch.stack([pool[i, :, o : o + SAMPLE_RATE] for i, o in zip(items.tolist(), offsets[v].tolist())])
+                torch.stack([pool[i, :, o : o + SAMPLE_RATE] for i, o in zip(items.tolist(), offsets[v].tolist(), strict=True)])
                 for v in range(2)
             ]
             marks.append(time.perf_counter())
@@ -195,7 +199,7 @@ def bench_pretraining(batch: int, steps: int, seed: int) -> tuple[dict[str, floa
         optimiser.step()
         marks.append(time.perf_counter())
         if step:  # step 0 is the warm-up
-            for name, begin, end in zip(PHASES, marks[:-2], marks[1:-1]):
+            for name, begin, end in zip(PHASES, marks[:-2], marks[1:-1], strict=True):
                 phase_s[name].append(end - begin)
             model_s.append(marks[-1] - marks[-2])
     return {name: float(np.mean(v)) for name, v in phase_s.items()}, float(np.mean(model_s))
@@ -232,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
 
     torch_runs, numpy_runs, torch_cpu, numpy_cpu = [], [], [], []
     for repeat in range(args.repeats):  # interleaved, so that both see the same machine load
-        seconds, cpu, torch_out = bench_extractor(patches, args.batch, f"torch batched {repeat + 1}/{args.repeats}", device)
+        seconds, cpu, torch_out = bench_extractor(
+            patches, args.batch, f"torch batched {repeat + 1}/{args.repeats}", device
+        )
         torch_runs.append(seconds)
         torch_cpu.append(cpu)
         seconds, cpu, numpy_out = bench_reference(patches, f"numpy per clip {repeat + 1}/{args.repeats}")

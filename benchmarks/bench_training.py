@@ -60,6 +60,7 @@ except ImportError:  # pragma: no cover - Windows
     def minor_faults() -> int | None:
         return None
 
+
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.losses import nt_xent
@@ -194,11 +195,11 @@ def augment_breakdown(
             a, symmetry = timed("channel_swap", lambda: views.channel_swap(x1, generator=generator))
             b, _ = views.channel_swap(x2, symmetry)
             a, b = timed("mixup", lambda: (views.mixup(a, generator), views.mixup(b, generator)))
-            real, imag = zip(*timed("stft", lambda: [extractor.stft(v) for v in (a, b)]))
-            power = timed("power", lambda: [r.square() + i.square() for r, i in zip(real, imag)])
+            real, imag = zip(*timed("stft", lambda: [extractor.stft(v) for v in (a, b)]), strict=True)
+            power = timed("power", lambda: [r.square() + i.square() for r, i in zip(real, imag, strict=True)])
             mel = timed("log_mel", lambda: [extractor.log_mel(p) for p in power])
-            gcc = timed("gcc_phat", lambda: [extractor.gcc_phat(r, i, p) for r, i, p in zip(real, imag, power)])
-            f1, f2 = timed("concat", lambda: [torch.cat([m, g], dim=1) for m, g in zip(mel, gcc)])
+            gcc = timed("gcc_phat", lambda: [extractor.gcc_phat(r, i, p) for r, i, p in zip(real, imag, power, strict=True)])
+            f1, f2 = timed("concat", lambda: [torch.cat([m, g], dim=1) for m, g in zip(mel, gcc, strict=True)])
             f1, f2 = timed(
                 "random_resized_crop",
                 lambda: (views.random_resized_crop(f1, generator), views.random_resized_crop(f2, generator)),
@@ -293,7 +294,9 @@ def run(
     del batches
 
     breakdown = augment_breakdown(views, x1, x2, device)
-    return RunResult(label, str(device), encoder_name, batch, steps, data_s, augment_s, train_s, wall_s, faults, breakdown)
+    return RunResult(
+        label, str(device), encoder_name, batch, steps, data_s, augment_s, train_s, wall_s, faults, breakdown
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,9 +351,15 @@ def main() -> None:
         ),
     )
     parser.add_argument("--batch", type=int, default=64, help="clips per batch on the CPU (default 64)")
-    parser.add_argument("--steps", type=int, default=10, help=f"timed steps, after {WARMUP_STEPS} warm-up steps (default 10)")
-    parser.add_argument("--clips", type=int, default=256, help="synthetic 2-12 s clips in the shard folder (default 256)")
-    parser.add_argument("--encoder", choices=sorted(ENCODERS), default="base", help="encoder of the CPU run (default base)")
+    parser.add_argument(
+        "--steps", type=int, default=10, help=f"timed steps, after {WARMUP_STEPS} warm-up steps (default 10)"
+    )
+    parser.add_argument(
+        "--clips", type=int, default=256, help="synthetic 2-12 s clips in the shard folder (default 256)"
+    )
+    parser.add_argument(
+        "--encoder", choices=sorted(ENCODERS), default="base", help="encoder of the CPU run (default base)"
+    )
     parser.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],
@@ -381,8 +390,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
         started = time.perf_counter()
         audio = build_shards(Path(tmp) / "audio", args.clips)
-        print(f"{audio}: {audio.metadata['length'].sum() / SAMPLE_RATE / 3600:.2f} h of audio, "
-              f"written in {time.perf_counter() - started:.1f} s")
+        print(
+            f"{audio}: {audio.metadata['length'].sum() / SAMPLE_RATE / 3600:.2f} h of audio, "
+            f"written in {time.perf_counter() - started:.1f} s"
+        )
         for label, device, encoder_name, batch in plan:
             results.append(run(label, audio, encoder_name, batch, args.steps, device, args.workers))
     print_table(results)

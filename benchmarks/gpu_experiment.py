@@ -282,7 +282,9 @@ def class_names(audio: ShardedAudio) -> list[str]:
     return sorted({str(v) for v in meta.loc[(meta["split"] == "labeled") & (meta["status"] == OK), "label"] if str(v)})
 
 
-def _featurize(audio: ShardedAudio, clip_ids: list[str], extractor: FeatureExtractor, options: dict[str, Any]) -> FeatureShard:
+def _featurize(
+    audio: ShardedAudio, clip_ids: list[str], extractor: FeatureExtractor, options: dict[str, Any]
+) -> FeatureShard:
     clips = ((row.to_dict(), waveform) for row, waveform in audio.iter_clips(clip_ids))
     return featurize_clips(clips, extractor=extractor, **options)
 
@@ -341,31 +343,65 @@ def build_parser() -> argparse.ArgumentParser:
         description="MC-SimCLR end to end without Kedro: synthetic corpus, torchrir simulation, features, "
         "pretraining and evaluation of the pretrained and a random-init encoder, with the wall time of each stage.",
     )
-    parser.add_argument("--encoder", choices=ENCODERS, default="split",
-                        help="split: conf/base encoder (split_crnn, branch losses); paper: conf/paper's single CRNN, "
-                        "joint loss only (default: %(default)s)")
-    parser.add_argument("--device", choices=DEVICES, default="auto",
-                        help="device of simulation, features, pretraining and evaluation (default: %(default)s)")
-    parser.add_argument("--epochs", type=_int_at_least(1),
-                        help=f"pretraining epochs (default: conf/base, {pretraining['epochs']})")
-    parser.add_argument("--batch-size", type=_int_at_least(2),
-                        help=f"pretraining batch size (default: conf/base, {pretraining['batch_size']})")
-    parser.add_argument("--num-workers", type=_int_at_least(0),
-                        help=f"pretraining DataLoader workers (default: conf/base, {pretraining['num_workers']})")
+    parser.add_argument(
+        "--encoder",
+        choices=ENCODERS,
+        default="split",
+        help="split: conf/base encoder (split_crnn, branch losses); paper: conf/paper's single CRNN, "
+        "joint loss only (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="device of simulation, features, pretraining and evaluation (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--epochs", type=_int_at_least(1), help=f"pretraining epochs (default: conf/base, {pretraining['epochs']})"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_int_at_least(2),
+        help=f"pretraining batch size (default: conf/base, {pretraining['batch_size']})",
+    )
+    parser.add_argument(
+        "--num-workers",
+        type=_int_at_least(0),
+        help=f"pretraining DataLoader workers (default: conf/base, {pretraining['num_workers']})",
+    )
     for split in SPLITS:
-        parser.add_argument(f"--{split}", type=_int_at_least(MIN_CLIPS[split]),
-                            help=f"{split} clips of the synthetic corpus (default: conf/base, {clips[split]})")
-    parser.add_argument("--probe-epochs", type=_int_at_least(1),
-                        help=f"linear-probe epochs (default: conf/base, {supervised['probe_epochs']})")
-    parser.add_argument("--finetune-epochs", type=_int_at_least(1),
-                        help=f"fine-tuning epochs (default: conf/base, {supervised['finetune_epochs']})")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one parameter of conf/base with a YAML value, e.g. features.hop_length=160 "
-                        "(repeatable; the options above win)")
-    parser.add_argument("--workdir", type=Path,
-                        help="folder for corpus, shards and checkpoint; complete shards there are reused "
-                        "(default: a new temporary folder, kept)")
-    parser.add_argument("--out", type=Path, help="folder for the result files (default: $OUT if set, else the work dir)")
+        parser.add_argument(
+            f"--{split}",
+            type=_int_at_least(MIN_CLIPS[split]),
+            help=f"{split} clips of the synthetic corpus (default: conf/base, {clips[split]})",
+        )
+    parser.add_argument(
+        "--probe-epochs",
+        type=_int_at_least(1),
+        help=f"linear-probe epochs (default: conf/base, {supervised['probe_epochs']})",
+    )
+    parser.add_argument(
+        "--finetune-epochs",
+        type=_int_at_least(1),
+        help=f"fine-tuning epochs (default: conf/base, {supervised['finetune_epochs']})",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one parameter of conf/base with a YAML value, e.g. features.hop_length=160 "
+        "(repeatable; the options above win)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="folder for corpus, shards and checkpoint; complete shards there are reused "
+        "(default: a new temporary folder, kept)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="folder for the result files (default: $OUT if set, else the work dir)"
+    )
     return parser
 
 
@@ -465,7 +501,9 @@ def run_experiment(params: dict[str, Any], workdir: Path, device: torch.device) 
             "epochs": config.epochs,
             "batch_size": config.batch_size,
             # clips actually trained on per epoch: the last incomplete batch is dropped
-            "clips_per_s_wall": clips_per_epoch(len(clip_ids), config.batch_size) * len(result.history) / timings["pretraining"],
+            "clips_per_s_wall": clips_per_epoch(len(clip_ids), config.batch_size)
+            * len(result.history)
+            / timings["pretraining"],
             "clips_per_s_steady": float(np.mean([h["clips_per_s"] for h in steady])),
             "final_loss": result.history[-1]["loss"],
             "history": result.history,
@@ -519,7 +557,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome["table"].to_csv(csv_path, index=False)
     report = {
         "encoder": args.encoder,
-        "device": {"type": device.type, "name": device_name, "torch": torch.__version__, "python": platform.python_version()},
+        "device": {
+            "type": device.type,
+            "name": device_name,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "results": outcome.pop("table").to_dict("records"),
         **outcome,
         "parameters": params,

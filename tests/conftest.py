@@ -80,10 +80,9 @@ def simulated_project(_simulated_template, tmp_path, monkeypatch):
 
 def run_pipeline(project: Path, pipeline: str, env: str = "test", **kwargs):
     """Run one pipeline of the project copy in a fresh Kedro session; returns the run's outputs."""
+    import mlflow
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
-
-    import mlflow
 
     bootstrap_project(project)
     try:

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import yaml
-
 from conftest import PROJECT_ROOT
+
 from mc_simclr.ablations import (
     Variant,
     deep_merge,
@@ -29,7 +29,13 @@ AUGMENTATIONS = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_pretraining
 def test_base_variants_are_the_papers_tables():
     variants = {v.name: v for v in parse_variants(BASE)}
     assert [n for n, v in variants.items() if "table1" in v.tables] == [
-        "random", "no_aug", "cs", "cs_cd", "cs_mu_cd", "cs_rrc_cd", "cs_mu_rrc_cd"
+        "random",
+        "no_aug",
+        "cs",
+        "cs_cd",
+        "cs_mu_cd",
+        "cs_rrc_cd",
+        "cs_mu_rrc_cd",
     ]
     table_2 = sorted((v.channel_drop_p, n) for n, v in variants.items() if "table2" in v.tables)
     assert table_2 == [(0.0, "p_0"), (0.05, "p_0_05"), (0.1, "cs_mu_rrc_cd"), (0.2, "p_0_2")]
@@ -41,7 +47,10 @@ def test_variant_switches_augmentations_and_channel_drop_p():
     variant = Variant.from_params("x", {"augmentations": ["cs", "random_resized_crop", "cd"], "channel_drop_p": 0.2})
     aug = variant.augmentation_params(AUGMENTATIONS)
     assert {k: aug[k]["enabled"] for k in aug} == {
-        "channel_swap": True, "mixup": False, "random_resized_crop": True, "channel_drop": True
+        "channel_swap": True,
+        "mixup": False,
+        "random_resized_crop": True,
+        "channel_drop": True,
     }
     assert aug["channel_drop"]["p"] == 0.2 and aug["mixup"]["alpha_max"] == AUGMENTATIONS["mixup"]["alpha_max"]
     assert AUGMENTATIONS["mixup"]["enabled"] is True  # the project's block is not modified
@@ -49,10 +58,23 @@ def test_variant_switches_augmentations_and_channel_drop_p():
 
 
 def test_variant_blocks_precedence_and_own_checkpoint():
-    variant = Variant.from_params("v", {"augmentations": ["cs"], "pretraining": {"epochs": 3}, "encoder": {"gru_hidden": 8}})
+    variant = Variant.from_params(
+        "v", {"augmentations": ["cs"], "pretraining": {"epochs": 3}, "encoder": {"gru_hidden": 8}}
+    )
     ablations = {"work_dir": "data/06_models/ablations", "pretraining": {"epochs": 30, "batch_size": 16}}
-    pre, enc, _ = variant_blocks(variant, {"epochs": 40, "batch_size": 128, "seed": 0, "split": "unlabeled"}, {"gru_hidden": 64, "filters": [32]}, AUGMENTATIONS, ablations)
-    assert pre == {"epochs": 3, "batch_size": 16, "seed": 0, "checkpoint_path": "data/06_models/ablations/v/pretraining_checkpoint.pt"}
+    pre, enc, _ = variant_blocks(
+        variant,
+        {"epochs": 40, "batch_size": 128, "seed": 0, "split": "unlabeled"},
+        {"gru_hidden": 64, "filters": [32]},
+        AUGMENTATIONS,
+        ablations,
+    )
+    assert pre == {
+        "epochs": 3,
+        "batch_size": 16,
+        "seed": 0,
+        "checkpoint_path": "data/06_models/ablations/v/pretraining_checkpoint.pt",
+    }
     assert enc == {"gru_hidden": 8, "filters": [32]}
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 5}}) == {"a": {"b": 5, "c": 2}}
 
@@ -94,13 +116,22 @@ def test_evaluation_cache_is_atomic_and_fingerprinted(tmp_path):
 
 def _result(name, tables, p, offset):
     metrics = {m: 50.0 + offset for m in ("linear_probe_accuracy", "knn_accuracy", "fine_tune_accuracy")}
-    metrics |= {m: 20.0 - offset for m in ("linear_probe_azimuth_error", "knn_azimuth_error", "fine_tune_azimuth_error")}
+    metrics |= {
+        m: 20.0 - offset for m in ("linear_probe_azimuth_error", "knn_azimuth_error", "fine_tune_azimuth_error")
+    }
     settings = {"label": name.upper(), "pretrain": True, "augmentations": "cs", "channel_drop_p": p, "tables": tables}
-    return {"variant": name, "settings": settings, "metrics": metrics, "wall_s": {"pretraining": 1.0, "evaluation": 2.0}}
+    return {
+        "variant": name,
+        "settings": settings,
+        "metrics": metrics,
+        "wall_s": {"pretraining": 1.0, "evaluation": 2.0},
+    }
 
 
 def test_sweep_tables_have_the_papers_shape():
-    frame = sweep_frame([_result("a", "table1", 0.0, 0), _result("b", "table1,table2", 0.1, 1), _result("c", "table2", 0.05, 2)])
+    frame = sweep_frame(
+        [_result("a", "table1", 0.0, 0), _result("b", "table1,table2", 0.1, 1), _result("c", "table2", 0.05, 2)]
+    )
     one, two = table1(frame), table2(frame)
     assert list(one["variant"]) == ["a", "b"] and list(two["variant"]) == ["c", "b"]  # sorted by p
     assert list(two["channel_drop_p"]) == [0.05, 0.1]
@@ -117,15 +148,23 @@ def test_one_namespace_per_variant(tmp_path):
     assert {"ablations.cs.encoder", "ablations.cs.results", "ablations.table1", "feature_patches"} <= outputs
     assert "params:ablations" in pipeline.inputs() and "params:ablations.cs.pretraining" not in pipeline.inputs()
     # the shared inputs are not namespaced, so simulation and features run once
-    assert not any(d.startswith("ablations.") and d.endswith(("spatial_audio", "feature_patches")) for d in pipeline.datasets())
+    assert not any(
+        d.startswith("ablations.") and d.endswith(("spatial_audio", "feature_patches")) for d in pipeline.datasets()
+    )
 
 
 def test_variant_names_follow_the_yaml(tmp_path):
     conf = tmp_path / "conf"
     (conf / "base").mkdir(parents=True)
     (conf / "local").mkdir()
-    (tmp_path / "pyproject.toml").write_text('[tool.kedro]\npackage_name = "mc_simclr"\nproject_name = "x"\nkedro_init_version = "1.7.0"\n')
-    (conf / "base" / "parameters_ablations.yml").write_text(json.dumps({"ablations": {"variants": {"random": {"pretrain": False}}}}))
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.kedro]\npackage_name = "mc_simclr"\nproject_name = "x"\nkedro_init_version = "1.7.0"\n'
+    )
+    (conf / "base" / "parameters_ablations.yml").write_text(
+        json.dumps({"ablations": {"variants": {"random": {"pretrain": False}}}})
+    )
     assert variant_names(tmp_path, "local") == ["random"]
-    (conf / "local" / "parameters_ablations.yml").write_text(json.dumps({"ablations": {"variants": {"mine": {"augmentations": ["cs"]}}}}))
+    (conf / "local" / "parameters_ablations.yml").write_text(
+        json.dumps({"ablations": {"variants": {"mine": {"augmentations": ["cs"]}}}})
+    )
     assert variant_names(tmp_path, "local") == ["random", "mine"]  # a user adds one in YAML only

@@ -156,7 +156,7 @@ def test_map_azimuth_agrees_with_geometry(symmetry):
 def test_map_azimuth_elementwise_over_symmetries():
     azimuths = np.array([10.0, -20.0, 170.0, 180.0, 0.0, 95.0, -135.0, 60.0])
     symmetries = np.arange(8)
-    expected = [geometric_azimuth(a, s) for a, s in zip(azimuths, symmetries)]
+    expected = [geometric_azimuth(a, s) for a, s in zip(azimuths, symmetries, strict=True)]
     assert np.abs(angular_difference(map_azimuth(azimuths, symmetries), expected)).max() < 1e-9
     as_torch = map_azimuth(torch.tensor(azimuths), torch.tensor(symmetries)).numpy()
     assert np.abs(angular_difference(as_torch, expected)).max() < 1e-4

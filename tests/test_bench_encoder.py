@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import load_benchmark
 
 
@@ -16,7 +15,9 @@ def test_both_layouts_timed_and_equal(bench, capsys):
     results = bench.main(["--encoders", "base", "paper_crnn", "--batch", "4", "--steps", "1", "--repeats", "1"])
     assert set(results) == {"base", "paper_crnn"}
     for r in results.values():
-        assert all(r[key] > 0 for key in ("train_contiguous", "train_channels_last", "embed_contiguous", "embed_channels_last"))
+        assert all(
+            r[key] > 0 for key in ("train_contiguous", "train_channels_last", "embed_contiguous", "embed_channels_last")
+        )
         assert r["max_diff"] <= 1e-4 * max(r["scale"], 1.0)
     assert "max |diff|" in capsys.readouterr().out
 

@@ -1,9 +1,9 @@
 """Every configuration environment builds valid settings objects."""
 
 import pytest
+from conftest import PROJECT_ROOT
 from kedro.config import OmegaConfigLoader
 
-from conftest import PROJECT_ROOT
 from mc_simclr.acoustics.scene import SceneConfig
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.evaluation import SupervisedConfig
@@ -30,7 +30,12 @@ def test_environment_parameters_are_valid(env):
 def test_paper_environment_matches_the_paper():
     params = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="paper", **CONFIG_LOADER_ARGS)["parameters"]
     pretraining = PretrainConfig.from_params({k: v for k, v in params["pretraining"].items() if k != "split"})
-    assert (pretraining.batch_size, pretraining.epochs, pretraining.lr, pretraining.warmup_epochs) == (512, 500, 0.2, 10)
+    assert (pretraining.batch_size, pretraining.epochs, pretraining.lr, pretraining.warmup_epochs) == (
+        512,
+        500,
+        0.2,
+        10,
+    )
     assert (pretraining.momentum, pretraining.weight_decay, pretraining.temperature) == (0.9, 1e-4, 0.1)
     assert params["encoder"]["embedding_dim"] == 128 and params["encoder"]["filters"] == [128, 128, 128]
     assert params["encoder"]["architecture"] == "crnn"  # the paper's single encoder, one NT-Xent on h
@@ -40,4 +45,7 @@ def test_paper_environment_matches_the_paper():
     assert params["corpus"]["source"] == "fsdnoisy18k" and params["corpus"]["fsdnoisy18k"]["validation_size"] == 200
     augment = params["augmentations"]
     assert augment["channel_drop"]["p"] == 0.1 and augment["mixup"]["alpha_max"] == 0.01
-    assert augment["random_resized_crop"]["scale"] == [0.8, 1.0] and augment["random_resized_crop"]["ratio"] == [0.8, 1.25]
+    assert augment["random_resized_crop"]["scale"] == [0.8, 1.0] and augment["random_resized_crop"]["ratio"] == [
+        0.8,
+        1.25,
+    ]

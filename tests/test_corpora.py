@@ -76,7 +76,9 @@ def test_folder_corpus_structural_errors(tmp_path):
     pd.DataFrame({"file": ["a.wav"], "label": ["x"]}).to_csv(tmp_path / "clips.csv", index=False)
     with pytest.raises(ValueError, match=r"clips.csv: missing column\(s\) \['filename'\]"):
         read_folder_corpus(tmp_path)
-    pd.DataFrame({"filename": ["a.wav"], "label": ["x"], "split": ["train"]}).to_csv(tmp_path / "clips.csv", index=False)
+    pd.DataFrame({"filename": ["a.wav"], "label": ["x"], "split": ["train"]}).to_csv(
+        tmp_path / "clips.csv", index=False
+    )
     with pytest.raises(ValueError, match="row 2 has split 'train'"):
         read_folder_corpus(tmp_path)
 
@@ -86,8 +88,15 @@ def _fsd_layout(root, n_noisy=6, n_clean=5, n_test=3):
     for i in range(n_noisy + n_clean):
         name = f"{1000 + i}.wav"
         _tone(root / "FSDnoisy18k.audio_train" / name, rate=44100, seconds=0.4)
-        train.append({"fname": name, "label": "Engine" if i % 2 else "Bass_guitar", "aso_id": "/m/x",
-                      "manually_verified": int(i >= n_noisy), "noisy_small": 0})
+        train.append(
+            {
+                "fname": name,
+                "label": "Engine" if i % 2 else "Bass_guitar",
+                "aso_id": "/m/x",
+                "manually_verified": int(i >= n_noisy),
+                "noisy_small": 0,
+            }
+        )
     test = []
     for i in range(n_test):
         name = f"{2000 + i}.wav"
@@ -156,7 +165,7 @@ def test_synthetic_corpus_is_deterministic_and_resumes(tmp_path):
     # another directory, same seed: the same audio
     generate_synthetic_corpus(tmp_path / "b", sizes, means, (0.3, 2.0), seed=5)
     other, _ = read_folder_corpus(tmp_path / "b")
-    for p, q in zip(table["path"], other["path"]):
+    for p, q in zip(table["path"], other["path"], strict=True):
         np.testing.assert_array_equal(sf.read(p)[0], sf.read(q)[0])
 
 

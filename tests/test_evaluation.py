@@ -18,10 +18,17 @@ from mc_simclr.evaluation import (
     fine_tune,
     knn_predict,
     linear_probe,
-    supervised_azimuth,
     scale_gradients,
+    supervised_azimuth,
 )
-from mc_simclr.metrics import accuracy, azimuth_error, azimuth_from_vector, azimuth_to_vector, breakdown, mean_azimuth_error
+from mc_simclr.metrics import (
+    accuracy,
+    azimuth_error,
+    azimuth_from_vector,
+    azimuth_to_vector,
+    breakdown,
+    mean_azimuth_error,
+)
 from mc_simclr.models import CRNNEncoder, EncoderConfig
 
 
@@ -56,7 +63,13 @@ def test_breakdown_bins_and_classes():
 
 def test_clip_predictions_average_patches():
     items = pd.DataFrame(
-        {"clip_id": ["x", "x", "y"], "label": ["a", "a", "b"], "class_index": [0, 0, 1], "azimuth_deg": [90.0] * 3, "rt60": [0.5] * 3}
+        {
+            "clip_id": ["x", "x", "y"],
+            "label": ["a", "a", "b"],
+            "class_index": [0, 0, 1],
+            "azimuth_deg": [90.0] * 3,
+            "rt60": [0.5] * 3,
+        }
     )
     probs = np.array([[0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])
     vectors = azimuth_to_vector(np.array([80.0, 100.0, -90.0]))
@@ -78,8 +91,14 @@ def _toy_splits(n_per_class=12, n_classes=3, seed=0):
         x[:, 4] += np.cos(np.radians(azimuth))[:, None, None]
         x[:, 5] += np.sin(np.radians(azimuth))[:, None, None]
         items = pd.DataFrame(
-            {"clip_id": [f"{split}{i}" for i in range(len(classes))], "class_index": classes, "label": classes.astype(str),
-             "azimuth_deg": azimuth, "rt60": 0.5, "duration": 1.0}
+            {
+                "clip_id": [f"{split}{i}" for i in range(len(classes))],
+                "class_index": classes,
+                "label": classes.astype(str),
+                "azimuth_deg": azimuth,
+                "rt60": 0.5,
+                "duration": 1.0,
+            }
         )
         return Split(torch.from_numpy(x), items)
 
@@ -87,7 +106,9 @@ def _toy_splits(n_per_class=12, n_classes=3, seed=0):
 
 
 ENCODER = EncoderConfig(filters=[4], kernel_size=3, pools=[[2, 2]], gru_hidden=8, embedding_dim=16)
-CONFIG = SupervisedConfig(device="cpu", batch_size=8, probe_epochs=5, finetune_epochs=3, warmup_epochs=1, channel_swap=False)
+CONFIG = SupervisedConfig(
+    device="cpu", batch_size=8, probe_epochs=5, finetune_epochs=3, warmup_epochs=1, channel_swap=False
+)
 
 
 def test_linear_probe_keeps_the_encoder_frozen():
@@ -134,7 +155,9 @@ def test_gradient_scaling_scales():
 
 
 def test_class_balanced_subsets():
-    clips = pd.DataFrame({"clip_id": [f"c{i}" for i in range(30)], "label": ["a"] * 20 + ["b"] * 10, "duration": [360.0] * 30})
+    clips = pd.DataFrame(
+        {"clip_id": [f"c{i}" for i in range(30)], "label": ["a"] * 20 + ["b"] * 10, "duration": [360.0] * 30}
+    )
     half = class_balanced_subset(clips, 0.5, "fraction", seed=1)
     labels = clips.set_index("clip_id").loc[sorted(half), "label"]
     assert len(half) == 15 and abs((labels == "a").sum() - (labels == "b").sum()) <= 1
@@ -186,7 +209,9 @@ def test_knn_reads_class_and_direction_from_the_embedding_geometry():
     assert accuracy(clips["pred_class"].to_numpy(), clips["class_index"].to_numpy()) >= 80.0  # chance: 33
     assert mean_azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"]) < 30.0
     # shuffled training azimuths: the neighbours' directions say nothing about the query's
-    shuffled = Split(train.features, train.items.assign(azimuth_deg=np.random.default_rng(1).permutation(train.items["azimuth_deg"])))
+    shuffled = Split(
+        train.features, train.items.assign(azimuth_deg=np.random.default_rng(1).permutation(train.items["azimuth_deg"]))
+    )
     clips = clip_predictions(test.items, knn_predict(_ChannelMeans(), shuffled, {"test": test}, 3, CONFIG)["test"])
     assert mean_azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"]) > 45.0
 

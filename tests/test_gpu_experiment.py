@@ -9,27 +9,53 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import PROJECT_ROOT, load_benchmark
 
 SCRIPT = PROJECT_ROOT / "benchmarks" / "gpu_experiment.py"
 
 TINY = [
-    "--device", "cpu",
-    "--unlabeled", "4", "--labeled", "4", "--validation", "2", "--test", "3",
-    "--epochs", "1", "--batch-size", "2", "--probe-epochs", "1", "--finetune-epochs", "1",
-    "--set", "corpus.synthetic.mean_duration_s={unlabeled: 1.2, labeled: 1.0, validation: 1.0, test: 1.0}",
-    "--set", "corpus.synthetic.duration_range_s=[0.3, 2.0]",
-    "--set", "simulation.scene.rt60=[0.1, 0.3]",
-    "--set", "simulation.shard_size=4",
-    "--set", "features.n_mels=32",
-    "--set", "feature_extraction.max_patches_per_clip=2",
-    "--set", "encoder.filters=[4, 4]",
-    "--set", "encoder.pools=[[2, 4], [2, 4]]",
-    "--set", "encoder.gru_hidden=8",
-    "--set", "encoder.embedding_dim=16",
-    "--set", "pretraining.projection={hidden_dim: 16, out_dim: 16}",
-    "--set", "evaluation.supervised.batch_size=8",
+    "--device",
+    "cpu",
+    "--unlabeled",
+    "4",
+    "--labeled",
+    "4",
+    "--validation",
+    "2",
+    "--test",
+    "3",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+    "--probe-epochs",
+    "1",
+    "--finetune-epochs",
+    "1",
+    "--set",
+    "corpus.synthetic.mean_duration_s={unlabeled: 1.2, labeled: 1.0, validation: 1.0, test: 1.0}",
+    "--set",
+    "corpus.synthetic.duration_range_s=[0.3, 2.0]",
+    "--set",
+    "simulation.scene.rt60=[0.1, 0.3]",
+    "--set",
+    "simulation.shard_size=4",
+    "--set",
+    "features.n_mels=32",
+    "--set",
+    "feature_extraction.max_patches_per_clip=2",
+    "--set",
+    "encoder.filters=[4, 4]",
+    "--set",
+    "encoder.pools=[[2, 4], [2, 4]]",
+    "--set",
+    "encoder.gru_hidden=8",
+    "--set",
+    "encoder.embedding_dim=16",
+    "--set",
+    "pretraining.projection={hidden_dim: 16, out_dim: 16}",
+    "--set",
+    "evaluation.supervised.batch_size=8",
 ]
 
 
@@ -85,7 +111,8 @@ def test_script_imports_neither_kedro_nor_mlflow():
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('gpu_experiment', {str(SCRIPT)!r})\n"
         "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'kedro', 'kedro_datasets', 'kedro_mlflow', 'mlflow'}))\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "print(sorted(loaded & {'kedro', 'kedro_datasets', 'kedro_mlflow', 'mlflow'}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -68,7 +68,14 @@ def test_loss_falls_over_20_steps():
 
 @pytest.mark.parametrize("pooling", ["mean", "meanmax"])
 def test_encoder_shapes(pooling):
-    config = EncoderConfig(filters=[4, 6, 8], kernel_size=5, pools=[[2, 4], [2, 4], [1, 2]], gru_hidden=8, embedding_dim=128, temporal_pooling=pooling)
+    config = EncoderConfig(
+        filters=[4, 6, 8],
+        kernel_size=5,
+        pools=[[2, 4], [2, 4], [1, 2]],
+        gru_hidden=8,
+        embedding_dim=128,
+        temporal_pooling=pooling,
+    )
     encoder = CRNNEncoder(config, n_bins=64)
     h = encoder(torch.randn(3, 10, 51, 64))
     assert h.shape == (3, 128)
@@ -82,7 +89,9 @@ def test_encoder_shapes(pooling):
 def test_cpu_channels_last_matches_contiguous(architecture):
     """The channels-last CPU path is a layout change only: same outputs and gradients, same
     batch-norm statistics, and it really is taken (the first conv sees a channels-last input)."""
-    config = EncoderConfig(architecture=architecture, filters=[8, 8], kernel_size=3, pools=[[2, 2], [1, 2]], gru_hidden=8, embedding_dim=16)
+    config = EncoderConfig(
+        architecture=architecture, filters=[8, 8], kernel_size=3, pools=[[2, 2], [1, 2]], gru_hidden=8, embedding_dim=16
+    )
     torch.manual_seed(0)
     fast = build_encoder(config, n_bins=32)
     slow = set_cpu_channels_last(copy.deepcopy(fast), False)
@@ -90,14 +99,18 @@ def test_cpu_channels_last_matches_contiguous(architecture):
     assert not any(m.cpu_channels_last for m in slow.modules() if isinstance(m, CRNNEncoder))
     seen = []
     first_conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
-    hook = first_conv.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    hook = first_conv.register_forward_pre_hook(
+        lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
     x = torch.randn(6, 10, 20, 32)
     outputs = []
     for encoder in (fast, slow):
         encoder.train()
         h = encoder(x)
         (h**2).sum().backward()
-        outputs.append((h.detach(), [p.grad.clone() for p in encoder.parameters()], [b.clone() for b in encoder.buffers()]))
+        outputs.append(
+            (h.detach(), [p.grad.clone() for p in encoder.parameters()], [b.clone() for b in encoder.buffers()])
+        )
     hook.remove()
     assert seen == [True]
     (h_fast, g_fast, b_fast), (h_slow, g_slow, b_slow) = outputs

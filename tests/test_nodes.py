@@ -14,7 +14,9 @@ AUDIO = {"sample_rate": 16000}
 def test_prepare_corpus_folder_and_unknown_source(tmp_path):
     for i in range(3):
         sf.write(str(tmp_path / f"c{i}.wav"), 0.1 * np.ones(8000), 16000)
-    pd.DataFrame({"filename": [f"c{i}.wav" for i in range(3)], "label": ["a", "b", "a"]}).to_csv(tmp_path / "clips.csv", index=False)
+    pd.DataFrame({"filename": [f"c{i}.wav" for i in range(3)], "label": ["a", "b", "a"]}).to_csv(
+        tmp_path / "clips.csv", index=False
+    )
     table, report = prepare_corpus({"source": "folder", "folder": {"root": str(tmp_path), "validation_size": 1}}, AUDIO)
     assert sorted(table["split"]) == ["labeled", "labeled", "validation"] and report["n_skipped"] == 0
     with pytest.raises(ValueError, match="corpus.source must be one of"):

@@ -4,9 +4,8 @@ import os
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-
 from conftest import PROJECT_ROOT, run_pipeline
+from nbclient import NotebookClient
 
 
 def test_notebook_executes(simulated_project, monkeypatch):
@@ -15,7 +14,9 @@ def test_notebook_executes(simulated_project, monkeypatch):
     notebook = nbformat.read(PROJECT_ROOT / "notebooks" / "explore.ipynb", as_version=4)
     monkeypatch.setenv("KEDRO_ENV", "test")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's default: inline figures
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(simulated_project)}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(simulated_project)}}
+    ).execute()
 
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]

@@ -3,11 +3,28 @@ and a resumed sweep that does not redo finished variants."""
 
 import mlflow
 import pandas as pd
-
 from conftest import run_pipeline, tracking_uri
 
-VARIANTS = ["random", "no_aug", "cs", "cs_cd", "cs_mu_cd", "cs_rrc_cd", "cs_mu_rrc_cd", "p_0", "p_0_05", "p_0_2", "paper_crnn"]
-METRICS = ["linear_probe_accuracy", "linear_probe_azimuth_error", "knn_azimuth_error", "fine_tune_accuracy", "fine_tune_azimuth_error"]
+VARIANTS = [
+    "random",
+    "no_aug",
+    "cs",
+    "cs_cd",
+    "cs_mu_cd",
+    "cs_rrc_cd",
+    "cs_mu_rrc_cd",
+    "p_0",
+    "p_0_05",
+    "p_0_2",
+    "paper_crnn",
+]
+METRICS = [
+    "linear_probe_accuracy",
+    "linear_probe_azimuth_error",
+    "knn_azimuth_error",
+    "fine_tune_accuracy",
+    "fine_tune_azimuth_error",
+]
 
 
 def _sweep_runs(project):

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import run_pipeline, tracking_uri
+
 from mc_simclr.shards import ShardedAudio, complete_shards
 
 
@@ -55,9 +55,9 @@ def test_bad_backend_name_is_reported(kedro_project):
 
 
 def test_parameters_merge_softly_across_environments():
+    from conftest import PROJECT_ROOT
     from kedro.config import OmegaConfigLoader
 
-    from conftest import PROJECT_ROOT
     from mc_simclr.settings import CONFIG_LOADER_ARGS
 
     loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="test", **CONFIG_LOADER_ARGS)

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
 from conftest import run_pipeline, tracking_uri
+
 from mc_simclr.audio.io import resample
 from mc_simclr.shards import ShardedAudio
 
@@ -17,7 +17,12 @@ def test_evaluation_run(simulated_project):
 
     reporting = simulated_project / "data/08_reporting"
     table = pd.read_csv(reporting / "results.csv")
-    assert list(table["encoder"]) == ["random init", "MC-SimCLR", "supervised azimuth (ceiling)", "SRP-PHAT (no learning)"]
+    assert list(table["encoder"]) == [
+        "random init",
+        "MC-SimCLR",
+        "supervised azimuth (ceiling)",
+        "SRP-PHAT (no learning)",
+    ]
     learned = table.iloc[:2]
     assert learned["linear_probe_accuracy"].between(0, 100).all()
     assert learned["knn_accuracy"].between(0, 100).all() and learned["knn_azimuth_error"].between(0, 180).all()
@@ -34,7 +39,9 @@ def test_evaluation_run(simulated_project):
     assert (reporting / "test_embeddings.png").stat().st_size > 1000
 
     mlflow.set_tracking_uri(tracking_uri(simulated_project))
-    pretraining = mlflow.search_runs(experiment_names=["mc-simclr-test"], filter_string="tags.mlflow.runName = 'pretraining'")
+    pretraining = mlflow.search_runs(
+        experiment_names=["mc-simclr-test"], filter_string="tags.mlflow.runName = 'pretraining'"
+    )
     runs = mlflow.search_runs(experiment_names=["mc-simclr-test"], filter_string="tags.mlflow.runName = 'evaluation'")
     run = runs.iloc[0]
     assert run["tags.pretraining_run_id"] == pretraining.iloc[0]["run_id"]

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pandas as pd
-
 from conftest import run_pipeline
+
 from mc_simclr.shards import FeatureShards
 
 

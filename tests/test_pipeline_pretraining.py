@@ -2,8 +2,8 @@
 
 import mlflow
 import torch
-
 from conftest import run_pipeline, tracking_uri
+
 from mc_simclr.training import unpack_encoder
 
 

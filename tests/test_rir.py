@@ -71,7 +71,7 @@ def test_direct_path_arrivals_match_geometry(make_backend) -> None:
         assert rirs.dtype == np.float32 and rirs.ndim == 2 and rirs.shape[0] == 4
         assert np.all(np.isfinite(rirs))
         expected = expected_arrivals(scene)
-        measured = np.array([peak_position(ch, e) for ch, e in zip(rirs, expected)])
+        measured = np.array([peak_position(ch, e) for ch, e in zip(rirs, expected, strict=True)])
         # Both installed backends land within 0.03 samples; one sample is the requirement.
         np.testing.assert_allclose(measured, expected, atol=0.25, err_msg=f"{backend.name} at {azimuth} deg")
         np.testing.assert_allclose(
@@ -153,7 +153,7 @@ def test_torchrir_tail_retry_is_counted(monkeypatch: pytest.MonkeyPatch) -> None
     assert rirs.shape == (4, math.ceil(requested_tmax[1] * FS))
     assert rirs.dtype == np.float32 and np.all(np.isfinite(rirs))
     expected = expected_arrivals(scene)
-    measured = [peak_position(ch, e) for ch, e in zip(rirs, expected)]
+    measured = [peak_position(ch, e) for ch, e in zip(rirs, expected, strict=True)]
     np.testing.assert_allclose(measured, expected, atol=0.25)
 
 

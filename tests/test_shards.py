@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mc_simclr.shards import ShardData, ShardedAudio, complete_shards, save_shards, write_shard
 from mc_simclr.datasets import MultichannelAudioShardsDataset
+from mc_simclr.shards import ShardData, ShardedAudio, complete_shards, save_shards, write_shard
 
 
 def _shard(n: int, seed: int, skip: int | None = None) -> ShardData:
@@ -25,7 +25,7 @@ def test_round_trip_with_skipped_clip(tmp_path):
     store = ShardedAudio(tmp_path)
     assert store.shard_ids == ["s0"] and len(store) == 5
     assert list(store.metadata["status"]).count("ok") == 4
-    for row, audio in zip(original.rows, original.audio):
+    for row, audio in zip(original.rows, original.audio, strict=True):
         if audio is None:
             with pytest.raises(KeyError, match="not rendered"):
                 store.load_clip(row["clip_id"])

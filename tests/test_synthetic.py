@@ -34,9 +34,7 @@ def _clip_features(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.nd
     freqs, _, stft = signal.stft(x.astype(np.float64), fs=sample_rate, nperseg=1024, noverlap=512)
     power, freqs = np.abs(stft[1:]) ** 2, freqs[1:]
     edges = _band_edges()
-    bands = np.stack(
-        [power[(freqs >= lo) & (freqs < hi)].sum(0) for lo, hi in zip(edges[:-1], edges[1:])]
-    )
+    bands = np.stack([power[(freqs >= lo) & (freqs < hi)].sum(0) for lo, hi in zip(edges[:-1], edges[1:], strict=True)])
     spectrum = 10.0 * np.log10(bands.mean(1) + 1e-12)
     energy = power.sum(0)
     active = energy > 0.01 * energy.max()
@@ -71,12 +69,8 @@ def test_classes_are_many_and_distinct_names() -> None:
 def test_clip_is_deterministic_and_seed_dependent(label: str) -> None:
     first = synthesize_clip(label, 1.5, SAMPLE_RATE, 123)
     np.testing.assert_array_equal(first, synthesize_clip(label, 1.5, SAMPLE_RATE, 123))
-    np.testing.assert_array_equal(
-        first, synthesize_clip(label, 1.5, SAMPLE_RATE, np.random.SeedSequence(123))
-    )
-    np.testing.assert_array_equal(
-        first, synthesize_clip(label, 1.5, SAMPLE_RATE, np.random.default_rng(123))
-    )
+    np.testing.assert_array_equal(first, synthesize_clip(label, 1.5, SAMPLE_RATE, np.random.SeedSequence(123)))
+    np.testing.assert_array_equal(first, synthesize_clip(label, 1.5, SAMPLE_RATE, np.random.default_rng(123)))
     assert not np.array_equal(first, synthesize_clip(label, 1.5, SAMPLE_RATE, 124))
 
 

@@ -45,7 +45,15 @@ def audio(tmp_path_factory):
 def _run(audio, tmp_path, **overrides):
     params = {"epochs": 3, "batch_size": 4, "warmup_epochs": 1, "device": "cpu", "seed": 3, **overrides}
     extractor = FeatureExtractor(sample_rate=8000, n_fft=256, hop_length=128, n_mels=16)
-    return pretrain(audio, [f"c{i}" for i in range(8)], extractor, ENCODER, AUGMENT, PretrainConfig.from_params(params), progress=False)
+    return pretrain(
+        audio,
+        [f"c{i}" for i in range(8)],
+        extractor,
+        ENCODER,
+        AUGMENT,
+        PretrainConfig.from_params(params),
+        progress=False,
+    )
 
 
 def test_schedule_and_scaling_rule():
@@ -168,18 +176,34 @@ def test_split_pretraining_with_branch_losses_resumes(audio, tmp_path):
     ids = [f"c{i}" for i in range(8)]
 
     def run(**overrides):
-        params = {"epochs": 2, "batch_size": 4, "warmup_epochs": 1, "device": "cpu", "joint_loss_weight": 0.0,
-                  "branch_loss_weight": 1.0, **overrides}
+        params = {
+            "epochs": 2,
+            "batch_size": 4,
+            "warmup_epochs": 1,
+            "device": "cpu",
+            "joint_loss_weight": 0.0,
+            "branch_loss_weight": 1.0,
+            **overrides,
+        }
         return pretrain(audio, ids, extractor, SPLIT, AUGMENT, PretrainConfig.from_params(params), progress=False)
 
     full = run(checkpoint_path=str(tmp_path / "split.pt"))
     assert set(full.projectors) == {"mel", "gcc"} and np.isfinite(full.history[-1]["loss"])
     again = run(checkpoint_path=str(tmp_path / "split.pt"))
     assert again.resumed_from_epoch == 2
-    encoder, _ = unpack_encoder(package_encoder(full.encoder, extractor, {"n_fft": 256, "hop_length": 128, "n_mels": 16}))
+    encoder, _ = unpack_encoder(
+        package_encoder(full.encoder, extractor, {"n_fft": 256, "hop_length": 128, "n_mels": 16})
+    )
     x = torch.randn(2, 10, 63, 16)
     with torch.no_grad():
         assert torch.allclose(encoder(x), full.encoder(x))
     with pytest.raises(ValueError, match="pretraining.branch_loss_weight"):
-        pretrain(audio, ids, extractor, ENCODER, AUGMENT,
-                 PretrainConfig.from_params({"epochs": 1, "batch_size": 4, "warmup_epochs": 0, "branch_loss_weight": 1.0}), progress=False)
+        pretrain(
+            audio,
+            ids,
+            extractor,
+            ENCODER,
+            AUGMENT,
+            PretrainConfig.from_params({"epochs": 1, "batch_size": 4, "warmup_epochs": 0, "branch_loss_weight": 1.0}),
+            progress=False,
+        )

@@ -10,7 +10,9 @@ from pathlib import Path
 def test_kedro_viz_build_shows_every_pipeline(kedro_project):
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
     kedro = Path(sys.executable).with_name("kedro")
-    result = subprocess.run([str(kedro), "viz", "build"], cwd=kedro_project, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(kedro), "viz", "build"], cwd=kedro_project, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     graph = json.loads((kedro_project / "build" / "api" / "main").read_text())
     assert {p["id"] for p in graph["pipelines"]} >= {
@@ -37,7 +39,19 @@ def test_kedro_viz_build_shows_every_pipeline(kedro_project):
     # the ablations: one collapsible namespace per variant of conf/base, each with its template
     ablations = json.loads((kedro_project / "build" / "api" / "pipelines" / "ablations").read_text())
     modular = {n["id"] for n in ablations["nodes"] if n.get("type") == "modularPipeline"}
-    variants = ["random", "no_aug", "cs", "cs_cd", "cs_mu_cd", "cs_rrc_cd", "cs_mu_rrc_cd", "p_0", "p_0_05", "p_0_2", "paper_crnn"]
+    variants = [
+        "random",
+        "no_aug",
+        "cs",
+        "cs_cd",
+        "cs_mu_cd",
+        "cs_rrc_cd",
+        "cs_mu_rrc_cd",
+        "p_0",
+        "p_0_05",
+        "p_0_2",
+        "paper_crnn",
+    ]
     assert {"ablations", *(f"ablations.{v}" for v in variants)} <= modular
     names = {n["name"] for n in ablations["nodes"]}
     assert {"pretrain_variant", "evaluate_variant", "build_sweep_report"} <= names

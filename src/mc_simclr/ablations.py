@@ -63,7 +63,7 @@ class Variant:
     encoder: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_params(cls, name: str, params: dict[str, Any] | None) -> "Variant":
+    def from_params(cls, name: str, params: dict[str, Any] | None) -> Variant:
         where = f"ablations.variants.{name}"
         if not name.isidentifier():
             raise ValueError(f"{where}: a variant name must be a Python identifier (letters, digits, _), got {name!r}")
@@ -266,7 +266,9 @@ HEADERS = {
 
 def tables_markdown(table_1: pd.DataFrame, table_2: pd.DataFrame, title: str) -> tuple[str, str]:
     """Markdown of both tables, with the paper's column names."""
-    one = f"# {title}: Table 1 (augmentations)\n\n" + to_markdown(table_1.drop(columns="variant").rename(columns=HEADERS))
+    one = f"# {title}: Table 1 (augmentations)\n\n" + to_markdown(
+        table_1.drop(columns="variant").rename(columns=HEADERS)
+    )
     table_2 = table_2.drop(columns="variant").assign(channel_drop_p=table_2["channel_drop_p"].map(lambda p: f"{p:g}"))
     two = f"# {title}: Table 2 (ChannelDrop probability)\n\n" + to_markdown(table_2.rename(columns=HEADERS))
     return one, two
@@ -298,4 +300,3 @@ def sweep_metrics(frame: pd.DataFrame) -> dict[str, Any]:
             if value is not None and not (isinstance(value, float) and math.isnan(value)):
                 metrics[f"{record['variant']}.{column}"] = {"value": float(value), "step": 0}
     return metrics
-

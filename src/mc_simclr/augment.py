@@ -50,7 +50,9 @@ def symmetry_permutation(symmetry: int, n_mics: int = 4) -> list[int]:
 def _check_symmetries(symmetry, n_mics: int) -> None:
     values = symmetry.detach().cpu().numpy() if isinstance(symmetry, torch.Tensor) else np.asarray(symmetry)
     if values.size and (values.min() < 0 or values.max() >= n_symmetries(n_mics)):
-        raise ValueError(f"symmetry indices must lie in [0, {n_symmetries(n_mics)}), got {values.min()}..{values.max()}")
+        raise ValueError(
+            f"symmetry indices must lie in [0, {n_symmetries(n_mics)}), got {values.min()}..{values.max()}"
+        )
 
 
 def map_azimuth(azimuth_deg, symmetry, n_mics: int = 4):
@@ -93,7 +95,9 @@ class ChannelSwap(nn.Module):
     def extra_repr(self) -> str:
         return f"n_mics={self.n_mics}, symmetries={n_symmetries(self.n_mics)}"
 
-    def sample(self, batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Uniformly random symmetry indices ``(batch,)``."""
         return torch.randint(n_symmetries(self.n_mics), (batch,), generator=generator, device=device)
 
@@ -190,7 +194,12 @@ class RandomResizedCrop(nn.Module):
         return f"scale={self.scale}, ratio={self.ratio}, max_lag_shift={self.max_lag_shift}"
 
     def sample_boxes(
-        self, batch: int, height: int, width: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Boxes ``(batch, 4)`` as (centre_t, centre_f, height, width) in bins."""
 
@@ -287,7 +296,7 @@ class MultiLevelAugmentation(nn.Module):
         self.channel_drop = channel_drop
 
     @classmethod
-    def from_params(cls, params: dict, features: nn.Module, n_mics: int = 4) -> "MultiLevelAugmentation":
+    def from_params(cls, params: dict, features: nn.Module, n_mics: int = 4) -> MultiLevelAugmentation:
         """Build from the ``augmentations`` block: ``{name: {enabled: bool, ...options}}``."""
         check_keys(params, AUGMENTATIONS, "augmentations")
 
@@ -302,9 +311,7 @@ class MultiLevelAugmentation(nn.Module):
             features,
             channel_swap=ChannelSwap(n_mics) if swap is not None else None,
             mixup=Mixup(**mix) if mix is not None else None,
-            random_resized_crop=RandomResizedCrop(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in rrc.items()}
-            )
+            random_resized_crop=RandomResizedCrop(**{k: tuple(v) if isinstance(v, list) else v for k, v in rrc.items()})
             if rrc is not None
             else None,
             channel_drop=ChannelDrop(**drop) if drop is not None else None,

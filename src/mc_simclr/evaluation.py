@@ -66,7 +66,7 @@ class SupervisedConfig:
     knn_k: int = 5  # neighbours of the k-NN protocol
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], name: str = "evaluation.supervised") -> "SupervisedConfig":
+    def from_params(cls, params: dict[str, Any], name: str = "evaluation.supervised") -> SupervisedConfig:
         config = dataclass_from_params(cls, params, name)
         checks = {
             "batch_size": config.batch_size >= 2,
@@ -99,7 +99,7 @@ class Split:
     def azimuth(self) -> torch.Tensor:
         return torch.tensor(self.items["azimuth_deg"].to_numpy(), dtype=torch.float32)
 
-    def subset(self, clip_ids: set[str]) -> "Split":
+    def subset(self, clip_ids: set[str]) -> Split:
         mask = self.items["clip_id"].isin(clip_ids).to_numpy()
         return Split(self.features[torch.from_numpy(mask)], self.items[mask].reset_index(drop=True))
 
@@ -174,7 +174,9 @@ def clip_scores(items: pd.DataFrame, predictions: Predictions) -> dict[str, floa
     scores = {"azimuth_error": mean_azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"])}
     labelled = clips["class_index"] >= 0
     if predictions.class_probs is not None and labelled.any():
-        scores["accuracy"] = accuracy(clips.loc[labelled, "pred_class"].to_numpy(), clips.loc[labelled, "class_index"].to_numpy())
+        scores["accuracy"] = accuracy(
+            clips.loc[labelled, "pred_class"].to_numpy(), clips.loc[labelled, "class_index"].to_numpy()
+        )
     return scores
 
 
@@ -189,7 +191,9 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _azimuth_targets(azimuths: torch.Tensor, symmetry: torch.Tensor, n_mics: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def _azimuth_targets(
+    azimuths: torch.Tensor, symmetry: torch.Tensor, n_mics: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """(cos, sin) regression targets of azimuths mapped by the applied array symmetries."""
     mapped = map_azimuth(azimuths, symmetry, n_mics).numpy()
     return torch.as_tensor(azimuth_to_vector(mapped), dtype=torch.float32, device=device)
@@ -300,7 +304,9 @@ def knn_predict(
     references = F.normalize(train_emb[:n_sym].flatten(0, 1), dim=1)
     ref_azimuths = torch.cat(
         [
-            torch.as_tensor(map_azimuth(train.azimuth.numpy(), np.full(len(train.azimuth), s), n_mics), dtype=torch.float32)
+            torch.as_tensor(
+                map_azimuth(train.azimuth.numpy(), np.full(len(train.azimuth), s), n_mics), dtype=torch.float32
+            )
             for s in range(n_sym)
         ]
     )
@@ -346,7 +352,7 @@ def fine_tune(
     pretrained: bool,
     n_mics: int = 4,
     progress: bool = True,
-) -> "FineTuned":
+) -> FineTuned:
     """Train encoder and heads jointly (encoder gradients scaled when ``pretrained``); predict ``tests``.
 
     Returns the predictions per split of ``tests`` and the selected model (a trained copy of
@@ -360,13 +366,18 @@ def fine_tune(
     swap = FeatureChannelSwap(n_mics).to(device)
     labels, azimuths = train.class_index, train.azimuth
     steps = -(-len(labels) // config.batch_size)
-    optimizer, scheduler = _sgd(list(encoder.parameters()) + list(heads.parameters()), config, steps, config.finetune_epochs)
+    optimizer, scheduler = _sgd(
+        list(encoder.parameters()) + list(heads.parameters()), config, steps, config.finetune_epochs
+    )
     best_loss, best_state = float("inf"), None
-    val_labels, val_vectors = validation.class_index.to(device), torch.as_tensor(
-        azimuth_to_vector(validation.azimuth.numpy()), dtype=torch.float32, device=device
+    val_labels, val_vectors = (
+        validation.class_index.to(device),
+        torch.as_tensor(azimuth_to_vector(validation.azimuth.numpy()), dtype=torch.float32, device=device),
     )
     try:
-        for epoch in tqdm(range(config.finetune_epochs), desc="fine-tune", unit="epoch", leave=False, disable=not progress):
+        for epoch in tqdm(
+            range(config.finetune_epochs), desc="fine-tune", unit="epoch", leave=False, disable=not progress
+        ):
             generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
             torch.manual_seed(epoch_seed(config.seed, epoch))
             symmetry = _sample_symmetries(len(labels), config, generator, n_mics)
@@ -393,7 +404,9 @@ def fine_tune(
             mask = val_labels >= 0
             val_loss = config.azimuth_loss_weight * float(F.mse_loss(vectors, val_vectors))
             if mask.any() and config.class_loss_weight > 0:
-                val_loss += config.class_loss_weight * float(F.nll_loss(probs[mask].clamp_min(1e-12).log(), val_labels[mask]))
+                val_loss += config.class_loss_weight * float(
+                    F.nll_loss(probs[mask].clamp_min(1e-12).log(), val_labels[mask])
+                )
             if val_loss < best_loss:
                 best_loss = val_loss
                 best_state = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(heads.state_dict()))
@@ -402,7 +415,10 @@ def fine_tune(
             hook.remove()
     encoder.load_state_dict(best_state[0])
     heads.load_state_dict(best_state[1])
-    validation_scores = {"loss": best_loss, **clip_scores(validation.items, _predict(encoder, heads, validation, device))}
+    validation_scores = {
+        "loss": best_loss,
+        **clip_scores(validation.items, _predict(encoder, heads, validation, device)),
+    }
     out = {}
     for name, split in tests.items():
         predictions = _predict(encoder, heads, split, device)
@@ -430,7 +446,7 @@ def class_balanced_subset(clips: pd.DataFrame, amount: float, unit: str, seed: i
         label: list(rng.permutation(group["clip_id"].to_numpy()))
         for label, group in clips.sort_values("clip_id").groupby("label", sort=True)
     }
-    durations = dict(zip(clips["clip_id"], clips["duration"])) if unit == "hours" else {}
+    durations = dict(zip(clips["clip_id"], clips["duration"], strict=True)) if unit == "hours" else {}
     target = amount * len(clips) if unit == "fraction" else amount * 3600.0
     chosen: list[str] = []
     total = 0.0
@@ -500,8 +516,12 @@ def run_protocols(
         if len(chosen) == len(labeled_clips):
             results["subsets"][float(amount)] = results["fine_tune"]
             continue
-        logger.info("Subset fine-tuning on %d of %d labeled clips (%s %s)", len(chosen), len(labeled_clips), amount, subset_unit)
-        subset = fine_tune(encoder, train.subset(chosen), validation, {"test": test}, n_classes, config, pretrained, n_mics)
+        logger.info(
+            "Subset fine-tuning on %d of %d labeled clips (%s %s)", len(chosen), len(labeled_clips), amount, subset_unit
+        )
+        subset = fine_tune(
+            encoder, train.subset(chosen), validation, {"test": test}, n_classes, config, pretrained, n_mics
+        )
         results["subsets"][float(amount)] = clip_predictions(test.items, subset.predictions["test"])
     device = resolve_device(config.device)
     results["embeddings"] = (embed(encoder, test.features, device).numpy(), test.items)
@@ -516,7 +536,16 @@ def supervised_azimuth(
     azimuth_only = copy.deepcopy(config)
     azimuth_only.class_loss_weight = 0.0
     azimuth_only.azimuth_loss_weight = max(config.azimuth_loss_weight, 1e-12)
-    tuned = fine_tune(encoder, splits["labeled"], splits["validation"], {"test": splits["test"]}, n_classes, azimuth_only, False, n_mics)
+    tuned = fine_tune(
+        encoder,
+        splits["labeled"],
+        splits["validation"],
+        {"test": splits["test"]},
+        n_classes,
+        azimuth_only,
+        False,
+        n_mics,
+    )
     clips = clip_predictions(splits["test"].items, tuned.predictions["test"])
     clips["pred_class"] = np.nan
     return clips

@@ -144,9 +144,11 @@ class FeatureExtractor(nn.Module):
         return 1 + (n_samples + 2 * (self.n_fft // 2) - self.n_fft) // self.hop_length
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], sample_rate: int, n_mics: int = 4) -> "FeatureExtractor":
+    def from_params(cls, params: dict[str, Any], sample_rate: int, n_mics: int = 4) -> FeatureExtractor:
         """Build from the ``features`` parameter block."""
-        check_keys(params, ("n_fft", "hop_length", "win_length", "window", "n_mels", "f_min", "f_max", "eps"), "features")
+        check_keys(
+            params, ("n_fft", "hop_length", "win_length", "window", "n_mels", "f_min", "f_max", "eps"), "features"
+        )
         return cls(sample_rate=sample_rate, n_mics=n_mics, **params)
 
     def extra_repr(self) -> str:
@@ -203,6 +205,7 @@ class FeatureExtractor(nn.Module):
         real, imag = self.stft(waveforms.to(torch.float32))
         power = real.square() + imag.square()
         return torch.cat([self.log_mel(power), self.gcc_phat(real, imag, power)], dim=1)
+
 
 def featurize_clips(
     clips: Iterable[tuple[dict[str, Any], np.ndarray]],

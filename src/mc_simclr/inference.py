@@ -60,7 +60,8 @@ def read_recording(path: str | Path, sample_rate: int, n_mics: int) -> np.ndarra
     audio, rate = read_multichannel(path)
     if audio.shape[0] != n_mics:
         raise ValueError(
-            f"{path}: {audio.shape[0]} channel(s), expected {n_mics} (one per microphone of the array the model was trained on)"
+            f"{path}: {audio.shape[0]} channel(s), expected {n_mics} "
+            "(one per microphone of the array the model was trained on)"
         )
     return resample(audio, rate, sample_rate).astype(np.float32, copy=False)
 

@@ -14,7 +14,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
     ``sim`` the cosine similarity; the self-similarity is masked out of the denominator.
     """
     if z1.shape != z2.shape or z1.ndim != 2:
-        raise ValueError(f"nt_xent expects two (N, D) tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+        raise ValueError(
+            f"nt_xent expects two (N, D) tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}"
+        )
     if z1.shape[0] < 2:
         raise ValueError("nt_xent needs at least 2 pairs (negatives come from the other pairs)")
     if temperature <= 0:

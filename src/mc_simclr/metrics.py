@@ -38,9 +38,7 @@ def azimuth_to_vector(azimuth_deg: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(radians), np.sin(radians)], axis=-1)
 
 
-def breakdown(
-    clips: pd.DataFrame, rt60_bins: list[float] | None = None
-) -> dict[str, pd.DataFrame]:
+def breakdown(clips: pd.DataFrame, rt60_bins: list[float] | None = None) -> dict[str, pd.DataFrame]:
     """Accuracy and azimuth error overall, per RT60 bin and per class.
 
     ``clips`` has ``label``, ``class_index``, ``pred_class``, ``azimuth_deg``, ``pred_azimuth`` and
@@ -62,7 +60,7 @@ def breakdown(
         )
 
     edges = list(rt60_bins)
-    labels = [f"{lo:.1f}-{hi:.1f}" for lo, hi in zip(edges[:-1], edges[1:])]
+    labels = [f"{lo:.1f}-{hi:.1f}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
     bins = pd.cut(clips["rt60"], bins=edges, labels=labels, include_lowest=True)
     return {
         "overall": summary(clips).to_frame().T,

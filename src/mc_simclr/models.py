@@ -38,21 +38,25 @@ class EncoderConfig:
     dropout: float = 0.0
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], name: str = "encoder") -> "EncoderConfig":
+    def from_params(cls, params: dict[str, Any], name: str = "encoder") -> EncoderConfig:
         config = dataclass_from_params(cls, params, name)
         config.validate(name)
         return config
 
     def validate(self, name: str = "encoder") -> None:
         if len(self.filters) != len(self.pools) or not self.filters:
-            raise ValueError(f"{name}.filters and {name}.pools need one entry per block (got {self.filters}, {self.pools})")
+            raise ValueError(
+                f"{name}.filters and {name}.pools need one entry per block (got {self.filters}, {self.pools})"
+            )
         if any(len(p) != 2 or min(p) < 1 for p in self.pools):
             raise ValueError(f"{name}.pools entries must be [time, frequency] pool sizes >= 1, got {self.pools}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"{name}.kernel_size must be odd and >= 1, got {self.kernel_size}")
         if self.architecture not in ("crnn", "split_crnn"):
             raise ValueError(f"{name}.architecture must be 'crnn' or 'split_crnn', got {self.architecture!r}")
-        if self.architecture == "split_crnn" and not (0 < self.mel_channels < self.in_channels and self.embedding_dim >= 2):
+        if self.architecture == "split_crnn" and not (
+            0 < self.mel_channels < self.in_channels and self.embedding_dim >= 2
+        ):
             raise ValueError(f"{name}.mel_channels must lie in (0, in_channels) and embedding_dim >= 2 for split_crnn")
         if self.temporal_pooling not in ("mean", "meanmax"):
             raise ValueError(f"{name}.temporal_pooling must be 'mean' or 'meanmax', got {self.temporal_pooling!r}")
@@ -81,7 +85,7 @@ class CRNNEncoder(nn.Module):
         self.input_norm = nn.BatchNorm2d(config.in_channels)
         blocks = []
         channels, bins = config.in_channels, n_bins
-        for filters, (pool_t, pool_f) in zip(config.filters, config.pools):
+        for filters, (pool_t, pool_f) in zip(config.filters, config.pools, strict=True):
             blocks += [
                 nn.Conv2d(channels, filters, config.kernel_size, padding=config.kernel_size // 2, bias=False),
                 nn.BatchNorm2d(filters),
@@ -136,7 +140,10 @@ class SplitCRNNEncoder(nn.Module):
         half = config.embedding_dim // 2
         mel = replace(config, architecture="crnn", in_channels=config.mel_channels, embedding_dim=half)
         gcc = replace(
-            config, architecture="crnn", in_channels=config.in_channels - config.mel_channels, embedding_dim=config.embedding_dim - half
+            config,
+            architecture="crnn",
+            in_channels=config.in_channels - config.mel_channels,
+            embedding_dim=config.embedding_dim - half,
         )
         self.mel = CRNNEncoder(mel, n_bins)
         self.gcc = CRNNEncoder(gcc, n_bins)
@@ -148,7 +155,9 @@ class SplitCRNNEncoder(nn.Module):
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings of the Mel branch and of the GCC branch."""
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(f"SplitCRNNEncoder expects (batch, {self.config.in_channels}, T, {self.n_bins}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"SplitCRNNEncoder expects (batch, {self.config.in_channels}, T, {self.n_bins}), got {tuple(x.shape)}"
+            )
         return self.mel(x[:, : self.config.mel_channels]), self.gcc(x[:, self.config.mel_channels :])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,7 +173,10 @@ class ProjectionHead(nn.Module):
     def __init__(self, in_dim: int = 128, hidden_dim: int = 128, out_dim: int = 128) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim)
+            nn.Linear(in_dim, hidden_dim),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, out_dim),
         )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

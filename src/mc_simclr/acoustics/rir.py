@@ -147,8 +147,8 @@ class TorchRIRBackend:
     ``seed``), so a scene's RIR does not depend on the order scenes are simulated in.
 
     ``torchrir`` 3.0.1 sometimes rejects its own ``tmax`` (:data:`TORCHRIR_TAIL_RANGE_ERROR`, a float
-    rounding in the tail check; 12 of 700 rooms of the paper's distribution at 16 kHz). Such a room is simulated again with ``tmax``
-    one sample shorter, up to :data:`MAX_TAIL_RETRIES` times, and each retry is counted in
+    rounding in the tail check; 12 of 700 rooms of the paper's distribution at 16 kHz). Such a room is
+    simulated again with ``tmax`` one sample shorter, up to :data:`MAX_TAIL_RETRIES` times, and each retry is counted in
     ``stats["tail_retries"]``; the room itself is kept, so the scene distribution is unchanged.
     """
 
@@ -183,7 +183,9 @@ class TorchRIRBackend:
         torch_scene = StaticScene(
             room=room,
             sources=Source.from_positions([list(scene.source_position)], device=self.device, dtype=dtype),
-            mics=MicrophoneArray.from_positions([list(m) for m in scene.mic_positions], device=self.device, dtype=dtype),
+            mics=MicrophoneArray.from_positions(
+                [list(m) for m in scene.mic_positions], device=self.device, dtype=dtype
+            ),
         )
         tdiff, tmax = _tail_times(scene, self.diffuse_attenuation_db, self.max_attenuation_db)
         nb_img = tuple(int(n) for n in estimate_image_counts_from_tmax(tdiff, room.size, c=SPEED_OF_SOUND))
@@ -334,8 +336,7 @@ def get_backend(name: str = "torchrir", **options: Any) -> RIRBackend:
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(
-            f"Unknown simulation.backend_options {unknown} for simulation.backend {name!r}; "
-            f"it accepts {accepted}"
+            f"Unknown simulation.backend_options {unknown} for simulation.backend {name!r}; it accepts {accepted}"
         )
     return backend_class(**options)
 

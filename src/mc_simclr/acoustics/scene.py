@@ -30,9 +30,7 @@ def wrap_degrees(angle: np.ndarray | float) -> np.ndarray | float:
     return float(wrapped) if np.ndim(wrapped) == 0 else wrapped
 
 
-def circular_array(
-    center: np.ndarray, diameter: float, n_mics: int = 4, orientation_deg: float = 0.0
-) -> np.ndarray:
+def circular_array(center: np.ndarray, diameter: float, n_mics: int = 4, orientation_deg: float = 0.0) -> np.ndarray:
     """Positions (n_mics, 3) of a horizontal circular array around ``center``."""
     angles = np.deg2rad(orientation_deg + 360.0 * np.arange(n_mics) / n_mics)
     radius = diameter / 2.0
@@ -80,7 +78,7 @@ class SceneConfig:
     max_draws: int = 1000
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], name: str = "simulation.scene") -> "SceneConfig":
+    def from_params(cls, params: dict[str, Any], name: str = "simulation.scene") -> SceneConfig:
         """Build from a parameters dictionary, naming ``name.<key>`` in every error."""
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
         config = dataclass_from_params(cls, values, name)
@@ -164,10 +162,12 @@ class Scene:
         return row
 
     @classmethod
-    def from_record(cls, row: dict[str, Any]) -> "Scene":
+    def from_record(cls, row: dict[str, Any]) -> Scene:
         """Inverse of :meth:`to_record`."""
         center = np.array([row["array_x"], row["array_y"], row["array_z"]], dtype=np.float64)
-        mics = circular_array(center, float(row["array_diameter"]), int(row["n_mics"]), float(row["array_orientation_deg"]))
+        mics = circular_array(
+            center, float(row["array_diameter"]), int(row["n_mics"]), float(row["array_orientation_deg"])
+        )
         return cls(
             room_dims=(float(row["room_x"]), float(row["room_y"]), float(row["room_z"])),
             rt60=float(row["rt60"]),
@@ -249,11 +249,22 @@ def sample_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
         )
         for _ in range(config.max_draws):
             source = np.array(
-                [rng.uniform(wall, dims[0] - wall), rng.uniform(wall, dims[1] - wall), rng.uniform(*config.object_height)]
+                [
+                    rng.uniform(wall, dims[0] - wall),
+                    rng.uniform(wall, dims[1] - wall),
+                    rng.uniform(*config.object_height),
+                ]
             )
             if np.linalg.norm(source - center) >= config.min_source_array_distance:
                 return make_scene(
-                    dims, rt60, center, source, config.array_diameter, config.n_mics, config.array_orientation_deg, redraws
+                    dims,
+                    rt60,
+                    center,
+                    source,
+                    config.array_diameter,
+                    config.n_mics,
+                    config.array_orientation_deg,
+                    redraws,
                 )
             redraws += 1
     raise RuntimeError(

@@ -148,13 +148,11 @@ def read_folder_corpus(
     bad = table.loc[~table["split"].isin(SPLITS)]
     if len(bad):
         first = bad.index[0]
-        raise ValueError(
-            f"{csv_path}: row {first + 2} has split {bad.loc[first, 'split']!r}; expected one of {SPLITS}"
-        )
+        raise ValueError(f"{csv_path}: row {first + 2} has split {bad.loc[first, 'split']!r}; expected one of {SPLITS}")
     ids = _unique_ids([Path(f).stem for f in table["filename"]])
     rows = [
         {"clip_id": cid, "split": split, "label": label, "path": root / filename}
-        for cid, split, label, filename in zip(ids, table["split"], table["label"], table["filename"])
+        for cid, split, label, filename in zip(ids, table["split"], table["label"], table["filename"], strict=True)
     ]
     report = CorpusReport()
     clips = _build_table(rows, report)
@@ -187,13 +185,13 @@ def read_fsdnoisy18k(root: str | Path, validation_size: int = 200, seed: int = 0
             "label": label,
             "path": train_dir / fname,
         }
-        for fname, label, flag in zip(train["fname"], train["label"], verified)
+        for fname, label, flag in zip(train["fname"], train["label"], verified, strict=True)
     ]
     rows += [
         {"clip_id": Path(fname).stem, "split": "test", "label": label, "path": test_dir / fname}
-        for fname, label in zip(test["fname"], test["label"])
+        for fname, label in zip(test["fname"], test["label"], strict=True)
     ]
-    for row, cid in zip(rows, _unique_ids([r["clip_id"] for r in rows])):
+    for row, cid in zip(rows, _unique_ids([r["clip_id"] for r in rows]), strict=True):
         row["clip_id"] = cid
     report = CorpusReport()
     clips = _build_table(rows, report)
@@ -257,11 +255,13 @@ def generate_synthetic_corpus(
         durations = sample_durations(rng, n, float(mean_duration_s[split]), *duration_range_s)
         labels = [classes[i % len(classes)] for i in range(n)]
         clip_seeds = rng.integers(0, 2**63 - 1, size=n)
-        for i, (label, duration, clip_seed) in enumerate(zip(labels, durations, clip_seeds)):
+        for i, (label, duration, clip_seed) in enumerate(zip(labels, durations, clip_seeds, strict=True)):
             # The name carries a digest of everything that shapes the audio, so files left by a run
             # with other settings are never mistaken for this run's.
             digest = hashlib.sha1(f"{clip_seed}:{duration:.6f}:{sample_rate}".encode()).hexdigest()[:8]
-            records.append((f"audio/{split}_{i:05d}_{label}_{digest}.wav", label, split, float(duration), int(clip_seed)))
+            records.append(
+                (f"audio/{split}_{i:05d}_{label}_{digest}.wav", label, split, float(duration), int(clip_seed))
+            )
     todo = [r for r in records if not (root / r[0]).is_file()]
     for filename, label, _, duration, clip_seed in tqdm(todo, desc="synthesizing clips", unit="clip"):
         write_audio_atomic(root / filename, synthesize_clip(label, duration, sample_rate, clip_seed), sample_rate)

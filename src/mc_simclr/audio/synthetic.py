@@ -114,9 +114,7 @@ def _envelope(n: int, sample_rate: int, attack_s: float, release_s: float) -> np
     return env
 
 
-def _smooth_noise(
-    rng: np.random.Generator, n: int, sample_rate: int, points_per_second: float
-) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, n: int, sample_rate: int, points_per_second: float) -> np.ndarray:
     """Slowly varying standard-normal contour: random control points, linearly interpolated."""
     n_points = int(math.ceil(n / sample_rate * points_per_second)) + 2
     control = rng.standard_normal(n_points)
@@ -128,9 +126,7 @@ def _sine_from_frequency(frequency: np.ndarray, sample_rate: int, phase: float) 
     return np.sin(2.0 * np.pi * np.cumsum(frequency) / sample_rate + phase)
 
 
-def _decaying_sine(
-    n: int, frequency: float, t60: float, phase: float, sample_rate: int
-) -> np.ndarray:
+def _decaying_sine(n: int, frequency: float, t60: float, phase: float, sample_rate: int) -> np.ndarray:
     """``r**k sin(w k + phase)`` for ``k < n``, decaying by 60 dB over ``t60`` seconds.
 
     Computed as the impulse response of a two-pole resonator, much cheaper than ``exp * sin``.
@@ -159,9 +155,7 @@ def _play_wavetable(table: np.ndarray, frequency: np.ndarray, sample_rate: int) 
     return np.interp(position, np.arange(_WAVETABLE_SIZE + 1), table)
 
 
-def _harmonic_amplitudes(
-    max_frequency: float, sample_rate: int, tilt: float, max_harmonics: int
-) -> np.ndarray:
+def _harmonic_amplitudes(max_frequency: float, sample_rate: int, tilt: float, max_harmonics: int) -> np.ndarray:
     """Amplitudes ``k**-tilt`` of the harmonics that stay below the cap at ``max_frequency``."""
     count = int(np.clip(_frequency_cap(sample_rate) // max_frequency, 1, max_harmonics))
     return np.arange(1, count + 1, dtype=np.float64) ** -tilt
@@ -266,7 +260,7 @@ def _bell_render(rng: np.random.Generator, sample_rate: int, p: _Instance) -> np
     t60 = _vary(rng, p["t60"], 0.1)
     n = _n_samples(t60, sample_rate)
     out = np.zeros(n)
-    partials = zip(_BELL_RATIOS, _BELL_AMPLITUDES, _BELL_DECAYS)
+    partials = zip(_BELL_RATIOS, _BELL_AMPLITUDES, _BELL_DECAYS, strict=True)
     for i, (ratio, amplitude, decay) in enumerate(partials):
         frequency = f0 * ratio * math.exp(p[f"stretch_{i}"])
         if frequency >= _frequency_cap(sample_rate):
@@ -345,9 +339,7 @@ def _footsteps_render(rng: np.random.Generator, sample_rate: int, p: _Instance) 
     decay = _vary(rng, p["decay"], 0.1)
     n = _n_samples(toes[-1] + 10.0 * decay, sample_rate)
     onsets = np.round(np.concatenate([heels, toes]) * sample_rate).astype(np.int64)
-    bursts = _decaying_noise_bursts(
-        rng, n, sample_rate, onsets, np.concatenate([heel_gain, toe_gain]), decay
-    )
+    bursts = _decaying_noise_bursts(rng, n, sample_rate, onsets, np.concatenate([heel_gain, toe_gain]), decay)
     centre = _detune(rng, p["centre"], 0.5)
     return _bandpass(bursts, centre / 2.0, centre * 2.0, sample_rate)
 
@@ -604,9 +596,7 @@ def instance_params(label: str, rng: np.random.Generator) -> dict[str, float]:
     return params
 
 
-def synthesize_event(
-    label: str, rng: np.random.Generator, sample_rate: int, instance: dict[str, float]
-) -> np.ndarray:
+def synthesize_event(label: str, rng: np.random.Generator, sample_rate: int, instance: dict[str, float]) -> np.ndarray:
     """Render one event of class ``label`` around the clip parameters ``instance``.
 
     The event jitters around ``instance`` (as drawn by :func:`instance_params` for the same label)
@@ -660,14 +650,10 @@ def synthesize_clip(
     _check_sample_rate(sample_rate)
     is_number = isinstance(duration_s, (int, float, np.integer, np.floating))
     if isinstance(duration_s, bool) or not is_number or not 0.0 < duration_s < math.inf:
-        raise ValueError(
-            f"duration_s must be a positive finite number of seconds; got {duration_s!r}"
-        )
+        raise ValueError(f"duration_s must be a positive finite number of seconds; got {duration_s!r}")
     n = int(round(duration_s * sample_rate))
     if n < 1:
-        raise ValueError(
-            f"duration_s={duration_s!r} gives no sample at sample_rate={sample_rate}"
-        )
+        raise ValueError(f"duration_s={duration_s!r} gives no sample at sample_rate={sample_rate}")
 
     rng = np.random.default_rng(seed)
     instance = instance_params(label, rng)

@@ -39,7 +39,9 @@ class _ShardsDataset(AbstractDataset):
     def _save(self, data: Mapping[str, Any]) -> None:
         if not isinstance(data, Mapping):
             raise TypeError(f"{self._path}: expected a mapping of shard id to shard data, got {type(data).__name__}")
-        save_shards(self._path, data, overwrite=self._overwrite, desc=f"writing {self._path.name}", writer=type(self)._writer)
+        save_shards(
+            self._path, data, overwrite=self._overwrite, desc=f"writing {self._path.name}", writer=type(self)._writer
+        )
 
     def _exists(self) -> bool:
         return bool(complete_shards(self._path))

@@ -74,8 +74,14 @@ def pretrain_variant(
     started = time.perf_counter()
     with variant_run(name) as run:
         if run is not None:
-            log_params({**variant.settings(), **flatten("encoder", enc), **(flatten("pretraining", pre) if variant.pretrain else {}),
-                        **(flatten("augmentations", aug) if variant.pretrain else {})})
+            log_params(
+                {
+                    **variant.settings(),
+                    **flatten("encoder", enc),
+                    **(flatten("pretraining", pre) if variant.pretrain else {}),
+                    **(flatten("augmentations", aug) if variant.pretrain else {}),
+                }
+            )
         if variant.pretrain:
             clip_ids = pretraining_clips(spatial_audio, pretraining.get("split", "unlabeled"))
             logger.info("Ablation %s: pretraining with %s", name, variant.settings())
@@ -86,7 +92,9 @@ def pretrain_variant(
             torch.manual_seed(seed)
             model = build_encoder(encoder_config, extractor.n_mels).eval()
             history = []
-            encoder_fingerprint = fingerprint({"random_init": seed, "encoder": encoder_config.to_dict(), "features": extractor.extra_repr()})
+            encoder_fingerprint = fingerprint(
+                {"random_init": seed, "encoder": encoder_config.to_dict(), "features": extractor.extra_repr()}
+            )
         state = package_encoder(
             model,
             extractor,
@@ -102,7 +110,10 @@ def pretrain_variant(
         )
         if run is not None:
             for record in history:
-                mlflow.log_metrics({f"pretraining.{k}": float(record[k]) for k in ("loss", "lr", "clips_per_s")}, step=int(record["epoch"]))
+                mlflow.log_metrics(
+                    {f"pretraining.{k}": float(record[k]) for k in ("loss", "lr", "clips_per_s")},
+                    step=int(record["epoch"]),
+                )
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "encoder.pt"
                 torch.save(state, path)
@@ -124,7 +135,11 @@ def evaluate_variant(
     params = deep_merge(evaluation, ablations.get("evaluation", {}) or {})
     expected = evaluation_fingerprint(
         encoder["pretraining_fingerprint"],
-        {"supervised": params["supervised"], "feature_shards": sorted(feature_patches.shard_ids), "classes": list(class_names)},
+        {
+            "supervised": params["supervised"],
+            "feature_shards": sorted(feature_patches.shard_ids),
+            "classes": list(class_names),
+        },
     )
     path = cache_path(ablations, name)
     result = load_cached(path, expected)
@@ -149,7 +164,10 @@ def evaluate_variant(
             "settings": variant.settings(),
             "metrics": metrics,
             "validation": outcome["validation"],
-            "wall_s": {"pretraining": float(encoder.get("pretraining_s", 0.0)), "evaluation": time.perf_counter() - started},
+            "wall_s": {
+                "pretraining": float(encoder.get("pretraining_s", 0.0)),
+                "evaluation": time.perf_counter() - started,
+            },
             "fingerprint": expected,
         }
         save_cached(path, result)
@@ -158,7 +176,9 @@ def evaluate_variant(
         if run is not None:
             mlflow.log_metrics({f"evaluation.{k}": float(v) for k, v in result["metrics"].items() if math.isfinite(v)})
             for protocol, values in result["validation"].items():
-                mlflow.log_metrics({f"evaluation.validation.{protocol}_{k}": float(v) for k, v in values.items() if math.isfinite(v)})
+                mlflow.log_metrics(
+                    {f"evaluation.validation.{protocol}_{k}": float(v) for k, v in values.items() if math.isfinite(v)}
+                )
             mlflow.set_tag("evaluation_cached", str(cached).lower())
             mlflow.log_dict(result, "reporting/results.json")
     return result

@@ -20,8 +20,8 @@ from mc_simclr.audio.corpora import (
     read_folder_corpus,
     read_fsdnoisy18k,
 )
-from mc_simclr.shards import OK, ShardData, ShardedAudio
 from mc_simclr.audio.synthetic import CLASSES
+from mc_simclr.shards import OK, ShardData, ShardedAudio
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,11 @@ def prepare_corpus(corpus: dict[str, Any], audio: dict[str, Any]) -> tuple[pd.Da
     elif source == "folder":
         cfg = corpus["folder"]
         table, report = read_folder_corpus(
-            cfg["root"], cfg.get("csv"), cfg.get("default_split", "labeled"), int(cfg.get("validation_size", 0)), int(cfg.get("seed", 0))
+            cfg["root"],
+            cfg.get("csv"),
+            cfg.get("default_split", "labeled"),
+            int(cfg.get("validation_size", 0)),
+            int(cfg.get("seed", 0)),
         )
     else:
         raise ValueError(f"corpus.source must be one of {CORPUS_SOURCES}, got {source!r}")
@@ -68,7 +72,11 @@ def sample_scenes(clip_table: pd.DataFrame, simulation: dict[str, Any]) -> pd.Da
     config = SceneConfig.from_params(simulation.get("scene", {}))
     scenes = sample_scene_table(list(clip_table["clip_id"]), config, int(simulation["seed"]))
     logger.info(
-        "Sampled %d scenes: RT60 %.2f-%.2f s, %d redraws", len(scenes), scenes["rt60"].min(), scenes["rt60"].max(), scenes["redraws"].sum()
+        "Sampled %d scenes: RT60 %.2f-%.2f s, %d redraws",
+        len(scenes),
+        scenes["rt60"].min(),
+        scenes["rt60"].max(),
+        scenes["redraws"].sum(),
     )
     return scenes
 
@@ -84,7 +92,12 @@ def spatialize_clips(
     if len(clips) != len(clip_table):
         raise ValueError("scenes do not cover every clip of clip_table: re-run sample_scenes")
     settings = json.dumps(
-        {"backend": simulation["backend"], "options": simulation.get("backend_options") or {}, "sr": sample_rate, "peak": peak},
+        {
+            "backend": simulation["backend"],
+            "options": simulation.get("backend_options") or {},
+            "sr": sample_rate,
+            "peak": peak,
+        },
         sort_keys=True,
     )
     render = partial(render_shard, backend=backend, sample_rate=sample_rate, peak=peak)

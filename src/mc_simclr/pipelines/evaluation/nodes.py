@@ -23,7 +23,13 @@ from mc_simclr.training import unpack_encoder
 logger = logging.getLogger(__name__)
 
 
-def _evaluate(encoder_state: dict[str, Any], pretrained: bool, feature_patches: FeatureShards, class_names: list[str], evaluation: dict[str, Any]) -> dict[str, Any]:
+def _evaluate(
+    encoder_state: dict[str, Any],
+    pretrained: bool,
+    feature_patches: FeatureShards,
+    class_names: list[str],
+    evaluation: dict[str, Any],
+) -> dict[str, Any]:
     encoder, extractor = unpack_encoder(encoder_state)
     if not pretrained:
         encoder = random_init_like(encoder, int(evaluation["random_init_seed"]))
@@ -41,17 +47,23 @@ def _evaluate(encoder_state: dict[str, Any], pretrained: bool, feature_patches: 
     )
 
 
-def evaluate_pretrained(encoder: dict[str, Any], feature_patches: FeatureShards, class_names: list[str], evaluation: dict[str, Any]) -> dict[str, Any]:
+def evaluate_pretrained(
+    encoder: dict[str, Any], feature_patches: FeatureShards, class_names: list[str], evaluation: dict[str, Any]
+) -> dict[str, Any]:
     """All protocols on the pretrained encoder."""
     return _evaluate(encoder, True, feature_patches, class_names, evaluation)
 
 
-def evaluate_random_init(encoder: dict[str, Any], feature_patches: FeatureShards, class_names: list[str], evaluation: dict[str, Any]) -> dict[str, Any]:
+def evaluate_random_init(
+    encoder: dict[str, Any], feature_patches: FeatureShards, class_names: list[str], evaluation: dict[str, Any]
+) -> dict[str, Any]:
     """All protocols on a random-init encoder of the same shape (its fine-tuning = supervised from scratch)."""
     return _evaluate(encoder, False, feature_patches, class_names, evaluation)
 
 
-def supervised_azimuth_ceiling(encoder: dict[str, Any], feature_patches: FeatureShards, class_names: list[str], evaluation: dict[str, Any]) -> pd.DataFrame:
+def supervised_azimuth_ceiling(
+    encoder: dict[str, Any], feature_patches: FeatureShards, class_names: list[str], evaluation: dict[str, Any]
+) -> pd.DataFrame:
     """The azimuth ceiling: a random-init encoder of the same shape trained on azimuth alone."""
     model, extractor = unpack_encoder(encoder)
     model = random_init_like(model, int(evaluation["random_init_seed"]))
@@ -59,7 +71,9 @@ def supervised_azimuth_ceiling(encoder: dict[str, Any], feature_patches: Feature
     return supervised_azimuth(model, load_splits(feature_patches), len(class_names), config, extractor.n_mics)
 
 
-def export_seld_model(pretrained_results: dict[str, Any], encoder: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
+def export_seld_model(
+    pretrained_results: dict[str, Any], encoder: dict[str, Any], class_names: list[str]
+) -> dict[str, Any]:
     """The fine-tuned MC-SimCLR encoder with its class and azimuth heads, for the inference pipeline."""
     tuned_encoder, heads = pretrained_results["model"]
     _, extractor = unpack_encoder(encoder)
@@ -73,7 +87,9 @@ def export_seld_model(pretrained_results: dict[str, Any], encoder: dict[str, Any
     )
 
 
-def srp_phat_baseline(spatial_audio: ShardedAudio, feature_index: pd.DataFrame, evaluation: dict[str, Any], audio: dict[str, Any]) -> pd.DataFrame:
+def srp_phat_baseline(
+    spatial_audio: ShardedAudio, feature_index: pd.DataFrame, evaluation: dict[str, Any], audio: dict[str, Any]
+) -> pd.DataFrame:
     """SRP-PHAT azimuth of every test clip (its first ``max_seconds``), clip-level like the learned rows."""
     params = evaluation["srp_phat"]
     sample_rate = int(audio["sample_rate"])
@@ -83,9 +99,12 @@ def srp_phat_baseline(spatial_audio: ShardedAudio, feature_index: pd.DataFrame, 
     srp = SRPPhat(sample_rate, int(params["n_fft"]), tuple(params["freq_range"]), diameter, int(meta["n_mics"].iloc[0]))
     max_samples = int(float(params["max_seconds"]) * sample_rate)
     predictions = [
-        srp(spatial_audio.load_clip(clip_id, 0, max_samples)) for clip_id in tqdm(test["clip_id"], desc="SRP-PHAT", unit="clip")
+        srp(spatial_audio.load_clip(clip_id, 0, max_samples))
+        for clip_id in tqdm(test["clip_id"], desc="SRP-PHAT", unit="clip")
     ]
-    return test[["clip_id", "label", "class_index", "azimuth_deg", "rt60"]].assign(pred_azimuth=predictions, pred_class=np.nan)
+    return test[["clip_id", "label", "class_index", "azimuth_deg", "rt60"]].assign(
+        pred_azimuth=predictions, pred_class=np.nan
+    )
 
 
 def build_report(
@@ -117,10 +136,19 @@ def build_report(
             if clips is None:
                 continue
             tables = breakdown(clips, list(evaluation["rt60_bins"]))
-            parts.append(tables["rt60"].assign(encoder=name, protocol=protocol, group="rt60").rename(columns={"rt60_bin": "bin"}))
-            parts.append(tables["class"].assign(encoder=name, protocol=protocol, group="class").rename(columns={"label": "bin"}))
-    details = pd.concat(parts, ignore_index=True)[["encoder", "protocol", "group", "bin", "clips", "accuracy", "azimuth_error"]]
-    curves = subset_table({"MC-SimCLR": pretrained_results["subsets"], "random init": random_results["subsets"]}, evaluation["subsets"]["unit"])
+            parts.append(
+                tables["rt60"].assign(encoder=name, protocol=protocol, group="rt60").rename(columns={"rt60_bin": "bin"})
+            )
+            parts.append(
+                tables["class"].assign(encoder=name, protocol=protocol, group="class").rename(columns={"label": "bin"})
+            )
+    details = pd.concat(parts, ignore_index=True)[
+        ["encoder", "protocol", "group", "bin", "clips", "accuracy", "azimuth_error"]
+    ]
+    curves = subset_table(
+        {"MC-SimCLR": pretrained_results["subsets"], "random init": random_results["subsets"]},
+        evaluation["subsets"]["unit"],
+    )
     embeddings, items = pretrained_results["embeddings"]
     figure_embeddings = plot_embeddings(embeddings, items, int(evaluation["projection"]["max_points"]))
 
@@ -143,7 +171,9 @@ def build_report(
     for record in curves.to_dict("records"):
         key = "mc_simclr" if record["encoder"] == "MC-SimCLR" else "random"
         for column in ("accuracy", "azimuth_error"):
-            metrics.setdefault(f"{key}.subset_{column}", []).append({"value": float(record[column]), "step": int(round(record["amount"] * scale))})
+            metrics.setdefault(f"{key}.subset_{column}", []).append(
+                {"value": float(record[column]), "step": int(round(record["amount"] * scale))}
+            )
     run_id = encoder.get("pretraining_run_id", "")
     if mlflow.active_run() is not None and run_id:
         mlflow.set_tag("pretraining_run_id", run_id)

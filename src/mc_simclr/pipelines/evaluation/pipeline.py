@@ -19,7 +19,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(evaluate_pretrained, inputs=inputs, outputs="pretrained_results", name="evaluate_pretrained"),
             Node(evaluate_random_init, inputs=inputs, outputs="random_init_results", name="evaluate_random_init"),
-            Node(supervised_azimuth_ceiling, inputs=inputs, outputs="supervised_azimuth_results", name="supervised_azimuth_ceiling"),
+            Node(
+                supervised_azimuth_ceiling,
+                inputs=inputs,
+                outputs="supervised_azimuth_results",
+                name="supervised_azimuth_ceiling",
+            ),
             Node(
                 export_seld_model,
                 inputs=["pretrained_results", "encoder", "class_names"],

@@ -58,13 +58,18 @@ def extract_features(
         "batch_size": int(feature_extraction["batch_size"]),
         "device": resolve_device(feature_extraction.get("device", "auto")),
     }
-    salt = json.dumps({"features": features, "sr": sample_rate, **{k: str(v) for k, v in options.items() if k != "device"}}, sort_keys=True)
+    salt = json.dumps(
+        {"features": features, "sr": sample_rate, **{k: str(v) for k, v in options.items() if k != "device"}},
+        sort_keys=True,
+    )
     digest = hashlib.sha1(salt.encode("utf-8")).hexdigest()[:8]
     meta = spatial_audio.metadata
     rendered = meta[(meta["status"] == OK) & meta["split"].isin(splits)]
     plan = {}
     for shard_id, rows in rendered.groupby("shard_id", sort=True):
-        plan[f"{shard_id}-{digest}"] = partial(_featurize_shard, spatial_audio, list(rows["clip_id"]), extractor, options)
+        plan[f"{shard_id}-{digest}"] = partial(
+            _featurize_shard, spatial_audio, list(rows["clip_id"]), extractor, options
+        )
     if not plan:
         raise ValueError(f"no rendered clip in the splits {splits}")
     logger.info("Feature extraction: %d clips of %s in %d shards", len(rendered), splits, len(plan))

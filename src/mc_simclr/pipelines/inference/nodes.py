@@ -20,7 +20,9 @@ def run_inference(seld_model: dict[str, Any], inference: dict[str, Any]) -> pd.D
         raise FileNotFoundError(f"inference.input_dir: folder {folder} does not exist (expected 4-channel audio files)")
     paths = sorted(folder.glob(inference.get("pattern", "*.wav")))
     if not paths:
-        raise FileNotFoundError(f"inference.input_dir: no file matching {inference.get('pattern', '*.wav')!r} in {folder}")
+        raise FileNotFoundError(
+            f"inference.input_dir: no file matching {inference.get('pattern', '*.wav')!r} in {folder}"
+        )
     results = infer_recordings(
         paths,
         seld_model,

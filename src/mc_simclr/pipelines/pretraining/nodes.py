@@ -28,7 +28,12 @@ def pretrain_encoder(
     extractor = FeatureExtractor.from_params(features, sample_rate=int(audio["sample_rate"]))
     config = PretrainConfig.from_params({k: v for k, v in pretraining.items() if k != "split"})
     result = pretrain(spatial_audio, clip_ids, extractor, EncoderConfig.from_params(encoder), augmentations, config)
-    logger.info("Pretraining done: %d epochs on %d clips, final loss %.4f", len(result.history), len(clip_ids), result.history[-1]["loss"])
+    logger.info(
+        "Pretraining done: %d epochs on %d clips, final loss %.4f",
+        len(result.history),
+        len(clip_ids),
+        result.history[-1]["loss"],
+    )
     run = mlflow.active_run()
     state = package_encoder(
         result.encoder,
