@@ -181,7 +181,9 @@ def bench_pretraining(batch: int, steps: int, seed: int) -> tuple[dict[str, floa
             items = torch.randint(len(pool), (batch,), generator=g)
             offsets = torch.randint(SAMPLE_RATE + 1, (2, batch), generator=g)
             views = [
-                torch.stack([pool[i, :, o : o + SAMPLE_RATE] for i, o in zip(items.tolist(), offsets[v].tolist(), strict=True)])
+                torch.stack(
+                    [pool[i, :, o : o + SAMPLE_RATE] for i, o in zip(items.tolist(), offsets[v].tolist(), strict=True)]
+                )
                 for v in range(2)
             ]
             marks.append(time.perf_counter())

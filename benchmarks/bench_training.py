@@ -198,7 +198,9 @@ def augment_breakdown(
             real, imag = zip(*timed("stft", lambda: [extractor.stft(v) for v in (a, b)]), strict=True)
             power = timed("power", lambda: [r.square() + i.square() for r, i in zip(real, imag, strict=True)])
             mel = timed("log_mel", lambda: [extractor.log_mel(p) for p in power])
-            gcc = timed("gcc_phat", lambda: [extractor.gcc_phat(r, i, p) for r, i, p in zip(real, imag, power, strict=True)])
+            gcc = timed(
+                "gcc_phat", lambda: [extractor.gcc_phat(r, i, p) for r, i, p in zip(real, imag, power, strict=True)]
+            )
             f1, f2 = timed("concat", lambda: [torch.cat([m, g], dim=1) for m, g in zip(mel, gcc, strict=True)])
             f1, f2 = timed(
                 "random_resized_crop",

@@ -13,17 +13,22 @@ GPU machine that has only torch, torchaudio, numpy, scipy, pandas, pyarrow, tqdm
 pyyaml, torchrir and soundfile. Without an installed ``mc_simclr`` it imports the package from
 this checkout's ``src/``.
 
-1. corpus: the embedded synthetic corpus (:func:`~mc_simclr.audio.corpora.generate_synthetic_corpus`),
+Each stage calls the same library function as the pipeline's node:
+
+1. corpus: :func:`~mc_simclr.audio.corpora.build_clip_table` on the embedded synthetic corpus,
    ``--unlabeled`` / ``--labeled`` / ``--validation`` / ``--test`` clips, written below ``--workdir``.
-2. simulation: one random shoebox scene per clip, RIRs from ``torchrir`` on ``--device``, the
-   4-channel clips written as audio shards (the convolution with the RIRs runs on the CPU, as in
-   the pipeline).
-3. features: log-Mel + GCC-PHAT patches of the labeled, validation and test clips (feature shards).
-4. pretraining: :func:`mc_simclr.training.pretrain` on the unlabeled clips; ``--encoder split`` is
-   the encoder of conf/base (split_crnn, one NT-Xent per branch), ``--encoder paper`` the paper's
-   single CRNN of conf/paper (128 filters of 5 x 5, one NT-Xent on h).
-5. evaluation: :func:`mc_simclr.evaluation.run_protocols` (no subset fine-tuning) on the pretrained
-   encoder and on a random-init encoder of the same shape.
+2. simulation: :func:`~mc_simclr.acoustics.render.scenes_for_clips` and
+   :func:`~mc_simclr.acoustics.render.plan_render_shards`: one random shoebox scene per clip, RIRs
+   from ``torchrir`` on ``--device``, the 4-channel clips written as audio shards (the convolution
+   with the RIRs runs on the CPU, as in the pipeline).
+3. features: :func:`~mc_simclr.features.plan_feature_shards`, log-Mel + GCC-PHAT patches of the
+   labeled, validation and test clips (feature shards).
+4. pretraining: :func:`~mc_simclr.training.pretrain_from_params` on the unlabeled clips;
+   ``--encoder split`` is the encoder of conf/base (split_crnn, one NT-Xent per branch),
+   ``--encoder paper`` the paper's single CRNN of conf/paper (128 filters of 5 x 5, one NT-Xent on h).
+5. evaluation: :func:`~mc_simclr.evaluation.prepare_evaluation` and
+   :func:`~mc_simclr.evaluation.evaluate_encoder` (no subset fine-tuning) on the pretrained encoder
+   and on a random-init encoder of the same shape.
 
 Printed and written to ``--out`` (default: ``$OUT`` when set, else the work dir) as
 ``gpu_experiment_<encoder>.csv`` (the results table: accuracy in % and mean azimuth error in
@@ -46,7 +51,6 @@ stage times then measure only that check, which the output notes.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -57,7 +61,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,39 +76,23 @@ try:  # the checkout's package when mc_simclr is not installed (a bare GPU machi
 except ImportError:
     sys.path.insert(0, str(REPO / "src"))
 
-from mc_simclr.acoustics.render import plan_shards, render_shard, sample_scene_table
+from mc_simclr.acoustics.render import plan_render_shards, scenes_for_clips
 from mc_simclr.acoustics.rir import get_backend
 from mc_simclr.acoustics.scene import SceneConfig
-from mc_simclr.audio.corpora import (
-    SPLITS,
-    generate_synthetic_corpus,
-    read_folder_corpus,
-)
+from mc_simclr.audio.corpora import SPLITS, build_clip_table
 from mc_simclr.audio.synthetic import CLASSES
+from mc_simclr.config import load_parameters
 from mc_simclr.devices import resolve_device
-from mc_simclr.evaluation import (
-    SupervisedConfig,
-    load_splits,
-    random_init_like,
-    run_protocols,
-)
-from mc_simclr.features import FeatureExtractor, featurize_clips
+from mc_simclr.evaluation import PROTOCOLS, SupervisedConfig, evaluate_encoder, prepare_evaluation
+from mc_simclr.features import EVALUATION_SPLITS, FeatureExtractor, class_names, plan_feature_shards
 from mc_simclr.models import EncoderConfig
-from mc_simclr.reporting import PROTOCOLS, results_table, to_markdown
-from mc_simclr.shards import (
-    OK,
-    FeatureShard,
-    FeatureShards,
-    ShardedAudio,
-    save_shards,
-    write_feature_shard,
-    write_shard,
-)
-from mc_simclr.training import PretrainConfig, package_encoder, pretrain
+from mc_simclr.reporting import results_table, to_markdown
+from mc_simclr.shards import OK, FeatureShards, ShardedAudio, save_shards, write_feature_shard, write_shard
+from mc_simclr.training import PretrainConfig, pretrain_from_params, pretraining_clips
+from mc_simclr.utils import deep_merge, write_text_atomic
 
 ENCODERS = ("split", "paper")
 DEVICES = ("auto", "cpu", "cuda")
-EVALUATION_SPLITS = ("labeled", "validation", "test")
 #: conf/paper keys that ``--encoder paper`` takes over conf/base.
 PAPER_PRETRAINING_KEYS = ("joint_loss_weight", "branch_loss_weight")
 #: conf/base pretraining: 10 warm-up epochs of 40.
@@ -117,29 +104,6 @@ MIN_CLIPS = {"unlabeled": 2, "labeled": 2, "validation": 1, "test": 1}
 # --------------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------------
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Soft merge (as the project's config loader does): nested blocks merge key by key."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def load_parameters(env: str, conf: Path = CONF) -> dict[str, Any]:
-    """All ``parameters*.yml`` of ``conf/<env>`` as one dict."""
-    folder = conf / env
-    files = sorted(folder.glob("parameters*.yml"))
-    if not files:
-        raise FileNotFoundError(f"no parameters*.yml in {folder}")
-    params: dict[str, Any] = {}
-    for path in files:
-        params = merge(params, yaml.safe_load(path.read_text()) or {})
-    return params
-
-
 def set_path(params: dict[str, Any], assignment: str) -> None:
     """Apply one ``--set a.b.c=value`` (value parsed as YAML); the parent block must exist.
 
@@ -159,14 +123,15 @@ def set_path(params: dict[str, Any], assignment: str) -> None:
 
 def experiment_parameters(args: argparse.Namespace) -> dict[str, Any]:
     """conf/base (+ conf/paper's encoder), then ``--set``, then the options."""
-    params = load_parameters("base")
+    params = load_parameters(CONF)
     if args.encoder == "paper":
-        paper = load_parameters("paper")
-        params["encoder"] = merge(params["encoder"], paper["encoder"])
+        paper = load_parameters(CONF, "paper")
+        params["encoder"] = deep_merge(params["encoder"], paper["encoder"])
         params["pretraining"].update({k: paper["pretraining"][k] for k in PAPER_PRETRAINING_KEYS})
     for assignment in args.set:
         set_path(params, assignment)
 
+    params["corpus"]["source"] = "synthetic"
     synthetic = params["corpus"]["synthetic"]
     for split in SPLITS:
         count = getattr(args, split)
@@ -181,7 +146,9 @@ def experiment_parameters(args: argparse.Namespace) -> dict[str, Any]:
         pretraining["batch_size"] = args.batch_size
     if args.num_workers is not None:
         pretraining["num_workers"] = args.num_workers
-    supervised = params["evaluation"]["supervised"]
+    evaluation = params["evaluation"]
+    evaluation["subsets"]["amounts"] = []  # no subset fine-tuning
+    supervised = evaluation["supervised"]
     if args.probe_epochs is not None:
         supervised["probe_epochs"] = args.probe_epochs
     if args.finetune_epochs is not None:
@@ -212,17 +179,12 @@ def check_parameters(params: dict[str, Any]) -> None:
     SceneConfig.from_params(params["simulation"].get("scene", {}))
     get_backend(params["simulation"]["backend"], **(params["simulation"].get("backend_options") or {}))
     EncoderConfig.from_params(params["encoder"])
-    PretrainConfig.from_params(pretrain_params(params))
+    PretrainConfig.from_params({k: v for k, v in params["pretraining"].items() if k != "split"})
     SupervisedConfig.from_params(params["evaluation"]["supervised"])
 
 
-def pretrain_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The pretraining block as :class:`PretrainConfig` takes it (without ``split``)."""
-    return {k: v for k, v in params["pretraining"].items() if k != "split"}
-
-
 # --------------------------------------------------------------------------------------------
-# Stages
+# Stages: the library functions that the pipelines' nodes call
 # --------------------------------------------------------------------------------------------
 @contextmanager
 def stage(name: str, timings: dict[str, float], device: torch.device) -> Iterator[None]:
@@ -236,84 +198,24 @@ def stage(name: str, timings: dict[str, float], device: torch.device) -> Iterato
     print(f"== {name}: {timings[name]:.1f} s", flush=True)
 
 
-def make_corpus(params: dict[str, Any], workdir: Path) -> pd.DataFrame:
-    """Write the synthetic corpus and return its clip table."""
-    cfg = params["corpus"]["synthetic"]
-    root = workdir / "corpus"
-    csv = generate_synthetic_corpus(
-        root=root,
-        clips_per_split=cfg["clips_per_split"],
-        mean_duration_s=cfg["mean_duration_s"],
-        duration_range_s=tuple(cfg["duration_range_s"]),
-        sample_rate=int(params["audio"]["sample_rate"]),
-        seed=int(cfg["seed"]),
-        classes=tuple(cfg.get("classes") or CLASSES),
-    )
-    table, report = read_folder_corpus(root, csv)
-    if table.empty:
-        raise RuntimeError(f"the synthetic corpus yielded no usable clip (skipped: {report.n_skipped})")
-    return table
-
-
 def simulate(clip_table: pd.DataFrame, params: dict[str, Any], workdir: Path) -> tuple[ShardedAudio, dict[str, int]]:
     """One scene per clip, rendered through its RIRs into audio shards below ``workdir``.
 
     Returns the shards and the counts of shards written, skipped (already complete) and removed.
     """
-    simulation = params["simulation"]
-    sample_rate = int(params["audio"]["sample_rate"])
-    options = simulation.get("backend_options") or {}
-    scenes = sample_scene_table(
-        list(clip_table["clip_id"]), SceneConfig.from_params(simulation.get("scene", {})), int(simulation["seed"])
-    )
-    clips = clip_table.merge(scenes, on="clip_id", how="inner", validate="one_to_one")
-    backend = get_backend(simulation["backend"], **options)
-    settings = {"backend": simulation["backend"], "options": options, "sr": sample_rate, "peak": simulation["peak"]}
-    render = partial(render_shard, backend=backend, sample_rate=sample_rate, peak=float(simulation["peak"]))
-    plan = plan_shards(clips, int(simulation["shard_size"]), render, salt=json.dumps(settings, sort_keys=True))
+    simulation, sample_rate = params["simulation"], int(params["audio"]["sample_rate"])
+    plan = plan_render_shards(clip_table, scenes_for_clips(clip_table, simulation), simulation, sample_rate)
     root = workdir / "spatial_audio"
     counts = save_shards(root, plan, desc="simulating shards", writer=write_shard)
     return ShardedAudio(root), counts
-
-
-def class_names(audio: ShardedAudio) -> list[str]:
-    """Sorted class names of the labeled split: the class index of the evaluation."""
-    meta = audio.metadata
-    return sorted({str(v) for v in meta.loc[(meta["split"] == "labeled") & (meta["status"] == OK), "label"] if str(v)})
-
-
-def _featurize(
-    audio: ShardedAudio, clip_ids: list[str], extractor: FeatureExtractor, options: dict[str, Any]
-) -> FeatureShard:
-    clips = ((row.to_dict(), waveform) for row, waveform in audio.iter_clips(clip_ids))
-    return featurize_clips(clips, extractor=extractor, **options)
 
 
 def extract_features(
     audio: ShardedAudio, classes: list[str], params: dict[str, Any], workdir: Path
 ) -> tuple[FeatureShards, dict[str, int]]:
     """Feature patches of the evaluation splits, one feature shard per audio shard (and shard counts)."""
-    settings = params["feature_extraction"]
     sample_rate = int(params["audio"]["sample_rate"])
-    extractor = FeatureExtractor.from_params(params["features"], sample_rate=sample_rate)
-    options = {
-        "patch_samples": round(float(settings["patch_seconds"]) * sample_rate),
-        "max_patches": int(settings["max_patches_per_clip"]),
-        "class_index": {name: i for i, name in enumerate(classes)},
-        "batch_size": int(settings["batch_size"]),
-        "device": resolve_device(settings["device"]),
-    }
-    salt = json.dumps(
-        {"features": params["features"], "sr": sample_rate, **{k: str(v) for k, v in options.items() if k != "device"}},
-        sort_keys=True,
-    )
-    digest = hashlib.sha1(salt.encode("utf-8")).hexdigest()[:8]
-    meta = audio.metadata
-    rendered = meta[(meta["status"] == OK) & meta["split"].isin(EVALUATION_SPLITS)]
-    plan: dict[str, Callable[[], FeatureShard]] = {
-        f"{shard_id}-{digest}": partial(_featurize, audio, list(rows["clip_id"]), extractor, options)
-        for shard_id, rows in rendered.groupby("shard_id", sort=True)
-    }
+    plan = plan_feature_shards(audio, classes, params["features"], params["feature_extraction"], sample_rate)
     root = workdir / "feature_patches"
     counts = save_shards(root, plan, desc="extracting features", writer=write_feature_shard)
     return FeatureShards(root), counts
@@ -336,7 +238,7 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    base = load_parameters("base")
+    base = load_parameters(CONF)
     clips = base["corpus"]["synthetic"]["clips_per_split"]
     pretraining, supervised = base["pretraining"], base["evaluation"]["supervised"]
     parser = argparse.ArgumentParser(
@@ -451,62 +353,49 @@ def run_experiment(params: dict[str, Any], workdir: Path, device: torch.device) 
     """All stages, timed; returns the results table and what the report needs."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    sample_rate = int(params["audio"]["sample_rate"])
+    params["corpus"]["synthetic"]["root"] = str(workdir / "corpus")
     with stage("corpus", timings, device):
-        clip_table = make_corpus(params, workdir)
+        clip_table, _ = build_clip_table(params["corpus"], sample_rate)
     with stage("simulation", timings, device):
         audio, audio_shards = simulate(clip_table, params, workdir)
     rendered = audio.metadata[audio.metadata["status"] == OK]
-    classes = class_names(audio)
-    if not classes:
-        raise RuntimeError("no labeled clip was rendered: evaluation needs a labeled split")
+    classes = class_names(audio.metadata)
     with stage("features", timings, device):
         patches, feature_shards = extract_features(audio, classes, params, workdir)
 
-    sample_rate = int(params["audio"]["sample_rate"])
-    extractor = FeatureExtractor.from_params(params["features"], sample_rate=sample_rate)
-    pretrain_split = params["pretraining"].get("split", "unlabeled")
-    clip_ids = list(rendered.loc[rendered["split"] == pretrain_split, "clip_id"])
-    if len(clip_ids) < 2:
-        raise RuntimeError(f"{len(clip_ids)} {pretrain_split} clips were rendered; pretraining needs at least 2")
-    config = PretrainConfig.from_params(pretrain_params(params))
-    encoder_config = EncoderConfig.from_params(params["encoder"])
+    clip_ids = pretraining_clips(audio, params["pretraining"].get("split", "unlabeled"))
+    config = PretrainConfig.from_params({k: v for k, v in params["pretraining"].items() if k != "split"})
     with stage("pretraining", timings, device):
-        result = pretrain(audio, clip_ids, extractor, encoder_config, params["augmentations"], config)
-    encoder_file = package_encoder(result.encoder, extractor, params["features"], {"history": result.history})
+        encoder_file = pretrain_from_params(
+            audio, params["features"], params["pretraining"], params["encoder"], params["augmentations"], sample_rate
+        )
     torch.save(encoder_file, workdir / "encoder.pt")
+    history = encoder_file["history"]
 
-    evaluation = params["evaluation"]
-    supervised = SupervisedConfig.from_params(evaluation["supervised"])
-    encoders = {
-        "random init": (random_init_like(result.encoder, int(evaluation["random_init_seed"])), False),
-        "MC-SimCLR": (result.encoder, True),
-    }
-    results: dict[str, dict[str, Any]] = {}
+    results = {}
     with stage("evaluation", timings, device):
-        splits = load_splits(patches)
-        for name, (encoder, pretrained) in encoders.items():
+        inputs = prepare_evaluation(encoder_file, patches, classes, params["evaluation"])
+        for name, pretrained in (("random init", False), ("MC-SimCLR", True)):
             print(f"-- {name}", flush=True)
-            results[name] = run_protocols(
-                encoder, pretrained, splits, len(classes), supervised, subset_amounts=[], n_mics=extractor.n_mics
-            )
+            results[name] = evaluate_encoder(inputs, pretrained)
     timings["total"] = time.perf_counter() - started
 
-    steady = result.history[1:] or result.history  # the first epoch carries start-up costs
+    steady = history[1:] or history  # the first epoch carries start-up costs
+    # clips actually trained on per epoch: the last incomplete batch is dropped
+    trained_clips = clips_per_epoch(len(clip_ids), config.batch_size) * len(history)
     return {
-        "table": results_table({name: {p: res.get(p) for p in PROTOCOLS} for name, res in results.items()}),
-        "validation": {name: res["validation"] for name, res in results.items()},
+        "table": results_table({name: {p: res.clips[p] for p in PROTOCOLS} for name, res in results.items()}),
+        "validation": {name: res.validation for name, res in results.items()},
         "timings_s": timings,
         "pretraining": {
             "clips": len(clip_ids),
             "epochs": config.epochs,
             "batch_size": config.batch_size,
-            # clips actually trained on per epoch: the last incomplete batch is dropped
-            "clips_per_s_wall": clips_per_epoch(len(clip_ids), config.batch_size)
-            * len(result.history)
-            / timings["pretraining"],
+            "clips_per_s_wall": trained_clips / timings["pretraining"],
             "clips_per_s_steady": float(np.mean([h["clips_per_s"] for h in steady])),
-            "final_loss": result.history[-1]["loss"],
-            "history": result.history,
+            "final_loss": history[-1]["loss"],
+            "history": history,
         },
         "rendered": {
             "clips": {split: int((rendered["split"] == split).sum()) for split in SPLITS},
@@ -568,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "parameters": params,
         "workdir": str(workdir),
     }
-    json_path.write_text(json.dumps(_finite(report), indent=2, default=str) + "\n")
+    write_text_atomic(json_path, json.dumps(_finite(report), indent=2, default=str) + "\n")
     print(f"wrote {csv_path} and {json_path}", flush=True)
     return 0
 

@@ -8,7 +8,6 @@ from conftest import PROJECT_ROOT
 
 from mc_simclr.ablations import (
     Variant,
-    deep_merge,
     evaluation_fingerprint,
     load_cached,
     parse_variants,
@@ -21,6 +20,7 @@ from mc_simclr.ablations import (
 )
 from mc_simclr.pipelines.ablations.pipeline import create_pipeline
 from mc_simclr.pipelines.ablations.variants import variant_names
+from mc_simclr.utils import deep_merge
 
 BASE = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_ablations.yml").read_text())["ablations"]
 AUGMENTATIONS = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_pretraining.yml").read_text())["augmentations"]
@@ -73,6 +73,7 @@ def test_variant_blocks_precedence_and_own_checkpoint():
         "epochs": 3,
         "batch_size": 16,
         "seed": 0,
+        "split": "unlabeled",
         "checkpoint_path": "data/06_models/ablations/v/pretraining_checkpoint.pt",
     }
     assert enc == {"gru_hidden": 8, "filters": [32]}
@@ -135,7 +136,8 @@ def test_sweep_tables_have_the_papers_shape():
     one, two = table1(frame), table2(frame)
     assert list(one["variant"]) == ["a", "b"] and list(two["variant"]) == ["c", "b"]  # sorted by p
     assert list(two["channel_drop_p"]) == [0.05, 0.1]
-    md_1, md_2 = tables_markdown(one, two, "T")
+    md_1, md_2 = tables_markdown(one, two, "T", knn_k=7)
+    assert "| 7-NN accuracy % | 7-NN error ° |" in md_1 and "| 7-NN accuracy % |" in md_2
     assert "| A | 50.0 | 20.0 |" in md_1 and "| 0.05 | 52.0 | 18.0 |" in md_2
     assert frame.loc[0, "evaluation_s"] == 2.0
 

@@ -103,7 +103,7 @@ def test_paper_encoder_takes_conf_paper_encoder_and_joint_loss(experiment):
     assert params["encoder"]["architecture"] == "crnn"
     assert params["encoder"]["filters"] == [128, 128, 128] and params["encoder"]["kernel_size"] == 5
     assert params["pretraining"]["joint_loss_weight"] > 0 and params["pretraining"]["branch_loss_weight"] == 0
-    assert params["features"]["hop_length"] == experiment.load_parameters("base")["features"]["hop_length"]
+    assert params["features"]["hop_length"] == experiment.load_parameters(experiment.CONF)["features"]["hop_length"]
 
 
 def test_script_imports_neither_kedro_nor_mlflow():

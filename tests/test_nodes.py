@@ -32,8 +32,14 @@ def test_sample_scenes_one_per_clip():
 
 
 def test_class_names_and_feature_split_checks():
-    meta = pd.DataFrame({"split": ["labeled", "labeled", "test", "unlabeled"], "label": ["b", "a", "c", "d"]})
-    assert class_names(meta) == ["a", "b"]
+    meta = pd.DataFrame(
+        {
+            "split": ["labeled", "labeled", "labeled", "test", "unlabeled"],
+            "label": ["b", "a", "e", "c", "d"],
+            "status": ["ok", "ok", "skipped: unreadable", "ok", "ok"],
+        }
+    )
+    assert class_names(meta) == ["a", "b"]  # a class without a rendered labeled clip is no class
     with pytest.raises(ValueError, match="no labeled clip"):
         class_names(meta.assign(split="test"))
     with pytest.raises(ValueError, match="feature_extraction.splits has unknown"):

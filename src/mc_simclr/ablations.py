@@ -4,49 +4,37 @@ A *variant* is a named change to the pretraining configuration: which of the fou
 are on (ChannelSwap ``cs``, Mixup ``mu``, RandomResizedCrop ``rrc``, ChannelDrop ``cd``), the
 ChannelDrop probability, optional overrides of the ``pretraining`` / ``encoder`` blocks, or no
 pretraining at all (``random``). Variants come from the ``ablations.variants`` parameter block;
-this module validates them, turns one into the parameter blocks that :func:`~mc_simclr.training.
-pretrain` takes, caches each variant's evaluation by fingerprint (so an interrupted sweep resumes
-without redoing finished variants) and assembles the sweep tables and plot. Kedro-free; MLflow is
-used only where a run is active.
+this module validates them, turns one into the parameter blocks that
+:func:`~mc_simclr.training.pretrain_from_params` takes, evaluates a variant's encoder with a cache
+keyed by fingerprint (so an interrupted sweep resumes without redoing finished variants) and
+assembles the sweep tables and plot. Kedro- and MLflow-free: the ablations pipeline logs to MLflow.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
-import os
-from collections.abc import Iterator
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import mlflow
 import pandas as pd
 
 from mc_simclr.augment import AUGMENTATIONS
 from mc_simclr.config import check_keys
-from mc_simclr.reporting import PROTOCOLS, to_markdown
-from mc_simclr.training import fingerprint
+from mc_simclr.evaluation import PROTOCOLS, SupervisedConfig, load_splits, run_protocols
+from mc_simclr.reporting import metric_headers, results_table, to_markdown
+from mc_simclr.training import unpack_encoder
+from mc_simclr.utils import deep_merge, fingerprint, write_text_atomic
 
 SHORT_NAMES = {"cs": "channel_swap", "mu": "mixup", "rrc": "random_resized_crop", "cd": "channel_drop"}
 TABLES = ("table1", "table2")
 VARIANT_KEYS = {"label", "pretrain", "augmentations", "channel_drop_p", "tables", "pretraining", "encoder"}
 # the columns of reporting.results_table, in its order
 METRIC_COLUMNS = tuple(f"{p}_{m}" for p in PROTOCOLS for m in ("accuracy", "azimuth_error"))
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` merged in, nested dicts key by key (inputs are not modified)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 @dataclass(frozen=True)
@@ -147,7 +135,6 @@ def variant_blocks(
     ``ablations.work_dir/<name>/`` so that its training resumes on its own.
     """
     pre = deep_merge(deep_merge(pretraining, ablations.get("pretraining", {}) or {}), variant.pretraining)
-    pre.pop("split", None)
     pre["checkpoint_path"] = str(Path(ablations["work_dir"]) / variant.name / "pretraining_checkpoint.pt")
     enc = deep_merge(encoder, variant.encoder)
     return pre, enc, variant.augmentation_params(augmentations)
@@ -178,51 +165,64 @@ def load_cached(path: Path, expected: str) -> dict[str, Any] | None:
 
 def save_cached(path: Path, result: dict[str, Any]) -> None:
     """Write ``result`` atomically (temp name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(result, indent=2, sort_keys=True))
 
 
-# --------------------------------------------------------------------------------------------
-# MLflow: one nested run per variant under the sweep's run
-# --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def variant_run(name: str, run_id: str | None = None) -> Iterator[mlflow.ActiveRun | None]:
-    """A nested MLflow run for one variant (reopened by ``run_id``), or nothing when no run is active.
+def evaluation_params(evaluation: dict[str, Any], ablations: dict[str, Any]) -> dict[str, Any]:
+    """The ``evaluation`` block with ``ablations.evaluation`` merged over it (shorter schedules)."""
+    return deep_merge(evaluation, ablations.get("evaluation", {}) or {})
 
-    Only nests under an active run (the sweep's, opened by kedro-mlflow), so library use without
-    MLflow tracking never creates runs on its own.
+
+def evaluate_variant_encoder(
+    variant: Variant,
+    encoder_state: dict[str, Any],
+    feature_patches,
+    class_names: list[str],
+    evaluation: dict[str, Any],
+    ablations: dict[str, Any],
+) -> tuple[dict[str, Any], bool]:
+    """Linear probing, k-NN and fine-tuning of one variant's encoder, or its cached result.
+
+    Returns the result (variant, settings, test metrics, validation scores, wall times, fingerprint)
+    and whether it came from the cache (same encoder, settings and data).
     """
-    if mlflow.active_run() is None:
-        yield None
-        return
-    if run_id:
-        run = mlflow.start_run(run_id=run_id, nested=True)
-    else:
-        run = mlflow.start_run(run_name=name, nested=True, tags={"ablation_variant": name})
-    try:
-        yield run
-    except BaseException:
-        mlflow.end_run(status="FAILED")
-        raise
-    mlflow.end_run()
-
-
-def flatten(prefix: str, params: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            out.update(flatten(name, value))
-        else:
-            out[name] = value
-    return out
-
-
-def log_params(params: dict[str, Any]) -> None:
-    """Log flattened parameters, values cut to MLflow's length limit."""
-    mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+    params = evaluation_params(evaluation, ablations)
+    expected = evaluation_fingerprint(
+        encoder_state["pretraining_fingerprint"],
+        {
+            "supervised": params["supervised"],
+            "feature_shards": sorted(feature_patches.shard_ids),
+            "classes": list(class_names),
+        },
+    )
+    path = cache_path(ablations, variant.name)
+    cached = load_cached(path, expected)
+    if cached is not None:
+        return cached, True
+    started = time.perf_counter()
+    model, extractor = unpack_encoder(encoder_state)
+    outcome = run_protocols(
+        model,
+        variant.pretrain,
+        load_splits(feature_patches),
+        len(class_names),
+        SupervisedConfig.from_params(params["supervised"]),
+        subset_amounts=[],
+        n_mics=extractor.n_mics,
+    )
+    result = {
+        "variant": variant.name,
+        "settings": variant.settings(),
+        "metrics": results_table({variant.name: outcome.clips}).drop(columns="encoder").iloc[0].to_dict(),
+        "validation": outcome.validation,
+        "wall_s": {
+            "pretraining": float(encoder_state.get("pretraining_s", 0.0)),
+            "evaluation": time.perf_counter() - started,
+        },
+        "fingerprint": expected,
+    }
+    save_cached(path, result)
+    return result, False
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,25 +252,19 @@ def table2(frame: pd.DataFrame) -> pd.DataFrame:
     return rows[columns].sort_values("channel_drop_p", kind="stable").reset_index(drop=True)
 
 
-HEADERS = {
-    "label": "Pre-training",
-    "channel_drop_p": "p",
-    "linear_probe_accuracy": "LP accuracy %",
-    "linear_probe_azimuth_error": "LP error °",
-    "knn_accuracy": "5-NN accuracy %",
-    "knn_azimuth_error": "5-NN error °",
-    "fine_tune_accuracy": "FT accuracy %",
-    "fine_tune_azimuth_error": "FT error °",
-}
+def table_headers(knn_k: int) -> dict[str, str]:
+    """Column titles of the sweep tables (the k-NN title follows ``knn_k``)."""
+    return {"label": "Pre-training", "channel_drop_p": "p", **metric_headers(knn_k, short=True)}
 
 
-def tables_markdown(table_1: pd.DataFrame, table_2: pd.DataFrame, title: str) -> tuple[str, str]:
+def tables_markdown(table_1: pd.DataFrame, table_2: pd.DataFrame, title: str, knn_k: int) -> tuple[str, str]:
     """Markdown of both tables, with the paper's column names."""
+    headers = table_headers(knn_k)
     one = f"# {title}: Table 1 (augmentations)\n\n" + to_markdown(
-        table_1.drop(columns="variant").rename(columns=HEADERS)
+        table_1.drop(columns="variant").rename(columns=headers)
     )
     table_2 = table_2.drop(columns="variant").assign(channel_drop_p=table_2["channel_drop_p"].map(lambda p: f"{p:g}"))
-    two = f"# {title}: Table 2 (ChannelDrop probability)\n\n" + to_markdown(table_2.rename(columns=HEADERS))
+    two = f"# {title}: Table 2 (ChannelDrop probability)\n\n" + to_markdown(table_2.rename(columns=headers))
     return one, two
 
 
@@ -300,3 +294,30 @@ def sweep_metrics(frame: pd.DataFrame) -> dict[str, Any]:
             if value is not None and not (isinstance(value, float) and math.isnan(value)):
                 metrics[f"{record['variant']}.{column}"] = {"value": float(value), "step": 0}
     return metrics
+
+
+@dataclass
+class SweepReport:
+    """The sweep's outputs: every variant, Table 1 and Table 2 (frames and Markdown), the plot, MLflow metrics."""
+
+    variants: pd.DataFrame
+    table1: pd.DataFrame
+    table1_markdown: str
+    table2: pd.DataFrame
+    table2_markdown: str
+    channel_drop_figure: plt.Figure
+    metrics: dict[str, Any]
+
+    @property
+    def variant_wall_s(self) -> float:
+        """Pretraining and evaluation seconds of all variants together."""
+        columns = [c for c in ("pretraining_s", "evaluation_s") if c in self.variants]
+        return float(self.variants[columns].to_numpy().sum())
+
+
+def build_sweep_report(results: list[dict[str, Any]], title: str, knn_k: int) -> SweepReport:
+    """Assemble the sweep's tables, plot and metrics from the variants' results."""
+    frame = sweep_frame(results)
+    one, two = table1(frame), table2(frame)
+    markdown_1, markdown_2 = tables_markdown(one, two, title, knn_k)
+    return SweepReport(frame, one, markdown_1, two, markdown_2, plot_channel_drop(two), sweep_metrics(frame))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 from scipy.signal import stft
+from tqdm.auto import tqdm
 
 from mc_simclr.acoustics.scene import SPEED_OF_SOUND, circular_array, wrap_degrees
+from mc_simclr.shards import ShardedAudio
 
 
 class SRPPhat:
@@ -42,3 +47,25 @@ class SRPPhat:
         active = spec[:, :, energy > 1e-3 * energy.max()] if energy.max() > 0 else spec
         self._doa.locate_sources(active, freq_range=self.freq_range)
         return float(wrap_degrees(np.degrees(self._doa.azimuth_recon[0])))
+
+
+def srp_phat_clips(
+    audio: ShardedAudio, feature_index: pd.DataFrame, params: dict[str, Any], sample_rate: int
+) -> pd.DataFrame:
+    """SRP-PHAT azimuth of every test clip of ``feature_index`` (its first ``params["max_seconds"]``).
+
+    Clip-level predictions in the layout of :func:`mc_simclr.evaluation.clip_predictions`, with
+    ``pred_class`` NaN. ``params`` is the ``evaluation.srp_phat`` block (``n_fft``, ``freq_range``,
+    ``max_seconds``); the array's diameter and microphone count come from the rendered clips.
+    """
+    test = feature_index[feature_index["split"] == "test"].groupby("clip_id", sort=True).first().reset_index()
+    meta = audio.metadata.set_index("clip_id")
+    diameter = float(meta["array_diameter"].iloc[0])
+    n_mics = int(meta["n_mics"].iloc[0])
+    srp = SRPPhat(sample_rate, int(params["n_fft"]), tuple(params["freq_range"]), diameter, n_mics)
+    max_samples = int(float(params["max_seconds"]) * sample_rate)
+    predictions = [
+        srp(audio.load_clip(clip_id, 0, max_samples)) for clip_id in tqdm(test["clip_id"], desc="SRP-PHAT", unit="clip")
+    ]
+    columns = ["clip_id", "label", "class_index", "azimuth_deg", "rt60"]
+    return test[columns].assign(pred_azimuth=predictions, pred_class=np.nan)

@@ -39,9 +39,11 @@ from tqdm.auto import tqdm
 from mc_simclr.augment import FeatureChannelSwap, map_azimuth, n_symmetries
 from mc_simclr.config import check_values, dataclass_from_params
 from mc_simclr.devices import resolve_device
-from mc_simclr.metrics import accuracy, azimuth_from_vector, azimuth_to_vector, mean_azimuth_error
+from mc_simclr.features import FeatureExtractor
+from mc_simclr.metrics import azimuth_from_vector, azimuth_to_vector, clip_scores
 from mc_simclr.models import Encoder, SELDHeads, build_encoder
-from mc_simclr.training import epoch_seed, seed_everything, warmup_cosine
+from mc_simclr.training import unpack_encoder, warmup_cosine
+from mc_simclr.utils import epoch_seed, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -169,15 +171,9 @@ def clip_predictions(items: pd.DataFrame, predictions: Predictions) -> pd.DataFr
     return out.reset_index()
 
 
-def clip_scores(items: pd.DataFrame, predictions: Predictions) -> dict[str, float]:
-    clips = clip_predictions(items, predictions)
-    scores = {"azimuth_error": mean_azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"])}
-    labelled = clips["class_index"] >= 0
-    if predictions.class_probs is not None and labelled.any():
-        scores["accuracy"] = accuracy(
-            clips.loc[labelled, "pred_class"].to_numpy(), clips.loc[labelled, "class_index"].to_numpy()
-        )
-    return scores
+def split_scores(items: pd.DataFrame, predictions: Predictions) -> dict[str, float]:
+    """Clip-level accuracy and azimuth error of patch predictions on one split."""
+    return clip_scores(clip_predictions(items, predictions))
 
 
 def _sgd(params, config: SupervisedConfig, steps_per_epoch: int, epochs: int):
@@ -223,27 +219,22 @@ def standardised_embeddings(
     return standardise(train_emb), standardise
 
 
-def linear_probe(
-    encoder: Encoder,
+def train_probe_heads(
+    train_emb: torch.Tensor,
     train: Split,
+    val_emb: torch.Tensor,
     validation: Split,
-    tests: dict[str, Split],
     n_classes: int,
     config: SupervisedConfig,
     n_mics: int = 4,
     progress: bool = True,
-) -> dict[str, Predictions]:
-    """Train the two linear heads on frozen embeddings; returns predictions for each split in ``tests``.
+) -> tuple[SELDHeads, dict[str, float]]:
+    """Linear class and azimuth heads on fixed embeddings ``train_emb`` ``(S, N, D)`` (one per array symmetry).
 
-    The embeddings of the training patches under all array symmetries are computed once, so each
-    epoch draws a random symmetry per patch without running the encoder again.
+    Each epoch draws a random symmetry per training patch (its azimuth label mapped alike). Each head
+    keeps the epoch of its best validation score (accuracy; azimuth error); returns the heads and
+    those scores.
     """
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    train_emb, standardise = standardised_embeddings(encoder, train, device, n_mics)  # (S, N, D)
-    val_emb = standardise(embed(encoder, validation.features, device))
-    test_emb = {name: standardise(embed(encoder, split.features, device)) for name, split in tests.items()}
-
     labels, azimuths = train.class_index, train.azimuth
     labelled = labels >= 0
     heads = SELDHeads(train_emb.shape[-1], n_classes)
@@ -267,15 +258,40 @@ def linear_probe(
             scheduler.step()
         with torch.no_grad():
             logits, vector = heads(val_emb)
-        scores = clip_scores(validation.items, Predictions(logits.softmax(-1).numpy(), vector.numpy()))
-        if scores.get("accuracy", -1.0) > best["accuracy"][0]:
+        scores = split_scores(validation.items, Predictions(logits.softmax(-1).numpy(), vector.numpy()))
+        if scores["accuracy"] > best["accuracy"][0]:
             best["accuracy"] = (scores["accuracy"], copy.deepcopy(heads.classifier.state_dict()))
         if scores["azimuth_error"] < best["azimuth_error"][0]:
             best["azimuth_error"] = (scores["azimuth_error"], copy.deepcopy(heads.azimuth.state_dict()))
     if best["accuracy"][1] is not None:
         heads.classifier.load_state_dict(best["accuracy"][1])
     heads.azimuth.load_state_dict(best["azimuth_error"][1])
-    validation_scores = {"accuracy": best["accuracy"][0], "azimuth_error": best["azimuth_error"][0]}
+    return heads, {"accuracy": best["accuracy"][0], "azimuth_error": best["azimuth_error"][0]}
+
+
+def linear_probe(
+    encoder: Encoder,
+    train: Split,
+    validation: Split,
+    tests: dict[str, Split],
+    n_classes: int,
+    config: SupervisedConfig,
+    n_mics: int = 4,
+    progress: bool = True,
+) -> dict[str, Predictions]:
+    """Train the two linear heads on frozen embeddings; returns predictions for each split in ``tests``.
+
+    The embeddings of the training patches under all array symmetries are computed once, so each
+    epoch draws a random symmetry per patch without running the encoder again.
+    """
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    train_emb, standardise = standardised_embeddings(encoder, train, device, n_mics)  # (S, N, D)
+    val_emb = standardise(embed(encoder, validation.features, device))
+    test_emb = {name: standardise(embed(encoder, split.features, device)) for name, split in tests.items()}
+    heads, validation_scores = train_probe_heads(
+        train_emb, train, val_emb, validation, n_classes, config, n_mics, progress
+    )
     out = {}
     with torch.no_grad():
         for name, emb in test_emb.items():
@@ -342,6 +358,55 @@ def _predict(encoder: Encoder, heads: SELDHeads, split: Split, device: torch.dev
     return Predictions(torch.cat(probs).numpy(), torch.cat(vectors).numpy())
 
 
+def _fine_tune_epoch(
+    encoder: Encoder,
+    heads: SELDHeads,
+    train: Split,
+    swap: FeatureChannelSwap,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    config: SupervisedConfig,
+    epoch: int,
+    n_mics: int,
+    device: torch.device,
+) -> None:
+    """One epoch of joint training: a random array symmetry per patch, MSE on (cos, sin) + cross-entropy."""
+    generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+    torch.manual_seed(epoch_seed(config.seed, epoch))
+    labels, azimuths = train.class_index, train.azimuth
+    symmetry = _sample_symmetries(len(labels), config, generator, n_mics)
+    encoder.train()
+    heads.train()
+    for batch in _batches(len(labels), config.batch_size, generator):
+        if len(batch) < 2:  # batch norm needs two samples
+            continue
+        x = swap(train.features[batch].to(device), symmetry[batch].to(device))
+        target_az = _azimuth_targets(azimuths[batch], symmetry[batch], n_mics, device)
+        target_class = labels[batch].to(device)
+        logits, vector = heads(encoder(x))
+        mask = target_class >= 0
+        loss = config.azimuth_loss_weight * F.mse_loss(vector, target_az)
+        if mask.any() and config.class_loss_weight > 0:
+            loss = loss + config.class_loss_weight * F.cross_entropy(logits[mask], target_class[mask])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+
+
+def _validation_loss(
+    predictions: Predictions, labels: torch.Tensor, vectors: torch.Tensor, config: SupervisedConfig
+) -> float:
+    """The training objective on validation patches: weighted MSE on (cos, sin) + class NLL."""
+    probs = torch.as_tensor(predictions.class_probs, device=labels.device)
+    predicted = torch.as_tensor(predictions.azimuth_vector, device=labels.device)
+    mask = labels >= 0
+    loss = config.azimuth_loss_weight * float(F.mse_loss(predicted, vectors))
+    if mask.any() and config.class_loss_weight > 0:
+        loss += config.class_loss_weight * float(F.nll_loss(probs[mask].clamp_min(1e-12).log(), labels[mask]))
+    return loss
+
+
 def fine_tune(
     encoder: Encoder,
     train: Split,
@@ -355,8 +420,9 @@ def fine_tune(
 ) -> FineTuned:
     """Train encoder and heads jointly (encoder gradients scaled when ``pretrained``); predict ``tests``.
 
-    Returns the predictions per split of ``tests`` and the selected model (a trained copy of
-    ``encoder`` and the heads, on CPU, in eval mode); ``encoder`` itself is not modified.
+    The epoch with the lowest validation loss is kept. Returns the predictions per split of
+    ``tests`` and the selected model (a trained copy of ``encoder`` and the heads, on CPU, in eval
+    mode); ``encoder`` itself is not modified.
     """
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -364,49 +430,19 @@ def fine_tune(
     heads = SELDHeads(encoder.embedding_dim, n_classes).to(device)
     hooks = scale_gradients(encoder, config.encoder_grad_scale) if pretrained else []
     swap = FeatureChannelSwap(n_mics).to(device)
-    labels, azimuths = train.class_index, train.azimuth
-    steps = -(-len(labels) // config.batch_size)
+    steps = -(-len(train.items) // config.batch_size)
     optimizer, scheduler = _sgd(
         list(encoder.parameters()) + list(heads.parameters()), config, steps, config.finetune_epochs
     )
     best_loss, best_state = float("inf"), None
-    val_labels, val_vectors = (
-        validation.class_index.to(device),
-        torch.as_tensor(azimuth_to_vector(validation.azimuth.numpy()), dtype=torch.float32, device=device),
-    )
+    val_labels = validation.class_index.to(device)
+    val_vectors = torch.as_tensor(azimuth_to_vector(validation.azimuth.numpy()), dtype=torch.float32, device=device)
     try:
         for epoch in tqdm(
             range(config.finetune_epochs), desc="fine-tune", unit="epoch", leave=False, disable=not progress
         ):
-            generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
-            torch.manual_seed(epoch_seed(config.seed, epoch))
-            symmetry = _sample_symmetries(len(labels), config, generator, n_mics)
-            encoder.train()
-            heads.train()
-            for batch in _batches(len(labels), config.batch_size, generator):
-                if len(batch) < 2:  # batch norm needs two samples
-                    continue
-                x = swap(train.features[batch].to(device), symmetry[batch].to(device))
-                target_az = _azimuth_targets(azimuths[batch], symmetry[batch], n_mics, device)
-                target_class = labels[batch].to(device)
-                logits, vector = heads(encoder(x))
-                mask = target_class >= 0
-                loss = config.azimuth_loss_weight * F.mse_loss(vector, target_az)
-                if mask.any() and config.class_loss_weight > 0:
-                    loss = loss + config.class_loss_weight * F.cross_entropy(logits[mask], target_class[mask])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-            predictions = _predict(encoder, heads, validation, device)
-            probs = torch.as_tensor(predictions.class_probs, device=device)
-            vectors = torch.as_tensor(predictions.azimuth_vector, device=device)
-            mask = val_labels >= 0
-            val_loss = config.azimuth_loss_weight * float(F.mse_loss(vectors, val_vectors))
-            if mask.any() and config.class_loss_weight > 0:
-                val_loss += config.class_loss_weight * float(
-                    F.nll_loss(probs[mask].clamp_min(1e-12).log(), val_labels[mask])
-                )
+            _fine_tune_epoch(encoder, heads, train, swap, optimizer, scheduler, config, epoch, n_mics, device)
+            val_loss = _validation_loss(_predict(encoder, heads, validation, device), val_labels, val_vectors, config)
             if val_loss < best_loss:
                 best_loss = val_loss
                 best_state = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(heads.state_dict()))
@@ -417,7 +453,7 @@ def fine_tune(
     heads.load_state_dict(best_state[1])
     validation_scores = {
         "loss": best_loss,
-        **clip_scores(validation.items, _predict(encoder, heads, validation, device)),
+        **split_scores(validation.items, _predict(encoder, heads, validation, device)),
     }
     out = {}
     for name, split in tests.items():
@@ -475,6 +511,27 @@ def load_splits(store, names: tuple[str, ...] = ("labeled", "validation", "test"
     return splits
 
 
+PROTOCOLS = ("linear_probe", "knn", "fine_tune")
+
+
+@dataclass
+class ProtocolResults:
+    """Every protocol's clip-level test predictions for one encoder, and what the report needs besides.
+
+    ``clips`` maps each of :data:`PROTOCOLS` to clip predictions (:func:`clip_predictions`);
+    ``validation`` holds each protocol's validation scores; ``subsets`` maps a labeled amount to the
+    clip predictions of subset fine-tuning; ``model`` is the fine-tuned encoder + heads; ``embeddings``
+    and ``embedding_items`` are the encoder's test-patch embeddings and their rows.
+    """
+
+    clips: dict[str, pd.DataFrame]
+    validation: dict[str, dict[str, float]]
+    subsets: dict[float, pd.DataFrame]
+    model: FineTuned
+    embeddings: np.ndarray
+    embedding_items: pd.DataFrame
+
+
 def run_protocols(
     encoder: Encoder,
     pretrained: bool,
@@ -485,36 +542,32 @@ def run_protocols(
     subset_unit: str = "fraction",
     subset_seed: int = 0,
     n_mics: int = 4,
-) -> dict[str, Any]:
-    """Linear probing, fine-tuning and subset fine-tuning of one encoder; clip-level test results.
+) -> ProtocolResults:
+    """Linear probing, k-NN, fine-tuning and subset fine-tuning of one encoder; clip-level test results.
 
-    Returns ``{"linear_probe": clips, "knn": clips, "fine_tune": clips, "subsets": {amount: clips},
-    "validation": {protocol: scores}, "model": (fine-tuned encoder, heads),
-    "embeddings": (test embeddings, test items)}``; the full-data
-    point of the subset curve reuses the fine-tuning run instead of training it twice.
+    The full-data point of the subset curve reuses the fine-tuning run instead of training it twice.
     """
     train, validation, test = splits["labeled"], splits["validation"], splits["test"]
     probe = linear_probe(encoder, train, validation, {"test": test}, n_classes, config, n_mics)["test"]
     neighbours = knn_predict(encoder, train, {"validation": validation, "test": test}, n_classes, config, n_mics)
     tuned = fine_tune(encoder, train, validation, {"test": test}, n_classes, config, pretrained, n_mics)
     full = tuned.predictions["test"]
-    results: dict[str, Any] = {
+    clips = {
         "linear_probe": clip_predictions(test.items, probe),
         "knn": clip_predictions(test.items, neighbours["test"]),
         "fine_tune": clip_predictions(test.items, full),
-        "validation": {
-            "linear_probe": probe.validation,
-            "knn": clip_scores(validation.items, neighbours["validation"]),
-            "fine_tune": full.validation,
-        },
-        "subsets": {},
-        "model": (tuned.encoder, tuned.heads),
     }
+    validation_scores = {
+        "linear_probe": probe.validation,
+        "knn": split_scores(validation.items, neighbours["validation"]),
+        "fine_tune": full.validation,
+    }
+    subsets: dict[float, pd.DataFrame] = {}
     labeled_clips = train.items.groupby("clip_id", sort=True).first().reset_index()
     for amount in subset_amounts:
         chosen = class_balanced_subset(labeled_clips, float(amount), subset_unit, subset_seed)
         if len(chosen) == len(labeled_clips):
-            results["subsets"][float(amount)] = results["fine_tune"]
+            subsets[float(amount)] = clips["fine_tune"]
             continue
         logger.info(
             "Subset fine-tuning on %d of %d labeled clips (%s %s)", len(chosen), len(labeled_clips), amount, subset_unit
@@ -522,10 +575,10 @@ def run_protocols(
         subset = fine_tune(
             encoder, train.subset(chosen), validation, {"test": test}, n_classes, config, pretrained, n_mics
         )
-        results["subsets"][float(amount)] = clip_predictions(test.items, subset.predictions["test"])
+        subsets[float(amount)] = clip_predictions(test.items, subset.predictions["test"])
     device = resolve_device(config.device)
-    results["embeddings"] = (embed(encoder, test.features, device).numpy(), test.items)
-    return results
+    embeddings = embed(encoder, test.features, device).numpy()
+    return ProtocolResults(clips, validation_scores, subsets, tuned, embeddings, test.items)
 
 
 def supervised_azimuth(
@@ -536,17 +589,9 @@ def supervised_azimuth(
     azimuth_only = copy.deepcopy(config)
     azimuth_only.class_loss_weight = 0.0
     azimuth_only.azimuth_loss_weight = max(config.azimuth_loss_weight, 1e-12)
-    tuned = fine_tune(
-        encoder,
-        splits["labeled"],
-        splits["validation"],
-        {"test": splits["test"]},
-        n_classes,
-        azimuth_only,
-        False,
-        n_mics,
-    )
-    clips = clip_predictions(splits["test"].items, tuned.predictions["test"])
+    train, validation, test = splits["labeled"], splits["validation"], splits["test"]
+    tuned = fine_tune(encoder, train, validation, {"test": test}, n_classes, azimuth_only, False, n_mics)
+    clips = clip_predictions(test.items, tuned.predictions["test"])
     clips["pred_class"] = np.nan
     return clips
 
@@ -555,3 +600,73 @@ def random_init_like(encoder: Encoder, seed: int) -> Encoder:
     """A freshly initialised encoder of the same shape (the no-pretraining baseline)."""
     torch.manual_seed(seed)
     return build_encoder(copy.deepcopy(encoder.config), encoder.n_bins).eval()
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluation of one pretraining run, from its parameter block
+# --------------------------------------------------------------------------------------------
+@dataclass
+class EvaluationInputs:
+    """What every evaluation step shares, loaded once: both encoders, the feature splits, the settings.
+
+    ``pretrained`` is the encoder of the pretraining run and ``random`` a random-init encoder of the
+    same shape (``evaluation.random_init_seed``); ``features`` and ``pretraining_run_id`` come from
+    the encoder file, for the exported model and the report.
+    """
+
+    pretrained: Encoder
+    random: Encoder
+    extractor: FeatureExtractor
+    splits: dict[str, Split]
+    n_classes: int
+    config: SupervisedConfig
+    subset_amounts: list[float]
+    subset_unit: str
+    subset_seed: int
+    features: dict[str, Any]
+    pretraining_run_id: str = ""
+
+    @property
+    def n_mics(self) -> int:
+        return self.extractor.n_mics
+
+
+def prepare_evaluation(
+    encoder_state: dict[str, Any], feature_patches, class_names: list[str], evaluation: dict[str, Any]
+) -> EvaluationInputs:
+    """Rebuild the pretrained encoder, build the random-init one and load the feature splits, once."""
+    encoder, extractor = unpack_encoder(encoder_state)
+    subsets = evaluation["subsets"]
+    return EvaluationInputs(
+        pretrained=encoder,
+        random=random_init_like(encoder, int(evaluation["random_init_seed"])),
+        extractor=extractor,
+        splits=load_splits(feature_patches),
+        n_classes=len(class_names),
+        config=SupervisedConfig.from_params(evaluation["supervised"]),
+        subset_amounts=[float(a) for a in subsets["amounts"]],
+        subset_unit=str(subsets["unit"]),
+        subset_seed=int(subsets["seed"]),
+        features=dict(encoder_state["features"]),
+        pretraining_run_id=str(encoder_state.get("pretraining_run_id", "")),
+    )
+
+
+def evaluate_encoder(inputs: EvaluationInputs, pretrained: bool) -> ProtocolResults:
+    """All protocols, subsets included, on the pretrained (``True``) or the random-init encoder."""
+    return run_protocols(
+        inputs.pretrained if pretrained else inputs.random,
+        pretrained,
+        inputs.splits,
+        inputs.n_classes,
+        inputs.config,
+        subset_amounts=inputs.subset_amounts,
+        subset_unit=inputs.subset_unit,
+        subset_seed=inputs.subset_seed,
+        n_mics=inputs.n_mics,
+    )
+
+
+def azimuth_ceiling(inputs: EvaluationInputs) -> pd.DataFrame:
+    """The supervised azimuth ceiling: the random-init encoder trained on azimuth alone."""
+    return supervised_azimuth(inputs.random, inputs.splits, inputs.n_classes, inputs.config, inputs.n_mics)

@@ -24,8 +24,12 @@ Defaults (each a parameter in ``parameters_feature_extraction.yml``):
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-from collections.abc import Iterable
+import json
+import logging
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,7 +40,13 @@ from torch import nn
 
 from mc_simclr.audio.crops import fixed_patches
 from mc_simclr.config import check_keys, check_values
-from mc_simclr.shards import FeatureShard
+from mc_simclr.devices import resolve_device
+from mc_simclr.shards import OK, FeatureShard, ShardedAudio
+
+logger = logging.getLogger(__name__)
+
+#: Splits with precomputed features (pretraining computes its own on the fly).
+EVALUATION_SPLITS = ("labeled", "validation", "test")
 
 # Metadata carried from the simulation table to every feature item.
 ITEM_COLUMNS = (
@@ -244,3 +254,59 @@ def featurize_clips(
         for start in range(0, len(waves), batch_size):
             outputs.append(extractor(waves[start : start + batch_size].to(device)).cpu())
     return FeatureShard(torch.cat(outputs).numpy(), pd.DataFrame(rows))
+
+
+def class_names(metadata: pd.DataFrame) -> list[str]:
+    """Sorted class names of the rendered labeled clips: the class index of every later step."""
+    labeled = metadata.loc[(metadata["split"] == "labeled") & (metadata["status"] == OK), "label"]
+    names = sorted({str(v) for v in labeled if str(v)})
+    if not names:
+        raise ValueError("the rendered corpus has no labeled clip: evaluation needs a labeled split")
+    return names
+
+
+def featurize_shard(
+    audio: ShardedAudio, clip_ids: list[str], extractor: FeatureExtractor, options: dict[str, Any]
+) -> FeatureShard:
+    """:func:`featurize_clips` of the rendered clips ``clip_ids`` of ``audio``."""
+    clips = ((row.to_dict(), waveform) for row, waveform in audio.iter_clips(clip_ids))
+    return featurize_clips(clips, extractor=extractor, **options)
+
+
+def plan_feature_shards(
+    audio: ShardedAudio,
+    classes: list[str],
+    features: dict[str, Any],
+    feature_extraction: dict[str, Any],
+    sample_rate: int,
+) -> dict[str, Callable[[], FeatureShard]]:
+    """One feature shard per audio shard of the ``feature_extraction.splits`` clips, computed lazily.
+
+    ``features`` and ``feature_extraction`` are the parameter blocks; their settings and the class
+    index are part of every shard id, so shards of other settings are never reused.
+    """
+    splits = list(feature_extraction.get("splits", EVALUATION_SPLITS))
+    unknown = sorted(set(splits) - {"unlabeled", *EVALUATION_SPLITS})
+    if unknown:
+        raise ValueError(f"feature_extraction.splits has unknown split(s) {unknown}")
+    sample_rate = int(sample_rate)
+    extractor = FeatureExtractor.from_params(features, sample_rate=sample_rate)
+    options = {
+        "patch_samples": int(round(float(feature_extraction["patch_seconds"]) * sample_rate)),
+        "max_patches": int(feature_extraction["max_patches_per_clip"]),
+        "class_index": {name: i for i, name in enumerate(classes)},
+        "batch_size": int(feature_extraction["batch_size"]),
+        "device": resolve_device(feature_extraction.get("device", "auto")),
+    }
+    salt = {"features": features, "sr": sample_rate, **{k: str(v) for k, v in options.items() if k != "device"}}
+    digest = hashlib.sha1(json.dumps(salt, sort_keys=True).encode("utf-8")).hexdigest()[:8]
+    meta = audio.metadata
+    rendered = meta[(meta["status"] == OK) & meta["split"].isin(splits)]
+    plan = {
+        f"{shard_id}-{digest}": partial(featurize_shard, audio, list(rows["clip_id"]), extractor, options)
+        for shard_id, rows in rendered.groupby("shard_id", sort=True)
+    }
+    if not plan:
+        raise ValueError(f"no rendered clip in the splits {splits}")
+    logger.info("Feature extraction: %d clips of %s in %d shards", len(rendered), splits, len(plan))
+    return plan

@@ -38,6 +38,22 @@ def azimuth_to_vector(azimuth_deg: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(radians), np.sin(radians)], axis=-1)
 
 
+def clip_scores(clips: pd.DataFrame) -> dict[str, float]:
+    """Accuracy (%) and mean azimuth error (degrees) of clip-level predictions.
+
+    ``clips`` has ``class_index``, ``pred_class``, ``azimuth_deg`` and ``pred_azimuth``. Accuracy
+    counts the clips with a known class (``class_index >= 0``) and a predicted one; it is NaN when
+    no clip has both (a method that does not classify).
+    """
+    scored = clips["pred_class"].notna() & (clips["class_index"] >= 0)
+    return {
+        "accuracy": accuracy(clips.loc[scored, "pred_class"].to_numpy(), clips.loc[scored, "class_index"].to_numpy())
+        if scored.any()
+        else float("nan"),
+        "azimuth_error": mean_azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"]),
+    }
+
+
 def breakdown(clips: pd.DataFrame, rt60_bins: list[float] | None = None) -> dict[str, pd.DataFrame]:
     """Accuracy and azimuth error overall, per RT60 bin and per class.
 
@@ -46,18 +62,11 @@ def breakdown(clips: pd.DataFrame, rt60_bins: list[float] | None = None) -> dict
     a method that does not classify.
     """
     rt60_bins = rt60_bins or [0.1, 0.4, 0.7, 1.0]
-    clips = clips.assign(error=azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"]))
-    has_class = clips["pred_class"].notna() & (clips["class_index"] >= 0)
-    clips = clips.assign(correct=np.where(has_class, clips["pred_class"] == clips["class_index"], np.nan))
 
     def summary(group: pd.DataFrame) -> pd.Series:
-        return pd.Series(
-            {
-                "clips": len(group),
-                "accuracy": 100.0 * group["correct"].mean() if group["correct"].notna().any() else np.nan,
-                "azimuth_error": group["error"].mean(),
-            }
-        )
+        if group.empty:
+            return pd.Series({"clips": 0, "accuracy": np.nan, "azimuth_error": np.nan})
+        return pd.Series({"clips": len(group), **clip_scores(group)})
 
     edges = list(rt60_bins)
     labels = [f"{lo:.1f}-{hi:.1f}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]

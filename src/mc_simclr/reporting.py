@@ -1,22 +1,17 @@
-"""Result tables shaped like the paper's Table 1 and the plots of the evaluation report."""
+"""The evaluation report: tables shaped like the paper's Table 1, Fig. 2's data, plots and MLflow metrics."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mc_simclr.metrics import breakdown
-
-PROTOCOLS = ("linear_probe", "knn", "fine_tune")
-
-
-def scores(clips: pd.DataFrame) -> dict[str, float]:
-    """Accuracy (%) and mean azimuth error (degrees) of clip-level predictions."""
-    overall = breakdown(clips)["overall"].iloc[0]
-    return {"accuracy": float(overall["accuracy"]), "azimuth_error": float(overall["azimuth_error"])}
+from mc_simclr.evaluation import PROTOCOLS, ProtocolResults
+from mc_simclr.metrics import breakdown, clip_scores
 
 
 def results_table(rows: dict[str, dict[str, pd.DataFrame | None]]) -> pd.DataFrame:
@@ -29,7 +24,7 @@ def results_table(rows: dict[str, dict[str, pd.DataFrame | None]]) -> pd.DataFra
         record: dict[str, Any] = {"encoder": name}
         for protocol in PROTOCOLS:
             clips = protocols.get(protocol)
-            result = scores(clips) if clips is not None else {"accuracy": np.nan, "azimuth_error": np.nan}
+            result = clip_scores(clips) if clips is not None else {"accuracy": np.nan, "azimuth_error": np.nan}
             record[f"{protocol}_accuracy"] = result["accuracy"]
             record[f"{protocol}_azimuth_error"] = result["azimuth_error"]
         records.append(record)
@@ -50,26 +45,29 @@ def to_markdown(table: pd.DataFrame, digits: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table1_markdown(table: pd.DataFrame) -> str:
+def metric_headers(knn_k: int, short: bool = False) -> dict[str, str]:
+    """Column titles of the metric columns of :func:`results_table`; the k-NN title follows ``knn_k``.
+
+    ``short`` gives the abbreviated titles of the ablation tables (LP, FT).
+    """
+    names = {"linear_probe": "LP" if short else "Linear-probing", "knn": f"{knn_k}-NN"}
+    names["fine_tune"] = "FT" if short else "Fine-tuning"
+    return {
+        f"{protocol}_{metric}": f"{names[protocol]} {'accuracy %' if metric == 'accuracy' else 'error °'}"
+        for protocol in PROTOCOLS
+        for metric in ("accuracy", "azimuth_error")
+    }
+
+
+def table1_markdown(table: pd.DataFrame, knn_k: int) -> str:
     """The results table with the paper's column names."""
-    renamed = table.rename(
-        columns={
-            "encoder": "Encoder",
-            "linear_probe_accuracy": "Linear-probing accuracy %",
-            "linear_probe_azimuth_error": "Linear-probing error °",
-            "knn_accuracy": "k-NN accuracy %",
-            "knn_azimuth_error": "k-NN error °",
-            "fine_tune_accuracy": "Fine-tuning accuracy %",
-            "fine_tune_azimuth_error": "Fine-tuning error °",
-        }
-    )
-    return to_markdown(renamed)
+    return to_markdown(table.rename(columns={"encoder": "Encoder", **metric_headers(knn_k)}))
 
 
 def subset_table(curves: dict[str, dict[float, pd.DataFrame]], unit: str) -> pd.DataFrame:
     """Accuracy and error of subset fine-tuning per encoder and labeled amount (the paper's Fig. 2)."""
     records = [
-        {"encoder": name, "amount": amount, "unit": unit, "clips": len(clips), **scores(clips)}
+        {"encoder": name, "amount": amount, "unit": unit, "clips": len(clips), **clip_scores(clips)}
         for name, curve in curves.items()
         for amount, clips in sorted(curve.items())
     ]
@@ -125,3 +123,106 @@ def plot_embeddings(embeddings: np.ndarray, items: pd.DataFrame, max_points: int
         ax.set_ylabel("PC 2")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluation pipeline's report
+# --------------------------------------------------------------------------------------------
+#: Row names of the results table and their key in the MLflow metric names.
+ROW_KEYS = {
+    "random init": "random",
+    "MC-SimCLR": "mc_simclr",
+    "supervised azimuth (ceiling)": "supervised_azimuth",
+    "SRP-PHAT (no learning)": "srp_phat",
+}
+
+
+@dataclass
+class EvaluationReport:
+    """Everything the evaluation writes: Table 1 (and its Markdown), the per-RT60 / per-class
+    breakdown, Fig. 2's data and plot, the embedding projection and the MLflow metrics."""
+
+    table: pd.DataFrame
+    markdown: str
+    breakdown: pd.DataFrame
+    subset_curves: pd.DataFrame
+    subset_figure: plt.Figure
+    embedding_figure: plt.Figure
+    metrics: dict[str, Any]
+
+
+def breakdown_table(rows: dict[str, dict[str, pd.DataFrame | None]], rt60_bins: list[float]) -> pd.DataFrame:
+    """Accuracy and error per RT60 bin and per class for every row and protocol of the results table."""
+    parts = []
+    for name, protocols in rows.items():
+        for protocol, clips in protocols.items():
+            if clips is None:
+                continue
+            tables = breakdown(clips, rt60_bins)
+            common = {"encoder": name, "protocol": protocol}
+            parts.append(tables["rt60"].assign(**common, group="rt60").rename(columns={"rt60_bin": "bin"}))
+            parts.append(tables["class"].assign(**common, group="class").rename(columns={"label": "bin"}))
+    columns = ["encoder", "protocol", "group", "bin", "clips", "accuracy", "azimuth_error"]
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
+def report_metrics(
+    table: pd.DataFrame, results: dict[str, ProtocolResults], curves: pd.DataFrame, unit: str
+) -> dict[str, Any]:
+    """MLflow metrics: every cell of the table, the validation scores, and the subset curves (one step per amount)."""
+    metrics: dict[str, Any] = {}
+    for record in table.to_dict("records"):
+        key = ROW_KEYS[record["encoder"]]
+        for column, value in record.items():
+            if column != "encoder" and not np.isnan(value):
+                metrics[f"{key}.{column}"] = {"value": float(value), "step": 0}
+    for name, result in results.items():
+        for protocol, values in result.validation.items():
+            for metric, value in values.items():
+                if math.isfinite(value):
+                    metrics[f"{ROW_KEYS[name]}.validation.{protocol}_{metric}"] = {"value": float(value), "step": 0}
+    scale = 100 if unit == "fraction" else 60
+    for record in curves.to_dict("records"):
+        key = ROW_KEYS[record["encoder"]]
+        for column in ("accuracy", "azimuth_error"):
+            point = {"value": float(record[column]), "step": int(round(record["amount"] * scale))}
+            metrics.setdefault(f"{key}.subset_{column}", []).append(point)
+    return metrics
+
+
+def build_report(
+    pretrained: ProtocolResults,
+    random: ProtocolResults,
+    srp_phat: pd.DataFrame,
+    ceiling: pd.DataFrame,
+    evaluation: dict[str, Any],
+    knn_k: int,
+) -> EvaluationReport:
+    """Assemble the evaluation report from the results of both encoders and the two reference rows."""
+    rows: dict[str, dict[str, pd.DataFrame | None]] = {
+        "random init": dict(random.clips),
+        "MC-SimCLR": dict(pretrained.clips),
+        "supervised azimuth (ceiling)": {"fine_tune": ceiling},
+        "SRP-PHAT (no learning)": {"fine_tune": srp_phat},
+    }
+    table = results_table(rows)
+    markdown = table1_markdown(table, knn_k) + (
+        f"\nRandom-init fine-tuning is the supervised-from-scratch model. {knn_k}-NN: the majority class and mean "
+        f"direction of the {knn_k} nearest labeled patches, no training. The supervised azimuth ceiling is the same "
+        "encoder trained from scratch on azimuth alone. SRP-PHAT estimates azimuth only. Both are listed under "
+        "fine-tuning for lack of a better column.\n"
+    )
+    unit = evaluation["subsets"]["unit"]
+    curves = subset_table({"MC-SimCLR": pretrained.subsets, "random init": random.subsets}, unit)
+    figure = plot_embeddings(
+        pretrained.embeddings, pretrained.embedding_items, int(evaluation["projection"]["max_points"])
+    )
+    return EvaluationReport(
+        table=table,
+        markdown=markdown,
+        breakdown=breakdown_table(rows, list(evaluation["rt60_bins"])),
+        subset_curves=curves,
+        subset_figure=plot_subsets(curves),
+        embedding_figure=figure,
+        metrics=report_metrics(table, {"MC-SimCLR": pretrained, "random init": random}, curves, unit),
+    )

@@ -18,10 +18,8 @@ CPU; CUDA kernels may add non-determinism).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -36,13 +34,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from mc_simclr.audio.crops import pad_or_trim
-from mc_simclr.config import check_values, dataclass_from_params
 from mc_simclr.augment import MultiLevelAugmentation
+from mc_simclr.config import check_values, dataclass_from_params
 from mc_simclr.devices import resolve_device
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.losses import nt_xent
 from mc_simclr.models import Encoder, EncoderConfig, ProjectionHead, SplitCRNNEncoder, build_encoder
 from mc_simclr.shards import OK, ShardedAudio
+from mc_simclr.utils import epoch_seed, fingerprint, seed_everything, torch_save_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ class CheckpointError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------
-# Shared helpers
+# Schedules and checkpoints
 # --------------------------------------------------------------------------------------------
 def scaled_lr(base_lr: float, batch_size: int, reference_batch_size: int) -> float:
     """Linear scaling rule: ``base_lr`` is the rate at ``reference_batch_size``."""
@@ -74,27 +73,9 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return factor
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A seed for the draws of one epoch, independent of how many epochs ran before."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] % (2**63))
-
-
-def fingerprint(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary name, then rename: a crash never leaves a torn checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write a checkpoint atomically: a crash never leaves a torn checkpoint."""
+    torch_save_atomic(path, state)
 
 
 def load_checkpoint(path: Path, expected_fingerprint: str) -> dict[str, Any]:
@@ -142,7 +123,7 @@ class PretrainConfig:
     restart: bool = False
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], name: str = "pretraining") -> "PretrainConfig":
+    def from_params(cls, params: dict[str, Any], name: str = "pretraining") -> PretrainConfig:
         config = dataclass_from_params(cls, params, name)
         checks = {
             "epochs": config.epochs >= 1,
@@ -273,25 +254,33 @@ class PretrainResult:
     resumed_from_epoch: int
 
 
-def pretrain(
-    audio: ShardedAudio,
+@dataclass
+class PretrainingRun:
+    """The state of one pretraining run: models, optimiser, schedule, data and history so far."""
+
+    config: PretrainConfig
+    device: torch.device
+    fingerprint: str
+    encoder: Encoder
+    projectors: nn.ModuleDict
+    views: MultiLevelAugmentation
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sampler: EpochShuffle
+    loader: DataLoader
+    start_epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def pretraining_fingerprint(
     clip_ids: list[str],
     extractor: FeatureExtractor,
     encoder_config: EncoderConfig,
     augment_params: dict[str, Any],
     config: PretrainConfig,
-    progress: bool = True,
-) -> PretrainResult:
-    """MC-SimCLR pretraining on ``clip_ids`` of ``audio``; resumes from ``config.checkpoint_path``.
-
-    Returns the encoder (on CPU), the projection head and the per-epoch history (loss, learning
-    rate, clips/s) of the whole run, epochs before a resume included.
-    """
-    if len(clip_ids) < 2:
-        raise ValueError(f"pretraining needs at least 2 clips, got {len(clip_ids)}")
-    device = resolve_device(config.device)
-    crop_samples = int(round(config.crop_seconds * extractor.sample_rate))
-    run_fingerprint = fingerprint(
+) -> str:
+    """Digest of everything that shapes the trained weights: a checkpoint is resumed only when it matches."""
+    return fingerprint(
         {
             "pretraining": config.trained_settings(),
             "encoder": encoder_config.to_dict(),
@@ -301,9 +290,24 @@ def pretrain(
         }
     )
 
+
+def build_pretraining(
+    audio: ShardedAudio,
+    clip_ids: list[str],
+    extractor: FeatureExtractor,
+    encoder_config: EncoderConfig,
+    augment_params: dict[str, Any],
+    config: PretrainConfig,
+) -> PretrainingRun:
+    """Seed, then build the encoder, projection heads, augmentation chain, optimiser, schedule and loader."""
+    if len(clip_ids) < 2:
+        raise ValueError(f"pretraining needs at least 2 clips, got {len(clip_ids)}")
+    device = resolve_device(config.device)
+    crop_samples = int(round(config.crop_seconds * extractor.sample_rate))
+    run_fingerprint = pretraining_fingerprint(clip_ids, extractor, encoder_config, augment_params, config)
+
     seed_everything(config.seed)
-    n_bins = extractor.n_mels
-    encoder = build_encoder(encoder_config, n_bins).to(device)
+    encoder = build_encoder(encoder_config, extractor.n_mels).to(device)
     projectors = make_projectors(encoder, config).to(device)
     views = MultiLevelAugmentation.from_params(augment_params, extractor, extractor.n_mics).to(device)
     params = list(encoder.parameters()) + list(projectors.parameters())
@@ -325,65 +329,151 @@ def pretrain(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch)
     )
+    return PretrainingRun(
+        config, device, run_fingerprint, encoder, projectors, views, optimizer, scheduler, sampler, loader
+    )
 
-    start_epoch, history = 0, []
+
+def resume_pretraining(run: PretrainingRun, checkpoint: Path) -> None:
+    """Load models, optimiser, schedule and history from ``checkpoint`` (checked against the run's fingerprint)."""
+    state = load_checkpoint(checkpoint, run.fingerprint)
+    run.encoder.load_state_dict(state["encoder"])
+    run.projectors.load_state_dict(state["projectors"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.start_epoch, run.history = int(state["epoch"]), list(state["history"])
+
+
+def train_epoch(run: PretrainingRun, epoch: int, progress: bool = True) -> dict[str, float]:
+    """One epoch over the unlabeled clips; every draw is seeded by ``(seed, epoch)``. Returns its record."""
+    config, device = run.config, run.device
+    seed = epoch_seed(config.seed, epoch)
+    torch.manual_seed(seed)
+    run.sampler.set_epoch(epoch)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    run.encoder.train()
+    run.projectors.train()
+    total, clips, started = 0.0, 0, time.perf_counter()
+    for x1, x2 in tqdm(run.loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress):
+        x1 = x1.to(device, non_blocking=True)
+        x2 = x2.to(device, non_blocking=True)
+        f1, f2 = run.views(x1, x2, generator)
+        loss = contrastive_loss(run.encoder, run.projectors, f1, f2, config)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        total += float(loss.detach()) * len(x1)
+        clips += len(x1)
+    elapsed = time.perf_counter() - started
+    return {
+        "epoch": epoch + 1,
+        "loss": total / max(clips, 1),
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "clips_per_s": clips / elapsed if elapsed > 0 else float("nan"),
+        "seconds": elapsed,
+    }
+
+
+def checkpoint_state(run: PretrainingRun, epochs_done: int) -> dict[str, Any]:
+    """What :func:`resume_pretraining` needs to continue after ``epochs_done`` epochs."""
+    return {
+        "version": CHECKPOINT_VERSION,
+        "fingerprint": run.fingerprint,
+        "epoch": epochs_done,
+        "encoder": run.encoder.state_dict(),
+        "projectors": run.projectors.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "history": run.history,
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+    }
+
+
+def pretrain(
+    audio: ShardedAudio,
+    clip_ids: list[str],
+    extractor: FeatureExtractor,
+    encoder_config: EncoderConfig,
+    augment_params: dict[str, Any],
+    config: PretrainConfig,
+    progress: bool = True,
+) -> PretrainResult:
+    """MC-SimCLR pretraining on ``clip_ids`` of ``audio``; resumes from ``config.checkpoint_path``.
+
+    Returns the encoder (on CPU), the projection head and the per-epoch history (loss, learning
+    rate, clips/s) of the whole run, epochs before a resume included.
+    """
+    run = build_pretraining(audio, clip_ids, extractor, encoder_config, augment_params, config)
     checkpoint = Path(config.checkpoint_path) if config.checkpoint_path else None
     if checkpoint is not None and checkpoint.exists() and not config.restart:
-        state = load_checkpoint(checkpoint, run_fingerprint)
-        encoder.load_state_dict(state["encoder"])
-        projectors.load_state_dict(state["projectors"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = int(state["epoch"]), list(state["history"])
-        logger.info("Resuming pretraining from %s after epoch %d of %d", checkpoint, start_epoch, config.epochs)
+        resume_pretraining(run, checkpoint)
+        logger.info("Resuming pretraining from %s after epoch %d of %d", checkpoint, run.start_epoch, config.epochs)
 
-    epochs = tqdm(range(start_epoch, config.epochs), desc="pretraining", unit="epoch", disable=not progress,
-                  initial=start_epoch, total=config.epochs)
+    epochs = tqdm(
+        range(run.start_epoch, config.epochs),
+        desc="pretraining",
+        unit="epoch",
+        disable=not progress,
+        initial=run.start_epoch,
+        total=config.epochs,
+    )
     for epoch in epochs:
-        seed = epoch_seed(config.seed, epoch)
-        torch.manual_seed(seed)
-        sampler.set_epoch(epoch)
-        generator = torch.Generator(device=device).manual_seed(seed)
-        encoder.train()
-        projectors.train()
-        total, clips, started = 0.0, 0, time.perf_counter()
-        for x1, x2 in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress):
-            x1 = x1.to(device, non_blocking=True)
-            x2 = x2.to(device, non_blocking=True)
-            f1, f2 = views(x1, x2, generator)
-            loss = contrastive_loss(encoder, projectors, f1, f2, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += float(loss.detach()) * len(x1)
-            clips += len(x1)
-        elapsed = time.perf_counter() - started
-        record = {
-            "epoch": epoch + 1,
-            "loss": total / max(clips, 1),
-            "lr": optimizer.param_groups[0]["lr"],
-            "clips_per_s": clips / elapsed if elapsed > 0 else float("nan"),
-            "seconds": elapsed,
-        }
-        history.append(record)
+        record = train_epoch(run, epoch, progress)
+        run.history.append(record)
         epochs.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.3g}")
         if checkpoint is not None:
-            save_checkpoint(
-                checkpoint,
-                {
-                    "version": CHECKPOINT_VERSION,
-                    "fingerprint": run_fingerprint,
-                    "epoch": epoch + 1,
-                    "encoder": encoder.state_dict(),
-                    "projectors": projectors.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "history": history,
-                    "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-                },
-            )
-    return PretrainResult(encoder.cpu().eval(), projectors.cpu().eval(), history, run_fingerprint, start_epoch)
+            save_checkpoint(checkpoint, checkpoint_state(run, epoch + 1))
+    return PretrainResult(
+        run.encoder.cpu().eval(), run.projectors.cpu().eval(), run.history, run.fingerprint, run.start_epoch
+    )
+
+
+HISTORY_METRICS = ("loss", "lr", "clips_per_s")
+
+
+def history_metrics(history: list[dict[str, float]]) -> dict[str, list[dict[str, float]]]:
+    """Per-epoch loss, learning rate and clips/s as ``{name: [{"value": v, "step": epoch}, ...]}``."""
+    return {name: [{"value": float(h[name]), "step": int(h["epoch"])} for h in history] for name in HISTORY_METRICS}
+
+
+def pretrain_from_params(
+    audio: ShardedAudio,
+    features: dict[str, Any],
+    pretraining: dict[str, Any],
+    encoder: dict[str, Any],
+    augmentations: dict[str, Any],
+    sample_rate: int,
+    extra: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Pretrain on the ``pretraining.split`` clips of ``audio`` from the parameter blocks; the encoder file.
+
+    The one entry point of the ``pretraining`` and ``ablations`` pipelines. The file
+    (:func:`package_encoder`) also holds the run's fingerprint, its per-epoch history and the
+    seconds spent training (all epochs, also those of an interrupted earlier session), plus ``extra``.
+    """
+    clip_ids = pretraining_clips(audio, pretraining.get("split", "unlabeled"))
+    extractor = FeatureExtractor.from_params(features, sample_rate=sample_rate)
+    config = PretrainConfig.from_params({k: v for k, v in pretraining.items() if k != "split"})
+    result = pretrain(audio, clip_ids, extractor, EncoderConfig.from_params(encoder), augmentations, config, progress)
+    logger.info(
+        "Pretraining done: %d epochs on %d clips, final loss %.4f",
+        len(result.history),
+        len(clip_ids),
+        result.history[-1]["loss"],
+    )
+    return package_encoder(
+        result.encoder,
+        extractor,
+        features,
+        {
+            "pretraining_fingerprint": result.fingerprint,
+            "history": result.history,
+            "pretraining_s": sum(float(h.get("seconds", 0.0)) for h in result.history),
+            **(extra or {}),
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,5 +501,7 @@ def unpack_encoder(state: dict[str, Any]) -> tuple[Encoder, FeatureExtractor]:
         raise ValueError(f"encoder file lacks {missing}: it was not written by mc_simclr's pretraining")
     encoder = build_encoder(EncoderConfig.from_params(dict(state["encoder_config"])), int(state["n_bins"]))
     encoder.load_state_dict(state["encoder"])
-    extractor = FeatureExtractor.from_params(dict(state["features"]), int(state["sample_rate"]), int(state.get("n_mics", 4)))
+    extractor = FeatureExtractor.from_params(
+        dict(state["features"]), int(state["sample_rate"]), int(state.get("n_mics", 4))
+    )
     return encoder.eval(), extractor

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mc_simclr.acoustics.rir import RIRBackend, normalize_peak, spatialize
+from mc_simclr.acoustics.rir import RIRBackend, get_backend, normalize_peak, spatialize
 from mc_simclr.acoustics.scene import Scene, SceneConfig, clip_rng, sample_scene
 from mc_simclr.audio.io import AudioReadError, read_mono
 from mc_simclr.shards import ShardData
@@ -72,3 +74,32 @@ def plan_shards(
             digest = hashlib.sha1((salt + rows.to_csv(index=False)).encode("utf-8")).hexdigest()[:8]
             plan[f"{split}-{start // shard_size:05d}-{digest}"] = partial(render, rows)
     return plan
+
+
+def scenes_for_clips(clip_table: pd.DataFrame, simulation: dict[str, Any]) -> pd.DataFrame:
+    """One scene per clip of ``clip_table`` from the ``simulation`` parameter block (``scene``, ``seed``)."""
+    config = SceneConfig.from_params(simulation.get("scene", {}))
+    return sample_scene_table(list(clip_table["clip_id"]), config, int(simulation["seed"]))
+
+
+def plan_render_shards(
+    clip_table: pd.DataFrame, scenes: pd.DataFrame, simulation: dict[str, Any], sample_rate: int
+) -> dict[str, Callable[[], ShardData]]:
+    """Every clip through its scene's RIRs into shards, rendered lazily: ``{shard_id: thunk}``.
+
+    ``simulation`` is the parameter block (``backend``, ``backend_options``, ``peak``, ``shard_size``);
+    the rendering settings are part of every shard id, so shards of other settings are never reused.
+    """
+    backend = get_backend(simulation["backend"], **(simulation.get("backend_options") or {}))
+    peak = float(simulation["peak"])
+    clips = clip_table.merge(scenes, on="clip_id", how="inner", validate="one_to_one")
+    if len(clips) != len(clip_table):
+        raise ValueError("scenes do not cover every clip of clip_table: re-run sample_scenes")
+    settings = {
+        "backend": simulation["backend"],
+        "options": simulation.get("backend_options") or {},
+        "sr": int(sample_rate),
+        "peak": peak,
+    }
+    render = partial(render_shard, backend=backend, sample_rate=int(sample_rate), peak=peak)
+    return plan_shards(clips, int(simulation["shard_size"]), render, salt=json.dumps(settings, sort_keys=True))

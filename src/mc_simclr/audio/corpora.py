@@ -44,6 +44,7 @@ from mc_simclr.audio.synthetic import CLASSES, synthesize_clip
 logger = logging.getLogger(__name__)
 
 SPLITS = ("unlabeled", "labeled", "validation", "test")
+CORPUS_SOURCES = ("synthetic", "fsdnoisy18k", "folder")
 CLIP_TABLE_COLUMNS = ("clip_id", "split", "label", "path", "duration", "sample_rate")
 
 
@@ -272,3 +273,41 @@ def generate_synthetic_corpus(
     tmp.replace(csv_path)
     logger.info("Synthetic corpus: %d clips (%d new) in %s", len(records), len(todo), audio_dir)
     return csv_path
+
+
+def build_clip_table(corpus: dict[str, Any], sample_rate: int) -> tuple[pd.DataFrame, CorpusReport]:
+    """The clip table of the corpus named by ``corpus.source`` (writing the synthetic one first).
+
+    ``corpus`` is the ``corpus`` parameter block. Returns the table (columns
+    :data:`CLIP_TABLE_COLUMNS`) and the report of skipped files; raises when no clip is usable.
+    """
+    source = corpus.get("source")
+    if source == "synthetic":
+        cfg = corpus["synthetic"]
+        csv = generate_synthetic_corpus(
+            root=cfg["root"],
+            clips_per_split=cfg["clips_per_split"],
+            mean_duration_s=cfg["mean_duration_s"],
+            duration_range_s=tuple(cfg["duration_range_s"]),
+            sample_rate=int(sample_rate),
+            seed=int(cfg["seed"]),
+            classes=tuple(cfg.get("classes") or CLASSES),
+        )
+        table, report = read_folder_corpus(cfg["root"], csv)
+    elif source == "fsdnoisy18k":
+        cfg = corpus["fsdnoisy18k"]
+        table, report = read_fsdnoisy18k(cfg["root"], int(cfg["validation_size"]), int(cfg["seed"]))
+    elif source == "folder":
+        cfg = corpus["folder"]
+        table, report = read_folder_corpus(
+            cfg["root"],
+            cfg.get("csv"),
+            cfg.get("default_split", "labeled"),
+            int(cfg.get("validation_size", 0)),
+            int(cfg.get("seed", 0)),
+        )
+    else:
+        raise ValueError(f"corpus.source must be one of {CORPUS_SOURCES}, got {source!r}")
+    if table.empty:
+        raise ValueError(f"corpus.source={source!r} yielded no usable clip (skipped: {report.n_skipped})")
+    return table[list(CLIP_TABLE_COLUMNS)], report

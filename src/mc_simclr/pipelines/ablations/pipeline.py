@@ -14,19 +14,16 @@ import functools
 from kedro.pipeline import Node, Pipeline
 
 from mc_simclr.pipelines import data_simulation, feature_extraction
-from mc_simclr.pipelines.ablations.nodes import build_sweep_report, evaluate_variant, pretrain_variant
+from mc_simclr.pipelines.ablations.nodes import build_sweep_tables, evaluate_variant, pretrain_variant
 from mc_simclr.pipelines.ablations.variants import variant_names
+from mc_simclr.pipelines.pretraining.pipeline import PRETRAINING_INPUTS
 
+#: Datasets every variant shares (written once by data_simulation and feature_extraction).
 SHARED_INPUTS = {"spatial_audio", "feature_patches", "class_names"}
-SHARED_PARAMETERS = {
-    "params:features",
-    "params:pretraining",
-    "params:encoder",
-    "params:augmentations",
-    "params:audio",
-    "params:evaluation",
-    "params:ablations",
-}
+PRETRAIN_VARIANT_INPUTS = [*PRETRAINING_INPUTS, "params:evaluation", "params:ablations"]
+EVALUATE_VARIANT_INPUTS = ["encoder", "feature_patches", "class_names", "params:evaluation", "params:ablations"]
+#: Parameters stay un-namespaced: every variant reads the project's blocks and merges its overrides.
+SHARED_PARAMETERS = {name for name in PRETRAIN_VARIANT_INPUTS + EVALUATE_VARIANT_INPUTS if name.startswith("params:")}
 
 
 def _bind(func, name: str):
@@ -40,22 +37,13 @@ def template(name: str) -> Pipeline:
         [
             Node(
                 _bind(pretrain_variant, name),
-                inputs=[
-                    "spatial_audio",
-                    "params:features",
-                    "params:pretraining",
-                    "params:encoder",
-                    "params:augmentations",
-                    "params:audio",
-                    "params:evaluation",
-                    "params:ablations",
-                ],
+                inputs=PRETRAIN_VARIANT_INPUTS,
                 outputs="encoder",
                 name="pretrain_variant",
             ),
             Node(
                 _bind(evaluate_variant, name),
-                inputs=["encoder", "feature_patches", "class_names", "params:evaluation", "params:ablations"],
+                inputs=EVALUATE_VARIANT_INPUTS,
                 outputs="results",
                 name="evaluate_variant",
             ),
@@ -78,8 +66,8 @@ def create_pipeline(variants: list[str] | None = None, **kwargs) -> Pipeline:
         for name in names
     ]
     report = Node(
-        build_sweep_report,
-        inputs=["params:ablations", *[f"ablations.{name}.results" for name in names]],
+        build_sweep_tables,
+        inputs=["params:ablations", "params:evaluation", *[f"ablations.{name}.results" for name in names]],
         outputs=[
             "ablations.variants_table",
             "ablations.table1",

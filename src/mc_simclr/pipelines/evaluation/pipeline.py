@@ -3,10 +3,11 @@
 from kedro.pipeline import Node, Pipeline
 
 from mc_simclr.pipelines.evaluation.nodes import (
-    build_report,
+    build_evaluation_report,
     evaluate_pretrained,
     evaluate_random_init,
     export_seld_model,
+    load_evaluation_inputs,
     srp_phat_baseline,
     supervised_azimuth_ceiling,
 )
@@ -14,20 +15,25 @@ from mc_simclr.pipelines.evaluation.nodes import (
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Encoder + feature patches -> protocols for pretrained and random-init encoders, SRP-PHAT -> report."""
-    inputs = ["encoder", "feature_patches", "class_names", "params:evaluation"]
     return Pipeline(
         [
-            Node(evaluate_pretrained, inputs=inputs, outputs="pretrained_results", name="evaluate_pretrained"),
-            Node(evaluate_random_init, inputs=inputs, outputs="random_init_results", name="evaluate_random_init"),
+            Node(
+                load_evaluation_inputs,
+                inputs=["encoder", "feature_patches", "class_names", "params:evaluation"],
+                outputs="evaluation_inputs",
+                name="load_evaluation_inputs",
+            ),
+            Node(evaluate_pretrained, "evaluation_inputs", "pretrained_results", name="evaluate_pretrained"),
+            Node(evaluate_random_init, "evaluation_inputs", "random_init_results", name="evaluate_random_init"),
             Node(
                 supervised_azimuth_ceiling,
-                inputs=inputs,
-                outputs="supervised_azimuth_results",
+                "evaluation_inputs",
+                "supervised_azimuth_results",
                 name="supervised_azimuth_ceiling",
             ),
             Node(
                 export_seld_model,
-                inputs=["pretrained_results", "encoder", "class_names"],
+                inputs=["pretrained_results", "evaluation_inputs", "class_names"],
                 outputs="seld_model",
                 name="export_seld_model",
             ),
@@ -38,13 +44,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="srp_phat_baseline",
             ),
             Node(
-                build_report,
+                build_evaluation_report,
                 inputs=[
                     "pretrained_results",
                     "random_init_results",
                     "srp_phat_results",
                     "supervised_azimuth_results",
-                    "encoder",
+                    "evaluation_inputs",
                     "params:evaluation",
                 ],
                 outputs=[
