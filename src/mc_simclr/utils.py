@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 
 def fingerprint(payload: Mapping[str, Any]) -> str:
@@ -29,6 +28,8 @@ def fingerprint(payload: Mapping[str, Any]) -> str:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -39,12 +40,19 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] % (2**63))
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed to ``path`` when the block succeeds.
 
-    The parent folder is created. On any error the temporary file is removed and ``path`` is left
-    as it was.
+    The parent folder is created. The file gets the permissions of a plain ``open`` under the
+    process's umask (not the owner-only mode of a temporary file). On any error the temporary file
+    is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,6 +61,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -67,6 +76,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def torch_save_atomic(path: str | Path, obj: Any) -> None:
     """``torch.save`` through :func:`atomic_path`: a crash never leaves a torn file."""
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 

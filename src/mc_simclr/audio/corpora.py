@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from mc_simclr.audio.io import AudioReadError, audio_info, write_audio_atomic
 from mc_simclr.audio.synthetic import CLASSES, synthesize_clip
+from mc_simclr.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -268,9 +269,8 @@ def generate_synthetic_corpus(
         write_audio_atomic(root / filename, synthesize_clip(label, duration, sample_rate, clip_seed), sample_rate)
     csv_path = root / "clips.csv"
     frame = pd.DataFrame([r[:3] for r in records], columns=["filename", "label", "split"])
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(csv_path)
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False)
     logger.info("Synthetic corpus: %d clips (%d new) in %s", len(records), len(todo), audio_dir)
     return csv_path
 

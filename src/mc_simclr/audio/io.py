@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
+
+from mc_simclr.utils import atomic_path
 
 
 class AudioReadError(ValueError):
@@ -83,14 +83,6 @@ def write_audio_atomic(path: str | Path, data: np.ndarray, sample_rate: int, sub
     ``data`` is (samples,) or (channels, samples). An interrupted write never leaves a file that
     looks complete.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     frames = data if data.ndim == 1 else data.T
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, frames, int(sample_rate), subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), frames, int(sample_rate), subtype=subtype, format="WAV")

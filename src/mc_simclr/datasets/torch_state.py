@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 from kedro.io import AbstractDataset, DatasetError
+
+from mc_simclr.utils import torch_save_atomic
 
 
 class TorchStateDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
@@ -39,11 +40,7 @@ class TorchStateDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     def _save(self, data: dict[str, Any]) -> None:
         if not isinstance(data, dict):
             raise DatasetError(f"{self._filepath}: expected a dict (state dict plus config), got {type(data).__name__}")
-        path = Path(self._filepath)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(data, tmp)
-        os.replace(tmp, path)
+        torch_save_atomic(Path(self._filepath), data)
 
     def _exists(self) -> bool:
         return Path(self._filepath).is_file()
