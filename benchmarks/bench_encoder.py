@@ -22,10 +22,11 @@ One warm-up step each, then ``--steps`` timed ones; the two layouts alternate ``
 times so that both see the same machine load, and the best run counts. It also checks that both
 layouts give the same embedding (up to float rounding) and prints the largest difference.
 
-Encoders (input ``(batch, 10, frames, bins)`` of 1 s patches):
+Encoders (input ``(batch, channels, frames, bins)`` of 1 s patches), read from ``conf/`` by
+``benchmarks/setups.py``:
 
 * ``base``: conf/base, split CRNN (Mel and GCC branches of 32 filters 3x3), 51 x 64;
-* ``paper_crnn``: the same sizes as one CRNN on all 10 channels (the ablations' ``paper_crnn``);
+* ``paper_crnn``: conf/base with the ablation variant ``paper_crnn`` (one CRNN on all 10 channels);
 * ``paper``: conf/paper, one CRNN of 128 filters 5x5, pools [[2,4],[2,4],[1,2]], GRU 128, 101 x 96
   (not run unless named: about 5 minutes on 2 cores at the defaults).
 """
@@ -39,25 +40,10 @@ import time
 
 import torch
 import torch.nn.functional as F
+from setups import SETUPS, extractor, load_setup
 
 from mc_simclr.models import EncoderConfig, SELDHeads, build_encoder, set_cpu_channels_last
 
-BASE = {"filters": [32, 32, 32], "kernel_size": 3, "pools": [[2, 2], [2, 2], [1, 2]], "gru_hidden": 64}
-ENCODERS: dict[str, tuple[dict, int, int]] = {  # name: (encoder settings, frames, bins)
-    "base": ({**BASE, "architecture": "split_crnn", "mel_channels": 4}, 51, 64),
-    "paper_crnn": ({**BASE, "architecture": "crnn"}, 51, 64),
-    "paper": (
-        {
-            "architecture": "crnn",
-            "filters": [128, 128, 128],
-            "kernel_size": 5,
-            "pools": [[2, 4], [2, 4], [1, 2]],
-            "gru_hidden": 128,
-        },
-        101,
-        96,
-    ),
-}
 N_CLASSES = 14
 
 
@@ -90,14 +76,16 @@ def time_steps(encoder, heads, x, labels, targets, steps: int) -> tuple[float, f
 
 
 def bench(name: str, batch: int, steps: int, repeats: int, seed: int) -> dict[str, float]:
-    settings, frames, bins = ENCODERS[name]
+    setup = load_setup(name)
+    front_end = extractor(setup)
+    frames, bins = front_end.n_frames(front_end.sample_rate), front_end.n_mels  # one 1 s patch
     torch.manual_seed(seed)
-    config = EncoderConfig.from_params({"in_channels": 10, "embedding_dim": 128, **settings})
+    config = EncoderConfig.from_params(setup["encoder"])
     models = {"channels_last": build_encoder(config, bins)}
     models["contiguous"] = set_cpu_channels_last(copy.deepcopy(models["channels_last"]), False)
-    heads = {layout: SELDHeads(128, N_CLASSES) for layout in models}
+    heads = {layout: SELDHeads(config.embedding_dim, N_CLASSES) for layout in models}
     heads["contiguous"].load_state_dict(heads["channels_last"].state_dict())
-    x = torch.randn(batch, 10, frames, bins)
+    x = torch.randn(batch, config.in_channels, frames, bins)
     labels = torch.randint(0, N_CLASSES, (batch,))
     targets = F.normalize(torch.randn(batch, 2), dim=1)
     with torch.no_grad():
@@ -109,10 +97,8 @@ def bench(name: str, batch: int, steps: int, repeats: int, seed: int) -> dict[st
         for layout in ("contiguous", "channels_last"):
             runs[layout].append(time_steps(models[layout], heads[layout], x, labels, targets, steps))
             train_s, embed_s = runs[layout][-1]
-            print(
-                f"  {name:<10} {layout:<13} run {repeat + 1}/{repeats}: train step {train_s:.3f} s, embed {embed_s:.3f} s",
-                flush=True,
-            )
+            run = f"run {repeat + 1}/{repeats}"
+            print(f"  {name:<10} {layout:<13} {run}: train step {train_s:.3f} s, embed {embed_s:.3f} s", flush=True)
     best = {layout: (min(r[0] for r in rs), min(r[1] for r in rs)) for layout, rs in runs.items()}
     return {
         "train_contiguous": best["contiguous"][0],
@@ -130,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "--encoders",
         nargs="+",
         default=["base", "paper_crnn"],
-        help=f"any of {', '.join(ENCODERS)} (default: base paper_crnn)",
+        help=f"any of {', '.join(SETUPS)} (default: base paper_crnn)",
     )
     parser.add_argument("--batch", type=int, default=128, help="patches per step (default 128, the fine-tuning batch)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run after one warm-up (default 5)")
@@ -138,9 +124,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    unknown = [name for name in args.encoders if name not in ENCODERS]
+    unknown = [name for name in args.encoders if name not in SETUPS]
     if unknown:
-        parser.error(f"--encoders: unknown {unknown}; expected any of {list(ENCODERS)}")
+        parser.error(f"--encoders: unknown {unknown}; expected any of {list(SETUPS)}")
     if min(args.batch, args.steps, args.repeats) < 1:
         parser.error("--batch, --steps and --repeats must be positive")
     if args.batch < 2:
@@ -152,9 +138,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         f"{torch.get_num_threads()} thread(s), batch {args.batch}, best of {args.repeats} runs of {args.steps} steps"
     )
     results = {name: bench(name, args.batch, args.steps, args.repeats, args.seed) for name in args.encoders}
-    print(
-        f"\n{'encoder':<11} {'train step contiguous':>22} {'channels-last':>14} {'ratio':>6}   {'embed contiguous':>17} {'channels-last':>14} {'ratio':>6}   max |diff| / max |h|"
+    header = (
+        f"{'encoder':<11} {'train step contiguous':>22} {'channels-last':>14} {'ratio':>6}   "
+        f"{'embed contiguous':>17} {'channels-last':>14} {'ratio':>6}   max |diff| / max |h|"
     )
+    print(f"\n{header}")
     for name, r in results.items():
         print(
             f"{name:<11} {r['train_contiguous']:>20.3f} s {r['train_channels_last']:>12.3f} s "

@@ -1,10 +1,10 @@
-"""Speed of the batched feature extractor, and where a CPU pretraining step spends its time.
+"""Speed of the batched feature extractor against a per-clip NumPy/SciPy reference.
 
 Usage::
 
-    python benchmarks/bench_features.py --patches 256 --batch 64 [--threads N] [--device cpu|cuda] [--skip-step]
+    python benchmarks/bench_features.py --patches 256 --batch 64 [--threads N] [--device cpu|cuda]
 
-1. ``--patches`` random 4-channel 1 s patches at 16 kHz go through
+``--patches`` random 4-channel 1 s patches at 16 kHz go, with conf/base's front end, through
 
    a. :class:`~mc_simclr.features.FeatureExtractor` in batches of ``--batch`` (torch, float32), and
    b. a per-clip NumPy/SciPy reference written here (float64, one clip at a time: centred STFT
@@ -17,13 +17,7 @@ Usage::
    figure that other load on the machine disturbs less), and the largest difference between the
    two outputs.
 
-2. A pretraining-like step with batch ``--batch`` on the CPU, all augmentations on: two views
-   (two random 1 s crops of the same 2 s recording), ChannelSwap with the same symmetry on both
-   views, waveform Mixup, FeatureExtractor, RandomResizedCrop, ChannelDrop; then a small stand-in
-   encoder (3 x [conv 3x3, 32 channels, BatchNorm, ReLU, 2x2 max-pool], GRU 64, linear 128), an
-   NT-Xent loss over the 2 x batch embeddings, backward and an Adam step. Printed: mean seconds per
-   step of data + features + augmentation and of forward + backward (+ optimiser step), and their
-   shares.
+Where a pretraining step spends its time is measured by ``benchmarks/bench_training.py``.
 """
 
 from __future__ import annotations
@@ -33,15 +27,14 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.signal import get_window
-from torch import nn
 from tqdm import tqdm
 
-from mc_simclr.augment import ChannelDrop, ChannelSwap, Mixup, RandomResizedCrop
-from mc_simclr.features import FeatureExtractor
+from setups import extractor, load_setup
 
-SAMPLE_RATE = 16000
+SETUP = load_setup("base")  # conf/base's front end (the pipelines' features)
+FEATURES = SETUP["features"]
+SAMPLE_RATE = SETUP["sample_rate"]
 N_MICS = 4
 
 
@@ -91,37 +84,6 @@ class NumpyReference:
 
 
 # --------------------------------------------------------------------------------------------
-# Stand-in encoder and loss for the pretraining step
-# --------------------------------------------------------------------------------------------
-class SmallEncoder(nn.Module):
-    """3 x (conv 3x3 32, BN, ReLU, max-pool 2) -> GRU 64 over time -> linear 128."""
-
-    def __init__(self, in_channels: int = 10, n_freq: int = 64, width: int = 32, hidden: int = 64, out: int = 128):
-        super().__init__()
-        layers: list[nn.Module] = []
-        for c_in in (in_channels, width, width):
-            layers += [nn.Conv2d(c_in, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)]
-        self.cnn = nn.Sequential(*layers)
-        self.gru = nn.GRU(width * (n_freq // 8), hidden, batch_first=True)
-        self.head = nn.Linear(hidden, out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.cnn(x)  # (B, C, T/8, F/8)
-        h = h.permute(0, 2, 1, 3).flatten(2)  # (B, T/8, C F/8)
-        h, _ = self.gru(h)
-        return self.head(h.mean(dim=1))
-
-
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    sim = z @ z.T / temperature
-    sim.fill_diagonal_(float("-inf"))
-    n = z1.shape[0]
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
-    return F.cross_entropy(sim, target)
-
-
-# --------------------------------------------------------------------------------------------
 # Benchmarks
 # --------------------------------------------------------------------------------------------
 def bench_extractor(
@@ -132,7 +94,7 @@ def bench_extractor(
     On CUDA the timed span includes the host-to-device copy of each batch and the copy of the
     features back, so the figure is end to end.
     """
-    fe = FeatureExtractor().to(device)
+    fe = extractor(SETUP, N_MICS).to(device)
     tensor = torch.from_numpy(patches)
 
     def sync() -> None:
@@ -154,7 +116,15 @@ def bench_extractor(
 
 def bench_reference(patches: np.ndarray, desc: str) -> tuple[float, float, np.ndarray]:
     """Wall and CPU seconds for all patches through the per-clip NumPy reference, and its output."""
-    ref = NumpyReference()
+    ref = NumpyReference(
+        SAMPLE_RATE,
+        int(FEATURES["n_fft"]),
+        int(FEATURES["hop_length"]),
+        int(FEATURES["n_mels"]),
+        float(FEATURES["f_min"]),
+        FEATURES["f_max"],
+        float(FEATURES["eps"]),
+    )
     ref(patches[0])  # warm-up
     start, cpu = time.perf_counter(), time.process_time()
     outputs = [ref(clip) for clip in tqdm(patches, desc=desc, unit="clip", leave=False)]
@@ -162,69 +132,22 @@ def bench_reference(patches: np.ndarray, desc: str) -> tuple[float, float, np.nd
     return seconds, cpu, np.stack(outputs)
 
 
-PHASES = ("data (two 1 s crops)", "ChannelSwap + Mixup", "FeatureExtractor", "RandomResizedCrop + ChannelDrop")
-
-
-def bench_pretraining(batch: int, steps: int, seed: int) -> tuple[dict[str, float], float]:
-    """Mean seconds per step of each data phase (:data:`PHASES`) and of forward + backward + step."""
-    g = torch.Generator().manual_seed(seed)
-    pool = torch.randn(max(4 * batch, 256), N_MICS, 2 * SAMPLE_RATE, generator=g)  # 2 s "recordings"
-    fe, swap, mixup = FeatureExtractor(), ChannelSwap(), Mixup(alpha_max=0.01)
-    crop, drop = RandomResizedCrop(), ChannelDrop(p=0.1)
-    encoder = SmallEncoder()
-    optimiser = torch.optim.Adam(encoder.parameters(), lr=1e-3)
-    phase_s = {name: [] for name in PHASES}
-    model_s = []
-    for step in tqdm(range(steps + 1), desc="pretraining steps", unit="step"):
-        marks = [time.perf_counter()]
-        with torch.no_grad():
-            items = torch.randint(len(pool), (batch,), generator=g)
-            offsets = torch.randint(SAMPLE_RATE + 1, (2, batch), generator=g)
-            views = [
-                torch.stack(
-                    [pool[i, :, o : o + SAMPLE_RATE] for i, o in zip(items.tolist(), offsets[v].tolist(), strict=True)]
-                )
-                for v in range(2)
-            ]
-            marks.append(time.perf_counter())
-            view1, symmetry = swap(views[0], generator=g)
-            view2, _ = swap(views[1], symmetry)  # the same symmetry for both views
-            waves = [mixup(view, generator=g) for view in (view1, view2)]
-            marks.append(time.perf_counter())
-            feats = [fe(w) for w in waves]
-            marks.append(time.perf_counter())
-            inputs = [drop(crop(x, generator=g), generator=g) for x in feats]
-            marks.append(time.perf_counter())
-        loss = nt_xent(encoder(inputs[0]), encoder(inputs[1]))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        marks.append(time.perf_counter())
-        if step:  # step 0 is the warm-up
-            for name, begin, end in zip(PHASES, marks[:-2], marks[1:-1], strict=True):
-                phase_s[name].append(end - begin)
-            model_s.append(marks[-1] - marks[-2])
-    return {name: float(np.mean(v)) for name, v in phase_s.items()}, float(np.mean(model_s))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patches", type=int, default=256, help="number of 1 s patches (default 256)")
     parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
-    parser.add_argument("--steps", type=int, default=5, help="timed pretraining steps after one warm-up (default 5)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each implementation (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random patches (default 0)")
     parser.add_argument("--device", default="cpu", help="device of the batched extractor: cpu (default) or cuda")
-    parser.add_argument("--skip-step", action="store_true", help="skip part 2 (the CPU pretraining-like step)")
     args = parser.parse_args(argv)
     if args.device not in ("cpu", "cuda"):
         parser.error(f"--device must be cpu or cuda, got {args.device!r}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available on this machine")
     device = torch.device(args.device)
-    if min(args.patches, args.batch, args.steps, args.repeats) < 1:
-        parser.error("--patches, --batch, --steps and --repeats must be positive")
+    if min(args.patches, args.batch, args.repeats) < 1:
+        parser.error("--patches, --batch and --repeats must be positive")
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -265,18 +188,6 @@ def main(argv: list[str] | None = None) -> None:
         f"CPU-time ratio {min(numpy_cpu) / min(torch_cpu):.2f}x (less sensitive to other load on the machine)"
     )
     print(f"max |torch - numpy|: log-Mel {mel_err:.2e}, GCC-PHAT {gcc_err:.2e}")
-
-    if args.skip_step:
-        return
-    print()
-    phases, model_s = bench_pretraining(args.batch, args.steps, args.seed)
-    data_s = sum(phases.values())
-    total = data_s + model_s
-    print(f"pretraining-like step, batch {args.batch} x 2 views, CPU, mean of {args.steps} steps: {total:.3f} s")
-    print(f"  data + features + augmentation: {data_s:.3f} s ({100 * data_s / total:.1f} %)")
-    for name, seconds in phases.items():
-        print(f"    {name:<34}{seconds:.3f} s ({100 * seconds / total:.1f} %)")
-    print(f"  encoder forward + backward + step: {model_s:.3f} s ({100 * model_s / total:.1f} %)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_training.py [--batch 64] [--steps 10] [--clips 256] [--encoder base|paper]
+    python benchmarks/bench_training.py [--batch 64] [--steps 10] [--clips 256] [--encoder base|paper_crnn|paper]
                                         [--device auto|cpu|cuda] [--workers 0] [--gpu-batch 512]
 
 A script, not a test; it imports only the Kedro-free library (``mc_simclr.training``,
@@ -12,16 +12,17 @@ that has torch but no Kedro.
 1. ``--clips`` random 4-channel clips at 16 kHz, 2-12 s long (white noise times a random gain),
    are written with :func:`~mc_simclr.shards.write_shard` into a temporary shard folder and read
    back through :class:`~mc_simclr.shards.ShardedAudio` (memory-mapped).
-2. A pretraining step as :func:`mc_simclr.training.pretrain` runs it, all four augmentations on
-   (ChannelSwap, Mixup alpha_max 0.01, RandomResizedCrop scale [0.8, 1] ratio [0.8, 1.25],
-   ChannelDrop p 0.1), is timed in three parts:
+2. A pretraining step as :func:`mc_simclr.training.train_epoch` runs it, with the encoder, losses,
+   front end and augmentations of ``--encoder``, read from ``conf/`` (``benchmarks/setups.py``:
+   ``base`` is conf/base, the split Mel/GCC encoder with one NT-Xent per branch; ``paper_crnn`` the
+   ablation variant of the paper's single CRNN; ``paper`` conf/paper), is timed in three parts:
 
    a. data: the next batch from a ``DataLoader`` over :class:`~mc_simclr.training.CropPairs`
       (two random 1 s crops per clip), moved to the device;
    b. features + augmentation: :class:`~mc_simclr.augment.MultiLevelAugmentation` under
       ``torch.no_grad()``;
-   c. forward + backward + SGD step of :class:`~mc_simclr.models.CRNNEncoder` +
-      :class:`~mc_simclr.models.ProjectionHead` with :func:`~mc_simclr.losses.nt_xent`.
+   c. forward + backward + SGD step: :func:`~mc_simclr.training.contrastive_loss` of the encoder
+      and its projection heads (:func:`~mc_simclr.training.make_projectors`).
 
    ``torch.cuda.synchronize()`` closes every part on CUDA. 2 warm-up steps, then ``--steps`` timed
    ones. The loader samples clips with replacement, so any ``--clips`` feeds any batch size.
@@ -61,59 +62,21 @@ except ImportError:  # pragma: no cover - Windows
         return None
 
 
+from setups import SETUPS, extractor, load_setup, pretrain_config
+
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.losses import nt_xent
-from mc_simclr.models import CRNNEncoder, EncoderConfig, ProjectionHead
+from mc_simclr.models import build_encoder
 from mc_simclr.shards import ShardData, ShardedAudio, write_shard
-from mc_simclr.training import CropPairs, PretrainConfig, scaled_lr
+from mc_simclr.training import CropPairs, contrastive_loss, make_projectors
 
-SAMPLE_RATE = 16000
 N_MICS = 4
 WARMUP_STEPS = 2
 CLIPS_PER_SHARD = 64
 PAPER_EPOCHS = 500
 PAPER_CLIPS = 15_813
 GOAL = "goal on one H100: < 1 h, GPU busy > 80%"
-
-# Encoder + feature settings. "base" = conf/base/parameters_pretraining.yml (encoder) and
-# conf/base/parameters.yml (features); "paper" = the paper's CRNN and front end (conf/paper).
-ENCODERS: dict[str, dict] = {
-    "base": {
-        "encoder": {
-            "in_channels": 10,
-            "filters": [32, 32, 32],
-            "kernel_size": 3,
-            "pools": [[2, 2], [2, 2], [1, 2]],
-            "gru_hidden": 64,
-            "embedding_dim": 128,
-            "temporal_pooling": "mean",
-            "dropout": 0.0,
-        },
-        "features": {"n_fft": 1024, "hop_length": 320, "n_mels": 64, "f_min": 50.0, "f_max": None, "eps": 1e-8},
-    },
-    "paper": {
-        "encoder": {
-            "in_channels": 10,
-            "filters": [128, 128, 128],
-            "kernel_size": 5,
-            "pools": [[2, 4], [2, 4], [1, 2]],
-            "gru_hidden": 128,
-            "embedding_dim": 128,
-            "temporal_pooling": "mean",
-            "dropout": 0.0,
-        },
-        "features": {"n_fft": 1024, "hop_length": 160, "n_mels": 96, "f_min": 50.0, "f_max": None, "eps": 1e-8},
-    },
-}
-
-# All four augmentations on, as in conf/base/parameters_pretraining.yml.
-AUGMENTATIONS = {
-    "channel_swap": {"enabled": True},
-    "mixup": {"enabled": True, "alpha_max": 0.01},
-    "random_resized_crop": {"enabled": True, "scale": [0.8, 1.0], "ratio": [0.8, 1.25], "max_lag_shift": None},
-    "channel_drop": {"enabled": True, "p": 0.1},
-}
+SAMPLE_RATE = load_setup("base")["sample_rate"]
 
 
 @dataclass
@@ -182,31 +145,46 @@ def augment_breakdown(
     generator = torch.Generator(device=device).manual_seed(1)
     best: dict[str, float] = {}
 
-    def timed(name: str, fn):
+    def timed(name: str, fn, *args):
         sync(device)
         t0 = time.perf_counter()
-        out = fn()
+        out = fn(*args)
         sync(device)
         best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
         return out
 
     with torch.no_grad():
         for _ in range(repeats):
-            a, symmetry = timed("channel_swap", lambda: views.channel_swap(x1, generator=generator))
+            a, symmetry = timed("channel_swap", lambda x: views.channel_swap(x, generator=generator), x1)
             b, _ = views.channel_swap(x2, symmetry)
-            a, b = timed("mixup", lambda: (views.mixup(a, generator), views.mixup(b, generator)))
-            real, imag = zip(*timed("stft", lambda: [extractor.stft(v) for v in (a, b)]), strict=True)
-            power = timed("power", lambda: [r.square() + i.square() for r, i in zip(real, imag, strict=True)])
-            mel = timed("log_mel", lambda: [extractor.log_mel(p) for p in power])
-            gcc = timed(
-                "gcc_phat", lambda: [extractor.gcc_phat(r, i, p) for r, i, p in zip(real, imag, power, strict=True)]
+            a, b = timed("mixup", lambda u, v: (views.mixup(u, generator), views.mixup(v, generator)), a, b)
+            real, imag = zip(*timed("stft", lambda u, v: [extractor.stft(w) for w in (u, v)], a, b), strict=True)
+            power = timed(
+                "power", lambda re, im: [r.square() + i.square() for r, i in zip(re, im, strict=True)], real, imag
             )
-            f1, f2 = timed("concat", lambda: [torch.cat([m, g], dim=1) for m, g in zip(mel, gcc, strict=True)])
+            mel = timed("log_mel", lambda ps: [extractor.log_mel(p) for p in ps], power)
+            gcc = timed(
+                "gcc_phat",
+                lambda re, im, ps: [extractor.gcc_phat(r, i, p) for r, i, p in zip(re, im, ps, strict=True)],
+                real,
+                imag,
+                power,
+            )
+            f1, f2 = timed(
+                "concat", lambda ms, gs: [torch.cat([m, g], dim=1) for m, g in zip(ms, gs, strict=True)], mel, gcc
+            )
             f1, f2 = timed(
                 "random_resized_crop",
-                lambda: (views.random_resized_crop(f1, generator), views.random_resized_crop(f2, generator)),
+                lambda u, v: (views.random_resized_crop(u, generator), views.random_resized_crop(v, generator)),
+                f1,
+                f2,
             )
-            timed("channel_drop", lambda: (views.channel_drop(f1, generator), views.channel_drop(f2, generator)))
+            timed(
+                "channel_drop",
+                lambda u, v: (views.channel_drop(u, generator), views.channel_drop(v, generator)),
+                f1,
+                f2,
+            )
     return best
 
 
@@ -221,22 +199,16 @@ def run(
     seed: int = 0,
 ) -> RunResult:
     torch.manual_seed(seed)
-    spec = ENCODERS[encoder_name]
-    config = PretrainConfig(batch_size=batch, num_workers=workers, seed=seed)
-    extractor = FeatureExtractor.from_params(dict(spec["features"]), SAMPLE_RATE, N_MICS)
-    encoder_config = EncoderConfig.from_params(dict(spec["encoder"]))
-    encoder = CRNNEncoder(encoder_config, extractor.n_mels).to(device).train()
-    projector = ProjectionHead(encoder_config.embedding_dim, **config.projection).to(device).train()
-    views = MultiLevelAugmentation.from_params(AUGMENTATIONS, extractor, N_MICS).to(device)
-    params = list(encoder.parameters()) + list(projector.parameters())
-    optimizer = torch.optim.SGD(
-        params,
-        lr=scaled_lr(config.base_lr, batch, config.reference_batch_size),
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
+    setup = load_setup(encoder_name)
+    config = pretrain_config(setup, batch_size=batch, num_workers=workers, seed=seed)
+    front_end = extractor(setup, N_MICS)
+    encoder = build_encoder(setup["encoder"], front_end.n_mels).to(device).train()
+    projectors = make_projectors(encoder, config).to(device).train()
+    views = MultiLevelAugmentation.from_params(setup["augmentations"], front_end, N_MICS).to(device)
+    params = list(encoder.parameters()) + list(projectors.parameters())
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
-    crop_samples = int(round(config.crop_seconds * SAMPLE_RATE))
+    crop_samples = int(round(config.crop_seconds * front_end.sample_rate))
     clip_ids = audio.metadata["clip_id"].tolist()
     dataset = CropPairs(audio, clip_ids, crop_samples, seed)
     total_steps = WARMUP_STEPS + steps
@@ -275,8 +247,7 @@ def run(
         sync(device)
         t2 = time.perf_counter()
         # (c) forward + backward + optimiser step
-        z = projector(encoder(torch.cat([f1, f2])))
-        loss = nt_xent(z[:batch], z[batch:], config.temperature)
+        loss = contrastive_loss(encoder, projectors, f1, f2, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -339,15 +310,16 @@ def print_table(results: list[RunResult]) -> None:
     print(GOAL)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[RunResult]:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
-            "encoders (the dicts ENCODERS in this script; both n_fft 1024, embedding 128, projection 128-128):\n"
-            "  base   the slim CPU encoder of conf/base/parameters_pretraining.yml: filters [32,32,32], kernel 3,\n"
-            "         pools [[2,2],[2,2],[1,2]], gru_hidden 64; features hop 320 / 64 mels (51 x 64 per 1 s crop)\n"
-            "  paper  128 filters of 5x5, pools [[2,4],[2,4],[1,2]], gru_hidden 128; hop 160 / 96 mels (101 x 96)\n"
+            "encoders (benchmarks/setups.py, read from conf/):\n"
+            "  base        conf/base: the split Mel/GCC CRNN (32 filters 3x3 each) with one NT-Xent per branch;\n"
+            "              features hop 320 / 64 mels (51 x 64 per 1 s crop)\n"
+            "  paper_crnn  conf/base with the ablation variant paper_crnn: one CRNN on all 10 channels, one NT-Xent\n"
+            "  paper       conf/paper: 128 filters of 5x5, GRU 128, one NT-Xent; hop 160 / 96 mels (101 x 96)\n"
             "The GPU run always uses the paper encoder at --gpu-batch.\n"
             f"{GOAL}"
         ),
@@ -359,9 +331,7 @@ def main() -> None:
     parser.add_argument(
         "--clips", type=int, default=256, help="synthetic 2-12 s clips in the shard folder (default 256)"
     )
-    parser.add_argument(
-        "--encoder", choices=sorted(ENCODERS), default="base", help="encoder of the CPU run (default base)"
-    )
+    parser.add_argument("--encoder", choices=SETUPS, default="base", help="encoder of the CPU run (default base)")
     parser.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],
@@ -370,7 +340,7 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
     parser.add_argument("--gpu-batch", type=int, default=512, help="clips per batch of the GPU run (default 512)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.batch < 2 or args.gpu_batch < 2 or args.steps < 1 or args.clips < 2 or args.workers < 0:
         parser.error("need --batch >= 2, --gpu-batch >= 2, --steps >= 1, --clips >= 2, --workers >= 0")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -383,8 +353,9 @@ def main() -> None:
         plan.append(("gpu", torch.device("cuda"), "paper", args.gpu_batch))
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    cpu = platform.processor() or platform.machine()
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads ({platform.processor() or platform.machine()}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads ({cpu}), "
         f"CUDA device: {gpu}; {args.clips} clips, {args.steps} timed steps after {WARMUP_STEPS} warm-up, "
         f"{args.workers} DataLoader workers"
     )
@@ -399,6 +370,7 @@ def main() -> None:
         for label, device, encoder_name, batch in plan:
             results.append(run(label, audio, encoder_name, batch, args.steps, device, args.workers))
     print_table(results)
+    return results
 
 
 if __name__ == "__main__":

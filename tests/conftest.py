@@ -5,20 +5,35 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
+from mc_simclr.config import load_parameters
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = PROJECT_ROOT / "benchmarks"
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def conf_parameters(env: str | None = None) -> dict:
+    """The project's parameters of ``conf/base`` merged with ``conf/<env>`` (what a pipeline run gets)."""
+    return load_parameters(PROJECT_ROOT / "conf", env)
+
+
 def load_benchmark(name: str):
-    """The script ``benchmarks/<name>.py`` imported as a module (benchmarks are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "benchmarks" / f"{name}.py")
+    """The script ``benchmarks/<name>.py`` imported as a module (benchmarks are not a package).
+
+    Its folder goes on ``sys.path`` first, as when the script runs, so that it finds ``setups``.
+    """
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses of the script look their module up there
     spec.loader.exec_module(module)
     return module
 

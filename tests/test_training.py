@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import conf_parameters
 
 import mc_simclr.training as training
 from mc_simclr.features import FeatureExtractor
@@ -22,13 +23,11 @@ from mc_simclr.training import (
     warmup_cosine,
 )
 
-AUGMENT = {
-    "channel_swap": {"enabled": True},
-    "mixup": {"enabled": True, "alpha_max": 0.01},
-    "random_resized_crop": {"enabled": True, "scale": [0.8, 1.0], "ratio": [0.8, 1.25], "max_lag_shift": None},
-    "channel_drop": {"enabled": True, "p": 0.1},
-}
-ENCODER = EncoderConfig(filters=[4, 4], kernel_size=3, pools=[[2, 4], [2, 4]], gru_hidden=8, embedding_dim=16)
+# The test suite's sizes (conf/test: a tiny split CRNN) and conf/base's augmentations.
+PARAMS = conf_parameters("test")
+AUGMENT = PARAMS["augmentations"]
+SPLIT = EncoderConfig.from_params(PARAMS["encoder"])
+ENCODER = EncoderConfig.from_params({**PARAMS["encoder"], "architecture": "crnn"})
 
 
 @pytest.fixture(scope="module")
@@ -149,11 +148,6 @@ def test_encoder_package_round_trip(audio, tmp_path):
     x = torch.randn(2, 4, 8000)
     with torch.no_grad():
         assert torch.allclose(encoder(rebuilt(x)), result.encoder(extractor(x)))
-
-
-SPLIT = EncoderConfig(
-    architecture="split_crnn", filters=[4, 4], kernel_size=3, pools=[[2, 4], [2, 4]], gru_hidden=8, embedding_dim=16
-)
 
 
 def test_split_encoder_branches_see_their_channels():

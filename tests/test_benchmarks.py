@@ -1,0 +1,39 @@
+"""bench_training.py and bench_features.py at the tiniest sizes: they run the settings of conf/."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import conf_parameters, load_benchmark
+
+
+@pytest.fixture(scope="module")
+def setups():
+    return load_benchmark("setups")
+
+
+def test_setups_are_read_from_conf(setups):
+    base, paper_crnn, paper = (setups.load_setup(name) for name in ("base", "paper_crnn", "paper"))
+    conf = conf_parameters()
+    assert base["encoder"] == conf["encoder"] and base["augmentations"] == conf["augmentations"]
+    assert base["encoder"]["architecture"] == "split_crnn" and base["pretraining"]["branch_loss_weight"] > 0
+    assert paper_crnn["encoder"] == {**conf["encoder"], "architecture": "crnn"}
+    assert (paper_crnn["pretraining"]["joint_loss_weight"], paper_crnn["pretraining"]["branch_loss_weight"]) == (1, 0)
+    assert paper["encoder"] == conf_parameters("paper")["encoder"] and paper["features"]["n_mels"] == 96
+    with pytest.raises(ValueError, match="unknown setup"):
+        setups.load_setup("resnet")
+
+
+def test_bench_training_times_the_split_default(capsys):
+    bench = load_benchmark("bench_training")
+    results = bench.main(["--device", "cpu", "--batch", "2", "--steps", "1", "--clips", "3"])
+    (result,) = results
+    assert result.encoder == "base" and result.wall_s > 0 and result.clips_per_s > 0
+    assert {"stft", "gcc_phat", "random_resized_crop"} <= set(result.breakdown)
+    assert "(b) by stage" in capsys.readouterr().out
+
+
+def test_bench_features_compares_with_the_reference(capsys):
+    bench = load_benchmark("bench_features")
+    bench.main(["--patches", "2", "--batch", "2", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "speed-up" in out and "max |torch - numpy|" in out
