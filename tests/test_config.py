@@ -1,7 +1,9 @@
 """Every configuration environment builds valid settings objects."""
 
+from dataclasses import asdict
+
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, conf_parameters
 from kedro.config import OmegaConfigLoader
 
 from mc_simclr.acoustics.scene import SceneConfig
@@ -49,3 +51,43 @@ def test_paper_environment_matches_the_paper():
         0.8,
         1.25,
     ]
+
+
+# Keys that say where and how a run stores its work, not what it computes.
+RUN_TIME_KEYS = {"device", "num_workers", "checkpoint_path", "restart", "seed"}
+SETTINGS = [
+    (EncoderConfig, ("encoder",)),
+    (PretrainConfig, ("pretraining",)),
+    (SupervisedConfig, ("evaluation", "supervised")),
+    (SceneConfig, ("simulation", "scene")),
+]
+
+
+def _block(params, path):
+    for key in path:
+        params = params[key]
+    return params
+
+
+@pytest.mark.parametrize("cls, path", SETTINGS, ids=[cls.__name__ for cls, _ in SETTINGS])
+def test_every_setting_is_in_conf_base_and_defaults_are_conf_papers(cls, path):
+    """One source of settings: every field of a settings class is a key of conf/base's block (with a
+    comment there), and the class's defaults are the paper's, i.e. conf/paper's values."""
+    base = _block(conf_parameters(), path)
+    paper = _block(conf_parameters("paper"), path)
+    defaults = asdict(cls())
+    assert set(defaults) <= set(base), f"{'.'.join(path)}: in code but not in conf/base: {set(defaults) - set(base)}"
+    for key, value in defaults.items():
+        if key in RUN_TIME_KEYS:
+            continue
+        expected = [list(v) if isinstance(v, tuple) else v for v in value] if isinstance(value, tuple) else value
+        assert expected == paper[key], f"{cls.__name__}.{key} defaults to {value!r}, conf/paper says {paper[key]!r}"
+
+
+def test_feature_extractor_defaults_are_conf_bases_front_end():
+    base = conf_parameters()
+    extractor = FeatureExtractor(sample_rate=base["audio"]["sample_rate"])
+    assert (
+        extractor.extra_repr()
+        == FeatureExtractor.from_params(base["features"], base["audio"]["sample_rate"]).extra_repr()
+    )
