@@ -9,7 +9,7 @@ Measured on the 2-core CPU this was written on (float32 library vs float64 refer
   (weak bands next to strong tones); asserted below 5e-4.
 * GCC-PHAT: max |difference| 5.0e-7 on white noise (asserted below 1e-5); 5.8e-5 on the tonal
   clip (asserted below 2e-4). Nearly all of the latter is where ``eps`` sits: the reference divides
-  by ``|X_i||X_j| + eps`` as the task specified, the library whitens each microphone by
+  by ``|X_i||X_j| + eps`` as the textbook formula does, the library whitens each microphone by
   ``|X| + eps``; on the weakest bins (|X| ~ 3e-5) the two differ by ~1.6 %. Against a float64
   reference that whitens per microphone the library is within 6.0e-6 on the same clip.
 * GCC peak of a torchrir source 2 m away (RT60 0.15 s, 6 azimuths x 6 pairs): the integer peak is
