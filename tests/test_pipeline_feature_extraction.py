@@ -22,7 +22,8 @@ def test_feature_extraction_run(simulated_project):
     assert set(items["clip_id"]) == set(meta.loc[meta["split"] != "unlabeled", "clip_id"])
     assert items.groupby("clip_id")["patch"].count().max() <= 2
     features, rows = store.load(items["split"] == "test")
-    assert features.shape[1:] == (10, 51, 32)  # conf/test: 32 Mel bands and GCC lags and features.dtype == np.float32
+    assert features.shape[1:] == (10, 51, 32)  # conf/test: 32 Mel bands and GCC lags
+    assert features.dtype == np.float32
     assert np.isfinite(features).all()
     assert len(rows) == len(features) == (items["split"] == "test").sum()
 

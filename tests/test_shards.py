@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from kedro.io import DatasetError
 
 from mc_simclr.datasets import MultichannelAudioShardsDataset
 from mc_simclr.shards import ShardData, ShardedAudio, complete_shards, save_shards, write_shard
@@ -79,7 +80,7 @@ def test_kedro_dataset(tmp_path):
     assert dataset.exists()
     store = dataset.load()
     assert isinstance(store, ShardedAudio) and len(store) == 3
-    with pytest.raises(Exception, match="mapping"):
+    with pytest.raises(DatasetError, match="expected a mapping of shard id to shard data, got list"):
         dataset.save([1, 2])
 
 
