@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kedro.io import AbstractDataset
+from kedro.io import AbstractDataset, DatasetError
 
 from mc_simclr.shards import (
     FeatureShard,
@@ -30,6 +30,16 @@ class _ShardsDataset(AbstractDataset):
     """``save`` takes ``{shard_id: data or a callable returning it}`` and writes each missing shard."""
 
     _writer: Callable[[Path, str, Any], Path]
+    #: The pipeline whose node writes this kind of dataset, for the error when it is missing.
+    _written_by: str
+
+    def _check_exists(self) -> None:
+        if not self._path.is_dir():
+            raise DatasetError(
+                f"{self._path} does not exist: the {self._written_by} pipeline writes it. Run "
+                "`kedro run --pipelines=data_simulation,feature_extraction` first (a run restricted with "
+                "--namespaces or --nodes does not run the nodes that write its inputs)."
+            )
 
     def __init__(self, path: str, overwrite: bool = False, metadata: dict[str, Any] | None = None) -> None:
         self._path = Path(path)
@@ -61,8 +71,10 @@ class MultichannelAudioShardsDataset(_ShardsDataset):
     """
 
     _writer = staticmethod(write_shard)
+    _written_by = "data_simulation"
 
     def _load(self) -> ShardedAudio:
+        self._check_exists()
         return ShardedAudio(self._path)
 
 
@@ -70,8 +82,10 @@ class FeatureShardsDataset(_ShardsDataset):
     """Sharded feature patches: saves ``{id: FeatureShard | thunk}``, loads ``FeatureShards``."""
 
     _writer = staticmethod(write_feature_shard)
+    _written_by = "feature_extraction"
 
     def _load(self) -> FeatureShards:
+        self._check_exists()
         return FeatureShards(self._path)
 
 
