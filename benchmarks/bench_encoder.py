@@ -40,9 +40,10 @@ import time
 
 import torch
 import torch.nn.functional as F
-from setups import SETUPS, extractor, load_setup
 
 from mc_simclr.models import EncoderConfig, SELDHeads, build_encoder, set_cpu_channels_last
+
+from setups import SETUPS, extractor, load_setup
 
 N_CLASSES = 14
 

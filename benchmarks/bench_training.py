@@ -62,13 +62,13 @@ except ImportError:  # pragma: no cover - Windows
         return None
 
 
-from setups import SETUPS, extractor, load_setup, pretrain_config
-
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import build_encoder
 from mc_simclr.shards import ShardData, ShardedAudio, write_shard
 from mc_simclr.training import CropPairs, contrastive_loss, make_projectors
+
+from setups import SETUPS, extractor, load_setup, pretrain_config
 
 N_MICS = 4
 WARMUP_STEPS = 2

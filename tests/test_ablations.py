@@ -4,7 +4,6 @@ import json
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT
 
 from mc_simclr.ablations import (
     Variant,
@@ -21,6 +20,8 @@ from mc_simclr.ablations import (
 from mc_simclr.pipelines.ablations.pipeline import create_pipeline
 from mc_simclr.pipelines.ablations.variants import variant_names
 from mc_simclr.utils import deep_merge
+
+from conftest import PROJECT_ROOT
 
 BASE = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_ablations.yml").read_text())["ablations"]
 AUGMENTATIONS = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_pretraining.yml").read_text())["augmentations"]

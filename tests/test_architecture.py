@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from conftest import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "src" / "mc_simclr"

@@ -3,7 +3,6 @@
 from dataclasses import asdict
 
 import pytest
-from conftest import PROJECT_ROOT, conf_parameters
 from kedro.config import OmegaConfigLoader
 
 from mc_simclr.acoustics.scene import SceneConfig
@@ -13,6 +12,8 @@ from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import EncoderConfig
 from mc_simclr.settings import CONFIG_LOADER_ARGS
 from mc_simclr.training import PretrainConfig
+
+from conftest import PROJECT_ROOT, conf_parameters
 
 
 @pytest.mark.parametrize("env", ["base", "test", "paper"])

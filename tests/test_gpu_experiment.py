@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+
 from conftest import PROJECT_ROOT, load_benchmark
 
 SCRIPT = PROJECT_ROOT / "benchmarks" / "gpu_experiment.py"

@@ -4,8 +4,9 @@ import os
 from pathlib import Path
 
 import nbformat
-from conftest import PROJECT_ROOT, run_pipeline
 from nbclient import NotebookClient
+
+from conftest import PROJECT_ROOT, run_pipeline
 
 
 def test_notebook_executes(simulated_project, monkeypatch):

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_pipeline, tracking_uri
 
 from mc_simclr.shards import ShardedAudio, complete_shards
+
+from conftest import run_pipeline, tracking_uri
 
 
 def test_data_simulation_run_and_resume(kedro_project):
@@ -55,10 +56,11 @@ def test_bad_backend_name_is_reported(kedro_project):
 
 
 def test_parameters_merge_softly_across_environments():
-    from conftest import PROJECT_ROOT
     from kedro.config import OmegaConfigLoader
 
     from mc_simclr.settings import CONFIG_LOADER_ARGS
+
+    from conftest import PROJECT_ROOT
 
     loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="test", **CONFIG_LOADER_ARGS)
     params = loader["parameters"]

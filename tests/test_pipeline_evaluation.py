@@ -5,11 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import run_pipeline, tracking_uri
 
 from mc_simclr.audio.io import resample
 from mc_simclr.evaluation import PROTOCOLS
 from mc_simclr.shards import ShardedAudio
+
+from conftest import run_pipeline, tracking_uri
 
 
 def test_evaluation_run(simulated_project):

@@ -4,9 +4,10 @@ import json
 
 import numpy as np
 import pandas as pd
-from conftest import run_pipeline
 
 from mc_simclr.shards import FeatureShards
+
+from conftest import run_pipeline
 
 
 def test_feature_extraction_run(simulated_project):

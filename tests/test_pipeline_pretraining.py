@@ -2,9 +2,10 @@
 
 import mlflow
 import torch
-from conftest import run_pipeline, tracking_uri
 
 from mc_simclr.training import unpack_encoder
+
+from conftest import run_pipeline, tracking_uri
 
 
 def test_pretraining_run(simulated_project):

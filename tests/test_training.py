@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import conf_parameters
 
 import mc_simclr.training as training
 from mc_simclr.features import FeatureExtractor
@@ -22,6 +21,8 @@ from mc_simclr.training import (
     unpack_encoder,
     warmup_cosine,
 )
+
+from conftest import conf_parameters
 
 # The test suite's sizes (conf/test: a tiny split CRNN) and conf/base's augmentations.
 PARAMS = conf_parameters("test")

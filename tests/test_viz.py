@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mc_simclr.ablations import parse_variants
+
+from conftest import conf_parameters
+
 
 def test_kedro_viz_build_shows_every_pipeline(kedro_project):
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
@@ -39,19 +43,7 @@ def test_kedro_viz_build_shows_every_pipeline(kedro_project):
     # the ablations: one collapsible namespace per variant of conf/base, each with its template
     ablations = json.loads((kedro_project / "build" / "api" / "pipelines" / "ablations").read_text())
     modular = {n["id"] for n in ablations["nodes"] if n.get("type") == "modularPipeline"}
-    variants = [
-        "random",
-        "no_aug",
-        "cs",
-        "cs_cd",
-        "cs_mu_cd",
-        "cs_rrc_cd",
-        "cs_mu_rrc_cd",
-        "p_0",
-        "p_0_05",
-        "p_0_2",
-        "paper_crnn",
-    ]
+    variants = [variant.name for variant in parse_variants(conf_parameters()["ablations"])]
     assert {"ablations", *(f"ablations.{v}" for v in variants)} <= modular
     names = {n["name"] for n in ablations["nodes"]}
     assert {"pretrain_variant", "evaluate_variant", "build_sweep_report"} <= names
