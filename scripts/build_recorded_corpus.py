@@ -121,8 +121,8 @@ _MEGAGLEST_HUMANS = (
 
 def _speech(language: str, name: str) -> ClassSource:
     return ClassSource(
-        description=f"{name} speech: Tux Paint's spoken stamp descriptions (a word or short sentence, one volunteer"
-        " speaker per language)",
+        description=f"{name} speech: Tux Paint's spoken stamp descriptions (a name or a short sentence), recorded"
+        " by one or two volunteers per language",
         patterns=(f"{_TUXPAINT}/**/*_desc_{language}.ogg",),
     )
 
@@ -133,7 +133,7 @@ CLASSES: dict[str, ClassSource] = {
     "speech_es": _speech("es", "Spanish"),
     "speech_el": _speech("el", "Greek"),
     "voice_command": ClassSource(
-        description="short spoken replies of MegaGlest's human units ('yes sir', 'at your command', ...), acted",
+        description="short spoken replies of MegaGlest's human units when selected or given an order, acted",
         patterns=tuple(
             f"{_MEGAPACK}/**/{unit}_{kind}*.wav" for unit in _MEGAGLEST_HUMANS for kind in ("ack", "select")
         ),
@@ -221,7 +221,7 @@ def find_class_files(classes: dict[str, ClassSource] = CLASSES, root: str | Path
                 raise ValueError(
                     f"class {label}: pattern {pattern!r} lies in no package folder {sorted(PACKAGE_PATHS.values())}"
                 )
-            for name in glob.glob(str(root) + pattern, recursive=True):
+            for name in glob.glob(str(root).rstrip("/") + pattern, recursive=True):
                 path = Path(name)
                 if path.is_file() and not any(path.match(e) for e in source.exclude):
                     matches.add(path)
@@ -542,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
         print(table.to_string(index=False))
+        for label, source in classes.items():
+            print(f"{label}: {source.description}")
         return 0
     try:
         require_min_files(class_files, args.min_per_class, classes)

@@ -197,3 +197,10 @@ def test_split_counts_and_strip_silence(brc):
     x = np.concatenate([np.zeros(5), [0.5, -1.0, 0.2], np.full(4, 1e-5)])
     np.testing.assert_array_equal(brc.strip_silence(x, 60.0), [0.5, -1.0, 0.2])
     assert brc.strip_silence(np.zeros(4), 60.0).size == 0
+
+
+def test_installed_paths_in_sources_csv(brc, tmp_path):
+    assert brc._installed_path(Path("/usr/share/a.ogg"), Path("/")) == "/usr/share/a.ogg"
+    assert brc._installed_path(tmp_path / "usr/share/a.ogg", tmp_path) == "/usr/share/a.ogg"
+    assert brc.package_of("/usr/share/games/megaglest/x.wav") == "megaglest-data"
+    assert brc.package_of("/somewhere/else.wav") == ""
