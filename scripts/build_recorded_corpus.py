@@ -221,7 +221,7 @@ def find_class_files(classes: dict[str, ClassSource] = CLASSES, root: str | Path
                 raise ValueError(
                     f"class {label}: pattern {pattern!r} lies in no package folder {sorted(PACKAGE_PATHS.values())}"
                 )
-            for name in glob.glob(str(root).rstrip("/") + pattern, recursive=True):
+            for name in glob.glob(glob.escape(str(root).rstrip("/")) + pattern, recursive=True):
                 path = Path(name)
                 if path.is_file() and not any(path.match(e) for e in source.exclude):
                     matches.add(path)

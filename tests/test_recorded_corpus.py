@@ -147,6 +147,7 @@ def _fake_install(root: Path, counts: dict[str, int]) -> None:
 
 
 def test_find_class_files_counts_identical_files_once(brc, tmp_path):
+    tmp_path = tmp_path / "root [unpacked]"  # glob metacharacters in --root are taken literally
     _fake_install(tmp_path, {"Kick": 3, "Crash18": 2})
     kit = tmp_path / "usr/share/hydrogen/data/drumkits/ForzeeStereo"
     (kit / "Snare-0.wav").write_bytes((kit / "Kick-0.wav").read_bytes())
