@@ -16,7 +16,7 @@ from mc_simclr.training import PretrainConfig
 from conftest import PROJECT_ROOT, conf_parameters
 
 
-@pytest.mark.parametrize("env", ["base", "test", "paper"])
+@pytest.mark.parametrize("env", ["base", "test", "paper", "hard"])
 def test_environment_parameters_are_valid(env):
     params = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=None if env == "base" else env, **CONFIG_LOADER_ARGS)[
         "parameters"
@@ -92,3 +92,18 @@ def test_feature_extractor_defaults_are_conf_bases_front_end():
         extractor.extra_repr()
         == FeatureExtractor.from_params(base["features"], base["audio"]["sample_rate"]).extra_repr()
     )
+
+
+@pytest.mark.parametrize("env", ["base", "test", "paper", "hard"])
+def test_the_kedro_free_loader_reads_what_kedro_reads(env):
+    kedro = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=None if env == "base" else env, **CONFIG_LOADER_ARGS)
+    assert conf_parameters(None if env == "base" else env) == kedro["parameters"]
+
+
+def test_environments_keep_their_data_apart():
+    assert conf_parameters()["pretraining"]["checkpoint_path"].startswith("data/06_models/")
+    hard = conf_parameters("hard")
+    assert hard["pretraining"]["checkpoint_path"].startswith("data/hard/06_models/")
+    assert hard["corpus"]["synthetic"]["root"] == "data/hard/01_raw/synthetic"
+    catalog = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="hard", **CONFIG_LOADER_ARGS)["catalog"]
+    assert catalog["spatial_audio"]["path"] == "data/hard/03_primary/spatial_audio"

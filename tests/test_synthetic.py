@@ -10,8 +10,10 @@ from mc_simclr.audio.synthetic import (
     CLASSES,
     _karplus_strong,
     instance_params,
+    parse_label,
     synthesize_clip,
     synthesize_event,
+    variant_labels,
 )
 
 SAMPLE_RATE = 16000
@@ -196,3 +198,19 @@ def test_invalid_label_raises_in_every_entry_point() -> None:
         synthesize_event("trumpet", rng, SAMPLE_RATE, {})
     with pytest.raises(ValueError, match="sample_rate"):
         synthesize_event("bell", rng, 0, instance_params("bell", rng))
+
+
+def test_near_neighbour_variants_split_the_first_parameter() -> None:
+    assert variant_labels(("bell", "drum"), 3)[:3] == ("bell_1of3", "bell_2of3", "bell_3of3")
+    assert variant_labels(("bell",), 1) == ("bell",) and parse_label("bell") == ("bell", 1, 1)
+    assert parse_label("pluck_low_2of3") == ("pluck_low", 2, 3)
+    low = [instance_params("pluck_low_1of2", np.random.default_rng(s))["f0"] for s in range(30)]
+    high = [instance_params("pluck_low_2of2", np.random.default_rng(s))["f0"] for s in range(30)]
+    assert max(low) <= min(high)  # adjacent bands of one parameter: near neighbours
+    base = [instance_params("pluck_low", np.random.default_rng(s))["f0"] for s in range(30)]
+    assert min(base) < max(low) and max(base) > min(high)
+    clip = synthesize_clip("whistle_2of2", 1.0, SAMPLE_RATE, 3)
+    assert clip.shape == (SAMPLE_RATE,) and np.isfinite(clip).all()
+    for bad in ("bell_3of2", "bell_0of2", "kazoo_1of2"):
+        with pytest.raises(ValueError, match="label must be one of"):
+            synthesize_clip(bad, 1.0, SAMPLE_RATE, 0)

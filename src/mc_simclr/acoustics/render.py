@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mc_simclr.acoustics.noise import NoiseConfig, add_diffuse_noise
 from mc_simclr.acoustics.rir import RIRBackend, get_backend, normalize_peak, spatialize
 from mc_simclr.acoustics.scene import Scene, SceneConfig, clip_rng, sample_scene
 from mc_simclr.audio.io import AudioReadError, read_mono
@@ -29,30 +30,59 @@ def sample_scene_table(clip_ids: list[str], config: SceneConfig, seed: int) -> p
     return pd.DataFrame.from_records(records)
 
 
-def render_clip(path: str, scene: Scene, backend: RIRBackend, sample_rate: int, peak: float) -> np.ndarray:
-    """Read a mono clip, convolve it with the scene's RIRs and normalise its peak (all channels jointly)."""
+def render_clip(
+    path: str,
+    scene: Scene,
+    backend: RIRBackend,
+    sample_rate: int,
+    peak: float,
+    noise: NoiseConfig | None = None,
+    noise_seed: int = 0,
+    clip_id: str = "",
+) -> tuple[np.ndarray, float | None]:
+    """Read a mono clip, convolve it with the scene's RIRs, add diffuse noise when ``noise`` is
+    enabled, and normalise the peak (all channels jointly). Returns the audio and the SNR (dB) of
+    the added noise (None without noise)."""
     clip = read_mono(path, sample_rate)
     rirs = backend.simulate(scene, sample_rate)
-    return normalize_peak(spatialize(clip, rirs), peak)
+    audio, snr_db = spatialize(clip, rirs), None
+    if noise is not None and noise.enabled:
+        mics = np.asarray(scene.mic_positions, dtype=np.float64)
+        audio, snr_db = add_diffuse_noise(audio, mics, sample_rate, noise, noise_seed, clip_id)
+    return normalize_peak(audio, peak), snr_db
 
 
-def render_shard(clips: pd.DataFrame, backend: RIRBackend, sample_rate: int, peak: float) -> ShardData:
+def render_shard(
+    clips: pd.DataFrame,
+    backend: RIRBackend,
+    sample_rate: int,
+    peak: float,
+    noise: NoiseConfig | None = None,
+    noise_seed: int = 0,
+) -> ShardData:
     """Render the clips of one shard; ``clips`` holds clip-table and scene columns per row.
 
     A clip that cannot be read (or renders to silence) is skipped with a warning and kept in the
-    shard's table with its reason, so that it is counted rather than stopping the run.
+    shard's table with its reason, so that it is counted rather than stopping the run. With noise,
+    each row records the SNR of its noise (``noise_snr_db``).
     """
     shard = ShardData()
     for row in clips.to_dict("records"):
         before = dict(backend.stats)
+        snr_db = None
         try:
-            audio = render_clip(row["path"], Scene.from_record(row), backend, sample_rate, peak)
+            audio, snr_db = render_clip(
+                row["path"], Scene.from_record(row), backend, sample_rate, peak, noise, noise_seed, row["clip_id"]
+            )
             status = "ok"
         except (AudioReadError, ValueError) as err:
             logger.warning("Skipping clip %s: %s", row["clip_id"], err)
             audio, status = None, f"skipped: {err}"
         retries = backend.stats.get("tail_retries", 0) - before.get("tail_retries", 0)
-        shard.add({**row, "rir_retries": int(retries)}, audio, status)
+        extra = (
+            {"noise_snr_db": float("nan") if snr_db is None else snr_db} if noise is not None and noise.enabled else {}
+        )
+        shard.add({**row, "rir_retries": int(retries), **extra}, audio, status)
     return shard
 
 
@@ -87,11 +117,13 @@ def plan_render_shards(
 ) -> dict[str, Callable[[], ShardData]]:
     """Every clip through its scene's RIRs into shards, rendered lazily: ``{shard_id: thunk}``.
 
-    ``simulation`` is the parameter block (``backend``, ``backend_options``, ``peak``, ``shard_size``);
+    ``simulation`` is the parameter block (``backend``, ``backend_options``, ``peak``, ``shard_size``,
+    ``noise``);
     the rendering settings are part of every shard id, so shards of other settings are never reused.
     """
     backend = get_backend(simulation["backend"], **(simulation.get("backend_options") or {}))
     peak = float(simulation["peak"])
+    noise = NoiseConfig.from_params(simulation.get("noise"))
     clips = clip_table.merge(scenes, on="clip_id", how="inner", validate="one_to_one")
     if len(clips) != len(clip_table):
         raise ValueError("scenes do not cover every clip of clip_table: re-run sample_scenes")
@@ -101,5 +133,14 @@ def plan_render_shards(
         "sr": int(sample_rate),
         "peak": peak,
     }
-    render = partial(render_shard, backend=backend, sample_rate=int(sample_rate), peak=peak)
+    if noise.enabled:  # only then, so that the shards of the noise-free default keep their ids
+        settings["noise"] = noise.settings()
+    render = partial(
+        render_shard,
+        backend=backend,
+        sample_rate=int(sample_rate),
+        peak=peak,
+        noise=noise,
+        noise_seed=int(simulation["seed"]),
+    )
     return plan_shards(clips, int(simulation["shard_size"]), render, salt=json.dumps(settings, sort_keys=True))

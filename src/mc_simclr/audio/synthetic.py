@@ -52,7 +52,9 @@ Classes (frequencies are in Hz and independent of the sample rate; anything that
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -516,11 +518,52 @@ CLASSES: tuple[str, ...] = tuple(_EVENT_CLASSES)
 # --------------------------------------------------------------------------------------------
 
 
+_VARIANT = re.compile(r"^(?P<base>[a-z_]+?)_(?P<k>[1-9][0-9]*)of(?P<n>[1-9][0-9]*)$")
+#: Draws of a class's instance parameters that fix the quantile bands of its near-neighbour variants.
+_VARIANT_REFERENCE_DRAWS = 4096
+
+
+def variant_label(base: str, k: int, n: int) -> str:
+    """The label of near-neighbour variant ``k`` (1-based) of ``n`` of class ``base``: ``"<base>_<k>of<n>"``."""
+    _event_class(base)
+    if not 1 <= k <= n:
+        raise ValueError(f"variant {k} of {n} does not exist (need 1 <= k <= n)")
+    return base if n == 1 else f"{base}_{k}of{n}"
+
+
+def variant_labels(classes: tuple[str, ...], variants_per_class: int) -> tuple[str, ...]:
+    """Every class of ``classes`` split into ``variants_per_class`` near-neighbour variants."""
+    if variants_per_class < 1:
+        raise ValueError(f"corpus.synthetic.variants_per_class must be >= 1, got {variants_per_class}")
+    return tuple(variant_label(c, k, variants_per_class) for c in classes for k in range(1, variants_per_class + 1))
+
+
+def parse_label(label: str) -> tuple[str, int, int]:
+    """``(base class, k, n)`` of a label: ``"bell"`` -> ``("bell", 1, 1)``, ``"bell_2of3"`` -> ``("bell", 2, 3)``."""
+    if isinstance(label, str) and label not in _EVENT_CLASSES:
+        match = _VARIANT.match(label)
+        if match and match["base"] in _EVENT_CLASSES and 1 <= int(match["k"]) <= int(match["n"]):
+            return match["base"], int(match["k"]), int(match["n"])
+    _event_class(label)
+    return label, 1, 1
+
+
+@functools.cache
+def _variant_edges(base: str, n: int) -> np.ndarray:
+    """Quantiles splitting the first instance parameter of ``base`` into ``n`` bands of equal probability."""
+    rng = np.random.default_rng([_VARIANT_REFERENCE_DRAWS, CLASSES.index(base)])
+    spec = _EVENT_CLASSES[base]
+    first = [next(iter(spec.draw(rng).values())) for _ in range(_VARIANT_REFERENCE_DRAWS)]
+    return np.quantile(first, np.linspace(0.0, 1.0, n + 1)[1:-1])
+
+
 def _event_class(label: str) -> _EventClass:
     try:
         return _EVENT_CLASSES[label]
     except (KeyError, TypeError):
-        raise ValueError(f"label must be one of {', '.join(CLASSES)}; got {label!r}") from None
+        raise ValueError(
+            f"label must be one of {', '.join(CLASSES)} (or a variant such as {CLASSES[0]}_1of2); got {label!r}"
+        ) from None
 
 
 def _check_sample_rate(sample_rate: int) -> None:
@@ -588,8 +631,13 @@ def instance_params(label: str, rng: np.random.Generator) -> dict[str, float]:
     Raises:
         ValueError: if ``label`` is not one of :data:`CLASSES`.
     """
-    spec = _event_class(label)
+    base, k, n = parse_label(label)
+    spec = _event_class(base)
     params = spec.draw(rng)
+    if n > 1:  # a near-neighbour variant: the first parameter (pitch, band, rate) in its band
+        edges = np.concatenate([[-np.inf], _variant_edges(base, n), [np.inf]])
+        while not edges[k - 1] <= next(iter(params.values())) < edges[k]:
+            params = spec.draw(rng)
     params["level_std_db"] = rng.uniform(1.0, 4.0)
     if spec.event_rate is not None:
         params["event_rate"] = _log_uniform(rng, *spec.event_rate)
@@ -607,7 +655,7 @@ def synthesize_event(label: str, rng: np.random.Generator, sample_rate: int, ins
     Raises:
         ValueError: if ``label`` is unknown or ``sample_rate`` is not an integer >= 8000 Hz.
     """
-    spec = _event_class(label)
+    spec = _event_class(parse_label(label)[0])
     _check_sample_rate(sample_rate)
     event = spec.render(rng, sample_rate, instance)
     level = 10.0 ** (rng.normal(0.0, instance["level_std_db"]) / 20.0)
@@ -646,7 +694,7 @@ def synthesize_clip(
         ValueError: if ``label`` is unknown, ``duration_s`` is not a positive finite number that
             gives at least one sample, or ``sample_rate`` is not an integer >= 8000 Hz.
     """
-    spec = _event_class(label)
+    spec = _event_class(parse_label(label)[0])
     _check_sample_rate(sample_rate)
     is_number = isinstance(duration_s, (int, float, np.integer, np.floating))
     if isinstance(duration_s, bool) or not is_number or not 0.0 < duration_s < math.inf:
