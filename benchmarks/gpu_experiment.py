@@ -98,7 +98,7 @@ PAPER_PRETRAINING_KEYS = ("joint_loss_weight", "branch_loss_weight")
 #: conf/base pretraining: 10 warm-up epochs of 40.
 MAX_WARMUP_FRACTION = 0.25
 #: Minimum clip count per split: NT-Xent needs two clips, fine-tuning's batch norm two patches.
-MIN_CLIPS = {"unlabeled": 2, "labeled": 2, "validation": 1, "test": 1}
+MIN_CLIPS = {"unlabeled": 2, "labeled": 2, "validation": 1, "test": 1, "confirmation": 0}
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,7 +385,7 @@ def run_experiment(params: dict[str, Any], workdir: Path, device: torch.device) 
     # clips actually trained on per epoch: the last incomplete batch is dropped
     trained_clips = clips_per_epoch(len(clip_ids), config.batch_size) * len(history)
     return {
-        "table": results_table({name: {p: res.clips[p] for p in PROTOCOLS} for name, res in results.items()}),
+        "table": results_table({name: {p: res.test[p] for p in PROTOCOLS} for name, res in results.items()}),
         "validation": {name: res.validation for name, res in results.items()},
         "timings_s": timings,
         "pretraining": {

@@ -176,3 +176,32 @@ def test_synthetic_corpus_rejects_bad_parameters(tmp_path):
         generate_synthetic_corpus(tmp_path, {"test": 2}, {})
     with pytest.raises(ValueError, match="unknown class"):
         generate_synthetic_corpus(tmp_path, {"test": 2}, {"test": 1.0}, classes=("kazoo",))
+
+
+def test_confirmation_split_has_its_own_seed(tmp_path):
+    sizes = {"test": 4, "confirmation": 4}
+    means = {"test": 1.0, "confirmation": 1.0}
+    csv = generate_synthetic_corpus(tmp_path / "a", sizes, means, (0.3, 2.0), seed=5, confirmation_seed=6)
+    table = pd.read_csv(csv)
+    assert (table["split"] == "confirmation").sum() == 4
+    # the test split does not depend on the confirmation seed, and the confirmation split does
+    other = pd.read_csv(
+        generate_synthetic_corpus(tmp_path / "b", sizes, means, (0.3, 2.0), seed=5, confirmation_seed=7)
+    )
+    assert list(table.loc[table["split"] == "test", "filename"]) == list(
+        other.loc[other["split"] == "test", "filename"]
+    )
+    assert set(table.loc[table["split"] == "confirmation", "filename"]).isdisjoint(other["filename"])
+    with pytest.raises(ValueError, match="corpus.synthetic.confirmation_seed .* must differ"):
+        generate_synthetic_corpus(tmp_path / "c", sizes, means, (0.3, 2.0), seed=5, confirmation_seed=5)
+    with pytest.raises(ValueError, match="corpus.synthetic.confirmation_seed must be set"):
+        generate_synthetic_corpus(tmp_path / "d", sizes, means, (0.3, 2.0), seed=5)
+
+
+def test_near_neighbour_variants_split_each_class(tmp_path):
+    csv = generate_synthetic_corpus(
+        tmp_path, {"labeled": 8}, {"labeled": 1.0}, (0.3, 1.0), seed=1, classes=("bell", "drum"), variants_per_class=2
+    )
+    assert sorted(set(pd.read_csv(csv)["label"])) == ["bell_1of2", "bell_2of2", "drum_1of2", "drum_2of2"]
+    with pytest.raises(ValueError, match="corpus.synthetic.variants_per_class"):
+        generate_synthetic_corpus(tmp_path, {"labeled": 2}, {"labeled": 1.0}, variants_per_class=0)

@@ -19,8 +19,11 @@ from mc_simclr.evaluation import (
     class_balanced_subset,
     clip_predictions,
     fine_tune,
+    frozen_encoder,
     knn_predict,
     linear_probe,
+    recalibrate_batchnorm,
+    run_protocols,
     scale_gradients,
     supervised_azimuth,
 )
@@ -29,6 +32,7 @@ from mc_simclr.metrics import (
     azimuth_error,
     azimuth_from_vector,
     azimuth_to_vector,
+    bootstrap_interval,
     breakdown,
     clip_scores,
     mean_azimuth_error,
@@ -239,7 +243,7 @@ def test_supervised_azimuth_ceiling_trains_azimuth_only(monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(evaluation, "fine_tune", spy)
-    clips = supervised_azimuth(encoder, {"labeled": train, "validation": val, "test": test}, 3, config)
+    clips = supervised_azimuth(encoder, {"labeled": train, "validation": val, "test": test}, 3, config)["test"]
     assert [(c.class_loss_weight, c.azimuth_loss_weight) for c in seen] == [(0.0, 1.0)]
     assert config.class_loss_weight == 1.0  # the caller's settings are not modified
     assert clips["pred_class"].isna().all() and len(clips) == test.items["clip_id"].nunique()
@@ -247,3 +251,81 @@ def test_supervised_azimuth_ceiling_trains_azimuth_only(monkeypatch):
     assert mean_azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"]) < 30.0
     with pytest.raises(ValueError, match="class_loss_weight"):
         SupervisedConfig.from_params({"class_loss_weight": 0.0, "azimuth_loss_weight": 0.0})
+
+
+def test_recalibrated_batchnorm_normalises_a_random_encoders_activations():
+    train, _, _ = _toy_splits()
+    features = train.features * 7.0 + 3.0  # far from the initial running statistics (0, 1)
+    torch.manual_seed(0)
+    encoder = CRNNEncoder(ENCODER, n_bins=8).eval()
+    outputs = []
+    hook = lambda _module, _inputs, output: outputs.append(output.detach())  # noqa: E731
+
+    def normalised(model):
+        outputs.clear()
+        handle = model.input_norm.register_forward_hook(hook)
+        with torch.no_grad():
+            model(features)
+        handle.remove()
+        x = outputs[0].transpose(0, 1).flatten(1)  # (channels, everything else)
+        return x.mean(1), x.var(1)
+
+    mean, var = normalised(encoder)
+    assert mean.abs().min() > 1.0 and (var - 1.0).abs().max() > 0.4  # kept statistics: raw values pass
+    recalibrated = recalibrate_batchnorm(encoder, features, torch.device("cpu"), batch_size=7)  # ordered classes
+    mean, var = normalised(recalibrated)
+    assert mean.abs().max() < 0.05 and (var - 1.0).abs().max() < 0.05
+    assert not recalibrated.training and encoder.input_norm.running_mean.abs().max() == 0  # a copy
+    # only the statistics change: the same weights
+    for (key, a), b in zip(encoder.state_dict().items(), recalibrated.state_dict().values(), strict=True):
+        if "running" not in key and "num_batches" not in key:
+            assert torch.equal(a, b), key
+    with pytest.raises(ValueError, match="evaluation.batchnorm"):
+        frozen_encoder(encoder, train, "freeze", torch.device("cpu"))
+
+
+def test_run_protocols_reports_both_batchnorm_probes_and_the_confirmation_split():
+    train, val, test = _toy_splits()
+    confirmation = _toy_splits(seed=5)[2]
+    confirmation.items["clip_id"] = "c" + confirmation.items["clip_id"]
+    torch.manual_seed(0)
+    encoder = CRNNEncoder(ENCODER, n_bins=8)
+    splits = {"labeled": train, "validation": val, "test": test, "confirmation": confirmation}
+    result = run_protocols(encoder, True, splits, 3, CONFIG, subset_amounts=[], batchnorm="recalibrate")
+    assert set(result.clips) == {"test", "confirmation"}
+    for split, clips in result.clips.items():
+        assert {"linear_probe", "knn", "fine_tune", "linear_probe_keep", "linear_probe_recalibrate"} <= set(clips)
+        assert clips["linear_probe"] is clips["linear_probe_recalibrate"]
+        assert len(clips["fine_tune"]) == splits[split].items["clip_id"].nunique()
+    assert result.validation["linear_probe"] == result.validation["linear_probe_recalibrate"]
+    kept = run_protocols(encoder, True, {k: v for k, v in splits.items() if k != "confirmation"}, 3, CONFIG, [])
+    assert set(kept.clips) == {"test"} and kept.batchnorm == "keep"
+    # the probe with the kept statistics is the same whichever protocol is chosen
+    pd.testing.assert_frame_equal(kept.test["linear_probe_keep"], result.test["linear_probe_keep"])
+    with pytest.raises(ValueError, match="evaluation.batchnorm"):
+        run_protocols(encoder, True, splits, 3, CONFIG, [], batchnorm="sometimes")
+
+
+def test_bootstrap_interval_over_clips_and_seeds():
+    clips = pd.DataFrame(
+        {
+            "clip_id": [f"c{i}" for i in range(40)],
+            "class_index": [0] * 40,
+            "pred_class": [0] * 30 + [1] * 10,
+            "azimuth_deg": [0.0] * 40,
+            "pred_azimuth": [10.0] * 20 + [30.0] * 20,
+        }
+    )
+    low, high = bootstrap_interval([clips], "accuracy")
+    assert 55.0 < low < 75.0 < high < 90.0  # around 75 %, the point estimate
+    low, high = bootstrap_interval([clips], "azimuth_error")
+    assert 10.0 < low < 20.0 < high < 30.0
+    perfect = clips.assign(pred_class=0, pred_azimuth=0.0)
+    assert bootstrap_interval([perfect], "accuracy") == (100.0, 100.0)
+    # two seeds: the interval of their mean; rows are matched by clip id, not by position
+    low, high = bootstrap_interval([perfect, clips.iloc[::-1]], "azimuth_error")
+    assert 5.0 < low < 10.0 < high < 15.0
+    no_class = clips.assign(pred_class=np.nan)
+    assert all(np.isnan(bootstrap_interval([no_class], "accuracy")))
+    with pytest.raises(ValueError, match="metric"):
+        bootstrap_interval([clips], "f1")

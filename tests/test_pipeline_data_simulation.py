@@ -15,7 +15,13 @@ def test_data_simulation_run_and_resume(kedro_project):
     run_pipeline(kedro_project, "data_simulation")
 
     clips = pd.read_parquet(kedro_project / "data/02_intermediate/clip_table.parquet")
-    assert clips["split"].value_counts().to_dict() == {"unlabeled": 6, "labeled": 4, "test": 4, "validation": 2}
+    assert clips["split"].value_counts().to_dict() == {
+        "unlabeled": 6,
+        "labeled": 4,
+        "test": 4,
+        "validation": 2,
+        "confirmation": 3,
+    }
     assert (kedro_project / "data/01_raw/synthetic/clips.csv").is_file()
 
     store = ShardedAudio(kedro_project / "data/03_primary/spatial_audio")

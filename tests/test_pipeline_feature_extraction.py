@@ -19,7 +19,7 @@ def test_feature_extraction_run(simulated_project):
 
     store = FeatureShards(simulated_project / "data/04_feature/patches")
     items = store.items
-    assert set(items["split"]) == {"labeled", "validation", "test"}
+    assert set(items["split"]) == {"labeled", "validation", "test", "confirmation"}
     assert set(items["clip_id"]) == set(meta.loc[meta["split"] != "unlabeled", "clip_id"])
     assert items.groupby("clip_id")["patch"].count().max() <= 2
     features, rows = store.load(items["split"] == "test")

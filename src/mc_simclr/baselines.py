@@ -50,22 +50,33 @@ class SRPPhat:
 
 
 def srp_phat_clips(
-    audio: ShardedAudio, feature_index: pd.DataFrame, params: dict[str, Any], sample_rate: int
-) -> pd.DataFrame:
-    """SRP-PHAT azimuth of every test clip of ``feature_index`` (its first ``params["max_seconds"]``).
+    audio: ShardedAudio,
+    feature_index: pd.DataFrame,
+    params: dict[str, Any],
+    sample_rate: int,
+    splits: tuple[str, ...] = ("test", "confirmation"),
+) -> dict[str, pd.DataFrame]:
+    """SRP-PHAT azimuth of every clip of ``splits`` in ``feature_index`` (its first ``params["max_seconds"]``).
 
-    Clip-level predictions in the layout of :func:`mc_simclr.evaluation.clip_predictions`, with
-    ``pred_class`` NaN. ``params`` is the ``evaluation.srp_phat`` block (``n_fft``, ``freq_range``,
-    ``max_seconds``); the array's diameter and microphone count come from the rendered clips.
+    Clip-level predictions per split (those the index has) in the layout of
+    :func:`mc_simclr.evaluation.clip_predictions`, with ``pred_class`` NaN. ``params`` is the
+    ``evaluation.srp_phat`` block (``n_fft``, ``freq_range``, ``max_seconds``); the array's diameter
+    and microphone count come from the rendered clips.
     """
-    test = feature_index[feature_index["split"] == "test"].groupby("clip_id", sort=True).first().reset_index()
     meta = audio.metadata.set_index("clip_id")
     diameter = float(meta["array_diameter"].iloc[0])
     n_mics = int(meta["n_mics"].iloc[0])
     srp = SRPPhat(sample_rate, int(params["n_fft"]), tuple(params["freq_range"]), diameter, n_mics)
     max_samples = int(float(params["max_seconds"]) * sample_rate)
-    predictions = [
-        srp(audio.load_clip(clip_id, 0, max_samples)) for clip_id in tqdm(test["clip_id"], desc="SRP-PHAT", unit="clip")
-    ]
     columns = ["clip_id", "label", "class_index", "azimuth_deg", "rt60"]
-    return test[columns].assign(pred_azimuth=predictions, pred_class=np.nan)
+    out = {}
+    for split in splits:
+        clips = feature_index[feature_index["split"] == split].groupby("clip_id", sort=True).first().reset_index()
+        if clips.empty:
+            continue
+        predictions = [
+            srp(audio.load_clip(clip_id, 0, max_samples))
+            for clip_id in tqdm(clips["clip_id"], desc=f"SRP-PHAT ({split})", unit="clip")
+        ]
+        out[split] = clips[columns].assign(pred_azimuth=predictions, pred_class=np.nan)
+    return out

@@ -13,6 +13,15 @@
   embeddings; the training patches under every array symmetry, with their mapped azimuths).
   It reads what the embedding's geometry holds, with no head that could learn a detour.
 
+BatchNorm of a frozen encoder (``evaluation.batchnorm``): ``keep`` probes the encoder with the
+running statistics it carries (a random encoder's initial ones, a pretrained encoder's learned on
+augmented views); ``recalibrate`` re-estimates them on the labeled split first (forward passes
+without gradients or labels; each layer gets the exact mean and variance of its input over all
+labeled patches), for every encoder alike, as self-supervised benchmarks do for random-init
+baselines. It applies to the linear probe, k-NN and the embedding
+plot; the linear probe is also run with the other choice, so that both are reported.
+Fine-tuning trains the statistics anyway.
+
 ChannelSwap is the only augmentation: one random array symmetry per training patch, applied to
 the features (:class:`~mc_simclr.augment.FeatureChannelSwap`) and to the azimuth label
 (:func:`~mc_simclr.augment.map_azimuth`). Model selection uses the validation split: the epoch with
@@ -155,6 +164,54 @@ def embed_symmetries(encoder: Encoder, features: torch.Tensor, device: torch.dev
             for s in range(n_symmetries(n_mics))
         ]
     )
+
+
+BATCHNORM_MODES = ("recalibrate", "keep")
+
+
+def recalibrate_batchnorm(
+    encoder: Encoder, features: torch.Tensor, device: torch.device, batch_size: int = 256
+) -> Encoder:
+    """A copy of ``encoder`` whose BatchNorm running statistics are re-estimated on ``features``.
+
+    Layer by layer in forward order, each BatchNorm's mean and (unbiased) variance become the exact
+    statistics of its input over all of ``features``, with the layers before it already
+    recalibrated and everything in eval mode: the population statistics the frozen encoder then
+    normalises with, whatever the batch size or the order of the patches (a running average of
+    batch statistics would depend on both). No gradients, no labels; only those statistics change.
+    The copy is returned in eval mode; ``encoder`` is not modified.
+    """
+    model = copy.deepcopy(encoder).to(device).eval()
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for layer in layers:
+        totals: dict[str, torch.Tensor | int] = {}
+
+        def collect(_module, inputs, totals=totals):
+            x = inputs[0].detach().to(torch.float64).transpose(0, 1).flatten(1)  # (channels, values)
+            totals["sum"] = totals.get("sum", 0) + x.sum(1)
+            totals["squares"] = totals.get("squares", 0) + x.square().sum(1)
+            totals["n"] = totals.get("n", 0) + x.shape[1]
+
+        handle = layer.register_forward_pre_hook(collect)
+        with torch.no_grad():
+            for start in range(0, len(features), batch_size):
+                model(features[start : start + batch_size].to(device))
+        handle.remove()
+        n = int(totals["n"])
+        mean = totals["sum"] / n
+        variance = (totals["squares"] / n - mean.square()).clamp_min(0.0) * n / max(n - 1, 1)
+        layer.running_mean.copy_(mean.to(layer.running_mean.dtype))
+        layer.running_var.copy_(variance.to(layer.running_var.dtype))
+    return model
+
+
+def frozen_encoder(encoder: Encoder, train: Split, batchnorm: str, device: torch.device) -> Encoder:
+    """The encoder as the frozen protocols see it: as it is (``keep``) or recalibrated on ``train``."""
+    if batchnorm == "keep":
+        return encoder
+    if batchnorm == "recalibrate":
+        return recalibrate_batchnorm(encoder, train.features, device)
+    raise ValueError(f"evaluation.batchnorm must be one of {list(BATCHNORM_MODES)}, got {batchnorm!r}")
 
 
 def clip_predictions(items: pd.DataFrame, predictions: Predictions) -> pd.DataFrame:
@@ -503,37 +560,66 @@ def class_balanced_subset(clips: pd.DataFrame, amount: float, unit: str, seed: i
 # --------------------------------------------------------------------------------------------
 # All protocols for one encoder
 # --------------------------------------------------------------------------------------------
-def load_splits(store, names: tuple[str, ...] = ("labeled", "validation", "test")) -> dict[str, Split]:
-    """Feature patches of each evaluation split from a :class:`~mc_simclr.shards.FeatureShards`."""
+#: Splits every evaluation needs, and the optional second test split.
+REQUIRED_SPLITS = ("labeled", "validation", "test")
+CONFIRMATION = "confirmation"
+
+
+def load_splits(store, names: tuple[str, ...] = REQUIRED_SPLITS) -> dict[str, Split]:
+    """Feature patches of each evaluation split from a :class:`~mc_simclr.shards.FeatureShards`.
+
+    ``names`` must all be present; the ``confirmation`` split is loaded too when the store has it.
+    """
     splits = {}
-    for name in names:
-        mask = store.items["split"] == name
-        if not mask.any():
+    present = set(store.items["split"])
+    for name in (*names, CONFIRMATION):
+        if name not in present:
+            if name == CONFIRMATION:
+                continue
             raise ValueError(f"feature_patches has no patch of the {name!r} split: run feature_extraction with it")
-        features, items = store.load(mask)
+        features, items = store.load(store.items["split"] == name)
         splits[name] = Split(torch.from_numpy(features), items)
     return splits
+
+
+def report_splits(splits: dict[str, Split]) -> dict[str, Split]:
+    """The splits results are reported on: ``test``, and ``confirmation`` when present."""
+    return {name: splits[name] for name in ("test", CONFIRMATION) if name in splits}
 
 
 PROTOCOLS = ("linear_probe", "knn", "fine_tune")
 
 
+def probe_key(batchnorm: str) -> str:
+    """Key of the linear probe run with BatchNorm protocol ``batchnorm`` in :class:`ProtocolResults`."""
+    return f"linear_probe_{batchnorm}"
+
+
 @dataclass
 class ProtocolResults:
-    """Every protocol's clip-level test predictions for one encoder, and what the report needs besides.
+    """Every protocol's clip-level predictions for one encoder, and what the report needs besides.
 
-    ``clips`` maps each of :data:`PROTOCOLS` to clip predictions (:func:`clip_predictions`);
-    ``validation`` holds each protocol's validation scores; ``subsets`` maps a labeled amount to the
-    clip predictions of subset fine-tuning; ``model`` is the fine-tuned encoder + heads; ``embeddings``
-    and ``embedding_items`` are the encoder's test-patch embeddings and their rows.
+    ``clips[split][protocol]`` are clip predictions (:func:`clip_predictions`) on ``test`` and,
+    when the corpus has it, ``confirmation``; the protocols are :data:`PROTOCOLS` (the linear probe
+    and k-NN with the chosen BatchNorm protocol) and the linear probe under each protocol
+    (:func:`probe_key`). ``validation[protocol]`` are the validation scores. ``subsets`` maps a
+    labeled amount to the test predictions of subset fine-tuning; ``model`` is the fine-tuned
+    encoder + heads; ``embeddings`` and ``embedding_items`` are the frozen encoder's test-patch
+    embeddings and their rows; ``batchnorm`` is the chosen protocol.
     """
 
-    clips: dict[str, pd.DataFrame]
+    clips: dict[str, dict[str, pd.DataFrame]]
     validation: dict[str, dict[str, float]]
     subsets: dict[float, pd.DataFrame]
     model: FineTuned
     embeddings: np.ndarray
     embedding_items: pd.DataFrame
+    batchnorm: str = "keep"
+
+    @property
+    def test(self) -> dict[str, pd.DataFrame]:
+        """Test-split clip predictions per protocol."""
+        return self.clips["test"]
 
 
 def run_protocols(
@@ -546,32 +632,47 @@ def run_protocols(
     subset_unit: str = "fraction",
     subset_seed: int = 0,
     n_mics: int = 4,
+    batchnorm: str = "keep",
 ) -> ProtocolResults:
-    """Linear probing, k-NN, fine-tuning and subset fine-tuning of one encoder; clip-level test results.
+    """Linear probing (under both BatchNorm protocols), k-NN, fine-tuning and subset fine-tuning of one
+    encoder; clip-level results on the test (and confirmation) split.
 
-    The full-data point of the subset curve reuses the fine-tuning run instead of training it twice.
+    The frozen protocols use ``batchnorm``; the full-data point of the subset curve reuses the
+    fine-tuning run instead of training it twice.
     """
-    train, validation, test = splits["labeled"], splits["validation"], splits["test"]
-    probe = linear_probe(encoder, train, validation, {"test": test}, n_classes, config, n_mics)["test"]
-    neighbours = knn_predict(encoder, train, {"validation": validation, "test": test}, n_classes, config, n_mics)
-    tuned = fine_tune(encoder, train, validation, {"test": test}, n_classes, config, pretrained, n_mics)
-    full = tuned.predictions["test"]
-    clips = {
-        "linear_probe": clip_predictions(test.items, probe),
-        "knn": clip_predictions(test.items, neighbours["test"]),
-        "fine_tune": clip_predictions(test.items, full),
-    }
-    validation_scores = {
-        "linear_probe": probe.validation,
-        "knn": split_scores(validation.items, neighbours["validation"]),
-        "fine_tune": full.validation,
-    }
+    if batchnorm not in BATCHNORM_MODES:
+        raise ValueError(f"evaluation.batchnorm must be one of {list(BATCHNORM_MODES)}, got {batchnorm!r}")
+    train, validation = splits["labeled"], splits["validation"]
+    reported = report_splits(splits)
+    device = resolve_device(config.device)
+    clips: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in reported}
+    validation_scores: dict[str, dict[str, float]] = {}
+    frozen = {}
+    for mode in (batchnorm, *(m for m in BATCHNORM_MODES if m != batchnorm)):
+        frozen[mode] = frozen_encoder(encoder, train, mode, device)
+        probe = linear_probe(frozen[mode], train, validation, reported, n_classes, config, n_mics)
+        for name, split in reported.items():
+            clips[name][probe_key(mode)] = clip_predictions(split.items, probe[name])
+        validation_scores[probe_key(mode)] = probe[next(iter(reported))].validation
+    neighbours = knn_predict(
+        frozen[batchnorm], train, {"validation": validation, **reported}, n_classes, config, n_mics
+    )
+    tuned = fine_tune(encoder, train, validation, reported, n_classes, config, pretrained, n_mics)
+    for name, split in reported.items():
+        clips[name]["linear_probe"] = clips[name][probe_key(batchnorm)]
+        clips[name]["knn"] = clip_predictions(split.items, neighbours[name])
+        clips[name]["fine_tune"] = clip_predictions(split.items, tuned.predictions[name])
+    validation_scores["linear_probe"] = validation_scores[probe_key(batchnorm)]
+    validation_scores["knn"] = split_scores(validation.items, neighbours["validation"])
+    validation_scores["fine_tune"] = tuned.predictions["test"].validation
+
+    test = splits["test"]
     subsets: dict[float, pd.DataFrame] = {}
     labeled_clips = train.items.groupby("clip_id", sort=True).first().reset_index()
     for amount in subset_amounts:
         chosen = class_balanced_subset(labeled_clips, float(amount), subset_unit, subset_seed)
         if len(chosen) == len(labeled_clips):
-            subsets[float(amount)] = clips["fine_tune"]
+            subsets[float(amount)] = clips["test"]["fine_tune"]
             continue
         logger.info(
             "Subset fine-tuning on %d of %d labeled clips (%s %s)", len(chosen), len(labeled_clips), amount, subset_unit
@@ -580,24 +681,26 @@ def run_protocols(
             encoder, train.subset(chosen), validation, {"test": test}, n_classes, config, pretrained, n_mics
         )
         subsets[float(amount)] = clip_predictions(test.items, subset.predictions["test"])
-    device = resolve_device(config.device)
-    embeddings = embed(encoder, test.features, device).numpy()
-    return ProtocolResults(clips, validation_scores, subsets, tuned, embeddings, test.items)
+    embeddings = embed(frozen[batchnorm], test.features, device).numpy()
+    return ProtocolResults(clips, validation_scores, subsets, tuned, embeddings, test.items, batchnorm)
 
 
 def supervised_azimuth(
     encoder: Encoder, splits: dict[str, Split], n_classes: int, config: SupervisedConfig, n_mics: int = 4
-) -> pd.DataFrame:
+) -> dict[str, pd.DataFrame]:
     """The azimuth ceiling: ``encoder`` trained from its current weights on azimuth alone (full
-    rate, no class loss); clip-level test predictions with ``pred_class`` NaN."""
+    rate, no class loss); clip-level predictions with ``pred_class`` NaN on the test (and
+    confirmation) split."""
     azimuth_only = copy.deepcopy(config)
     azimuth_only.class_loss_weight = 0.0
     azimuth_only.azimuth_loss_weight = max(config.azimuth_loss_weight, 1e-12)
-    train, validation, test = splits["labeled"], splits["validation"], splits["test"]
-    tuned = fine_tune(encoder, train, validation, {"test": test}, n_classes, azimuth_only, False, n_mics)
-    clips = clip_predictions(test.items, tuned.predictions["test"])
-    clips["pred_class"] = np.nan
-    return clips
+    reported = report_splits(splits)
+    train, validation = splits["labeled"], splits["validation"]
+    tuned = fine_tune(encoder, train, validation, reported, n_classes, azimuth_only, False, n_mics)
+    out = {}
+    for name, split in reported.items():
+        out[name] = clip_predictions(split.items, tuned.predictions[name]).assign(pred_class=np.nan)
+    return out
 
 
 def random_init_like(encoder: Encoder, seed: int) -> Encoder:
@@ -629,10 +732,19 @@ class EvaluationInputs:
     subset_seed: int
     features: dict[str, Any]
     pretraining_run_id: str = ""
+    batchnorm: str = "keep"
 
     @property
     def n_mics(self) -> int:
         return self.extractor.n_mics
+
+
+def batchnorm_mode(evaluation: dict[str, Any]) -> str:
+    """The ``evaluation.batchnorm`` setting, checked."""
+    mode = evaluation.get("batchnorm", "keep")
+    if mode not in BATCHNORM_MODES:
+        raise ValueError(f"evaluation.batchnorm must be one of {list(BATCHNORM_MODES)}, got {mode!r}")
+    return str(mode)
 
 
 def prepare_evaluation(
@@ -653,6 +765,7 @@ def prepare_evaluation(
         subset_seed=int(subsets["seed"]),
         features=dict(encoder_state["features"]),
         pretraining_run_id=str(encoder_state.get("pretraining_run_id", "")),
+        batchnorm=batchnorm_mode(evaluation),
     )
 
 
@@ -668,9 +781,10 @@ def evaluate_encoder(inputs: EvaluationInputs, pretrained: bool) -> ProtocolResu
         subset_unit=inputs.subset_unit,
         subset_seed=inputs.subset_seed,
         n_mics=inputs.n_mics,
+        batchnorm=inputs.batchnorm,
     )
 
 
-def azimuth_ceiling(inputs: EvaluationInputs) -> pd.DataFrame:
+def azimuth_ceiling(inputs: EvaluationInputs) -> dict[str, pd.DataFrame]:
     """The supervised azimuth ceiling: the random-init encoder trained on azimuth alone."""
     return supervised_azimuth(inputs.random, inputs.splits, inputs.n_classes, inputs.config, inputs.n_mics)

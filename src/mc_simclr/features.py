@@ -45,8 +45,9 @@ from mc_simclr.shards import OK, FeatureShard, ShardedAudio
 
 logger = logging.getLogger(__name__)
 
-#: Splits with precomputed features (pretraining computes its own on the fly).
-EVALUATION_SPLITS = ("labeled", "validation", "test")
+#: Splits with precomputed features (pretraining computes its own on the fly); ``confirmation``
+#: is optional (the embedded corpus has it, FSDnoisy18k does not).
+EVALUATION_SPLITS = ("labeled", "validation", "test", "confirmation")
 
 # Metadata carried from the simulation table to every feature item.
 ITEM_COLUMNS = (

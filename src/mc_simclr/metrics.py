@@ -76,3 +76,43 @@ def breakdown(clips: pd.DataFrame, rt60_bins: list[float] | None = None) -> dict
         "rt60": clips.groupby(bins, observed=False).apply(summary, include_groups=False).reset_index(names="rt60_bin"),
         "class": clips.groupby("label").apply(summary, include_groups=False).reset_index(),
     }
+
+
+def bootstrap_interval(
+    runs: list[pd.DataFrame],
+    metric: str,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval over clips of a clip-level metric, averaged over ``runs``.
+
+    ``runs`` are clip predictions of the same clips (one frame per pretraining seed, say), as
+    :func:`clip_scores` takes them; ``metric`` is ``accuracy`` (%) or ``azimuth_error`` (degrees).
+    Each resample draws the clips with replacement (the same draw for every run), takes the metric
+    of every run on them and averages over the runs. Returns the ``(1 - level) / 2`` and
+    ``(1 + level) / 2`` quantiles; NaN for accuracy when no clip has a class and a prediction.
+    """
+    if metric not in ("accuracy", "azimuth_error"):
+        raise ValueError(f"metric must be 'accuracy' or 'azimuth_error', got {metric!r}")
+    if not runs:
+        raise ValueError("bootstrap_interval needs at least one run")
+    order = runs[0]["clip_id"].to_numpy()
+    values = []
+    for clips in runs:
+        clips = clips.set_index("clip_id").loc[order]
+        if metric == "azimuth_error":
+            values.append(azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"]))
+        else:
+            scored = clips["pred_class"].notna() & (clips["class_index"] >= 0)
+            correct = (clips["pred_class"] == clips["class_index"]).astype(float) * 100.0
+            values.append(np.where(scored, correct, np.nan))
+    values = np.asarray(values, dtype=np.float64)  # (runs, clips)
+    if np.isnan(values).all():
+        return float("nan"), float("nan")
+    draws = np.random.default_rng(seed).integers(0, values.shape[1], size=(n_resamples, values.shape[1]))
+    with np.errstate(invalid="ignore"):
+        per_run = np.nanmean(values[:, draws], axis=2)  # (runs, resamples)
+    statistic = np.nanmean(per_run, axis=0)
+    low, high = np.nanquantile(statistic, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(low), float(high)

@@ -10,25 +10,53 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mc_simclr.evaluation import PROTOCOLS, ProtocolResults
-from mc_simclr.metrics import breakdown, clip_scores
+from mc_simclr.evaluation import BATCHNORM_MODES, CONFIRMATION, PROTOCOLS, ProtocolResults, probe_key
+from mc_simclr.metrics import bootstrap_interval, breakdown, clip_scores
+
+METRICS = ("accuracy", "azimuth_error")
 
 
-def results_table(rows: dict[str, dict[str, pd.DataFrame | None]]) -> pd.DataFrame:
-    """Table 1 layout: one row per encoder, accuracy and error for linear probing and fine-tuning.
+def results_table(
+    rows: dict[str, dict[str, pd.DataFrame | None]],
+    protocols: tuple[str, ...] = PROTOCOLS,
+    intervals: bool = False,
+    n_resamples: int = 1000,
+) -> pd.DataFrame:
+    """Table 1 layout: one row per encoder, accuracy and error for each protocol.
 
     ``rows`` maps a row name to ``{protocol: clip predictions or None}`` (None: not applicable).
+    With ``intervals``, every metric also gets its 95 % bootstrap interval over the clips
+    (``<metric>_ci_low`` and ``<metric>_ci_high`` columns after the metrics).
     """
     records = []
-    for name, protocols in rows.items():
+    for name, by_protocol in rows.items():
         record: dict[str, Any] = {"encoder": name}
-        for protocol in PROTOCOLS:
-            clips = protocols.get(protocol)
-            result = clip_scores(clips) if clips is not None else {"accuracy": np.nan, "azimuth_error": np.nan}
-            record[f"{protocol}_accuracy"] = result["accuracy"]
-            record[f"{protocol}_azimuth_error"] = result["azimuth_error"]
-        records.append(record)
+        bounds: dict[str, float] = {}
+        for protocol in protocols:
+            clips = by_protocol.get(protocol)
+            for metric in METRICS:
+                column = f"{protocol}_{metric}"
+                record[column] = clip_scores(clips)[metric] if clips is not None else np.nan
+                if intervals:
+                    low, high = (
+                        bootstrap_interval([clips], metric, n_resamples) if clips is not None else (np.nan, np.nan)
+                    )
+                    bounds[f"{column}_ci_low"], bounds[f"{column}_ci_high"] = low, high
+        records.append({**record, **bounds})
     return pd.DataFrame.from_records(records)
+
+
+def format_intervals(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Metric columns as text ``value (low-high)`` where the table has their interval columns."""
+    out = table.copy()
+    for column in [c for c in table.columns if f"{c}_ci_low" in table.columns]:
+        low, high = table[f"{column}_ci_low"], table[f"{column}_ci_high"]
+        out[column] = [
+            "-" if np.isnan(v) else f"{v:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+            for v, lo, hi in zip(table[column], low, high, strict=True)
+        ]
+        out = out.drop(columns=[f"{column}_ci_low", f"{column}_ci_high"])
+    return out
 
 
 def to_markdown(table: pd.DataFrame, digits: int = 1) -> str:
@@ -60,8 +88,8 @@ def metric_headers(knn_k: int, short: bool = False) -> dict[str, str]:
 
 
 def table1_markdown(table: pd.DataFrame, knn_k: int) -> str:
-    """The results table with the paper's column names."""
-    return to_markdown(table.rename(columns={"encoder": "Encoder", **metric_headers(knn_k)}))
+    """The results table with the paper's column names (and intervals, where it has them)."""
+    return to_markdown(format_intervals(table).rename(columns={"encoder": "Encoder", **metric_headers(knn_k)}))
 
 
 def subset_table(curves: dict[str, dict[float, pd.DataFrame]], unit: str) -> pd.DataFrame:
@@ -139,11 +167,15 @@ ROW_KEYS = {
 
 @dataclass
 class EvaluationReport:
-    """Everything the evaluation writes: Table 1 (and its Markdown), the per-RT60 / per-class
+    """Everything the evaluation writes: Table 1 on the test split with intervals (and its Markdown,
+    which also holds the confirmation split and both BatchNorm protocols), the same on the
+    confirmation split, the linear probe under both BatchNorm protocols, the per-RT60 / per-class
     breakdown, Fig. 2's data and plot, the embedding projection and the MLflow metrics."""
 
     table: pd.DataFrame
     markdown: str
+    confirmation: pd.DataFrame
+    batchnorm: pd.DataFrame
     breakdown: pd.DataFrame
     subset_curves: pd.DataFrame
     subset_figure: plt.Figure
@@ -166,63 +198,128 @@ def breakdown_table(rows: dict[str, dict[str, pd.DataFrame | None]], rt60_bins: 
     return pd.concat(parts, ignore_index=True)[columns]
 
 
+def batchnorm_table(results: dict[str, ProtocolResults]) -> pd.DataFrame:
+    """The linear probe of each encoder under both BatchNorm protocols: test (and confirmation) and
+    validation scores, with the chosen protocol marked."""
+    records = []
+    for name, result in results.items():
+        for mode in BATCHNORM_MODES:
+            record: dict[str, Any] = {"encoder": name, "batchnorm": mode, "chosen": mode == result.batchnorm}
+            for split, clips in result.clips.items():
+                for metric, value in clip_scores(clips[probe_key(mode)]).items():
+                    record[f"{split}_{metric}"] = value
+            for metric in METRICS:
+                record[f"validation_{metric}"] = result.validation[probe_key(mode)].get(metric, np.nan)
+            records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
 def report_metrics(
-    table: pd.DataFrame, results: dict[str, ProtocolResults], curves: pd.DataFrame, unit: str
+    tables: dict[str, pd.DataFrame], results: dict[str, ProtocolResults], curves: pd.DataFrame, unit: str
 ) -> dict[str, Any]:
-    """MLflow metrics: every cell of the table, the validation scores, and the subset curves (one step per amount)."""
+    """MLflow metrics: every cell of the results tables (``<row>.<column>`` for test,
+    ``<row>.<split>.<column>`` otherwise; intervals included), the validation scores (also of both
+    BatchNorm protocols) and the subset curves (one step per amount)."""
     metrics: dict[str, Any] = {}
-    for record in table.to_dict("records"):
-        key = ROW_KEYS[record["encoder"]]
-        for column, value in record.items():
-            if column != "encoder" and not np.isnan(value):
-                metrics[f"{key}.{column}"] = {"value": float(value), "step": 0}
+    for split, table in tables.items():
+        for record in table.to_dict("records"):
+            key = ROW_KEYS[record["encoder"]] + ("" if split == "test" else f".{split}")
+            for column, value in record.items():
+                if column != "encoder" and not np.isnan(value):
+                    metrics[f"{key}.{column}"] = {"value": float(value), "step": 0}
     for name, result in results.items():
         for protocol, values in result.validation.items():
             for metric, value in values.items():
                 if math.isfinite(value):
                     metrics[f"{ROW_KEYS[name]}.validation.{protocol}_{metric}"] = {"value": float(value), "step": 0}
+        for split, clips in result.clips.items():
+            prefix = ROW_KEYS[name] + ("" if split == "test" else f".{split}")
+            for mode in BATCHNORM_MODES:
+                for metric, value in clip_scores(clips[probe_key(mode)]).items():
+                    if math.isfinite(value):
+                        metrics[f"{prefix}.{probe_key(mode)}_{metric}"] = {"value": float(value), "step": 0}
     scale = 100 if unit == "fraction" else 60
     for record in curves.to_dict("records"):
         key = ROW_KEYS[record["encoder"]]
-        for column in ("accuracy", "azimuth_error"):
+        for column in METRICS:
             point = {"value": float(record[column]), "step": int(round(record["amount"] * scale))}
             metrics.setdefault(f"{key}.subset_{column}", []).append(point)
     return metrics
 
 
+def _rows(
+    pretrained: ProtocolResults,
+    random: ProtocolResults,
+    srp_phat: dict[str, pd.DataFrame],
+    ceiling: dict[str, pd.DataFrame],
+    split: str,
+) -> dict[str, dict[str, pd.DataFrame | None]]:
+    return {
+        "random init": {p: random.clips[split][p] for p in PROTOCOLS},
+        "MC-SimCLR": {p: pretrained.clips[split][p] for p in PROTOCOLS},
+        "supervised azimuth (ceiling)": {"fine_tune": ceiling[split]},
+        "SRP-PHAT (no learning)": {"fine_tune": srp_phat[split]},
+    }
+
+
 def build_report(
     pretrained: ProtocolResults,
     random: ProtocolResults,
-    srp_phat: pd.DataFrame,
-    ceiling: pd.DataFrame,
+    srp_phat: dict[str, pd.DataFrame],
+    ceiling: dict[str, pd.DataFrame],
     evaluation: dict[str, Any],
     knn_k: int,
 ) -> EvaluationReport:
-    """Assemble the evaluation report from the results of both encoders and the two reference rows."""
-    rows: dict[str, dict[str, pd.DataFrame | None]] = {
-        "random init": dict(random.clips),
-        "MC-SimCLR": dict(pretrained.clips),
-        "supervised azimuth (ceiling)": {"fine_tune": ceiling},
-        "SRP-PHAT (no learning)": {"fine_tune": srp_phat},
-    }
-    table = results_table(rows)
-    markdown = table1_markdown(table, knn_k) + (
-        f"\nRandom-init fine-tuning is the supervised-from-scratch model. {knn_k}-NN: the majority class and mean "
-        f"direction of the {knn_k} nearest labeled patches, no training. The supervised azimuth ceiling is the same "
-        "encoder trained from scratch on azimuth alone. SRP-PHAT estimates azimuth only. Both are listed under "
-        "fine-tuning for lack of a better column.\n"
+    """Assemble the evaluation report from the results of both encoders and the two reference rows.
+
+    ``srp_phat`` and ``ceiling`` map a split (``test``, ``confirmation``) to clip predictions.
+    """
+    rows = _rows(pretrained, random, srp_phat, ceiling, "test")
+    table = results_table(rows, intervals=True)
+    has_confirmation = CONFIRMATION in pretrained.clips
+    confirmation = (
+        results_table(_rows(pretrained, random, srp_phat, ceiling, CONFIRMATION), intervals=True)
+        if has_confirmation
+        else pd.DataFrame(columns=table.columns)
+    )
+    both = {"random init": random, "MC-SimCLR": pretrained}
+    batchnorm = batchnorm_table(both)
+    markdown = (
+        "## Test split (95 % bootstrap intervals over clips)\n\n"
+        + table1_markdown(table, knn_k)
+        + f"\nLinear probe and {knn_k}-NN with the BatchNorm statistics {pretrained.batchnorm}"
+        + (" on the labeled split" if pretrained.batchnorm == "recalibrate" else " the encoders carry")
+        + f" (`evaluation.batchnorm`). Random-init fine-tuning is the supervised-from-scratch model. {knn_k}-NN: "
+        f"the majority class and mean direction of the {knn_k} nearest labeled patches, no training. The "
+        "supervised azimuth ceiling is the same encoder trained from scratch on azimuth alone. SRP-PHAT "
+        "estimates azimuth only. Both are listed under fine-tuning for lack of a better column.\n"
+    )
+    if has_confirmation:
+        markdown += (
+            "\n## Confirmation split (a second test split that no design choice has seen)\n\n"
+            + table1_markdown(confirmation, knn_k)
+        )
+    renamed = {"encoder": "Encoder", "batchnorm": "BatchNorm", "chosen": "chosen"}
+    for split in ("test", CONFIRMATION, "validation"):
+        renamed[f"{split}_accuracy"] = f"{split} accuracy %"
+        renamed[f"{split}_azimuth_error"] = f"{split} error °"
+    markdown += "\n## Linear probe under both BatchNorm protocols\n\n" + to_markdown(
+        batchnorm.assign(chosen=batchnorm["chosen"].map({True: "yes", False: ""})).rename(columns=renamed)
     )
     unit = evaluation["subsets"]["unit"]
     curves = subset_table({"MC-SimCLR": pretrained.subsets, "random init": random.subsets}, unit)
     figure = plot_embeddings(
         pretrained.embeddings, pretrained.embedding_items, int(evaluation["projection"]["max_points"])
     )
+    tables = {"test": table, **({CONFIRMATION: confirmation} if has_confirmation else {})}
     return EvaluationReport(
         table=table,
         markdown=markdown,
+        confirmation=confirmation,
+        batchnorm=batchnorm,
         breakdown=breakdown_table(rows, list(evaluation["rt60_bins"])),
         subset_curves=curves,
         subset_figure=plot_subsets(curves),
         embedding_figure=figure,
-        metrics=report_metrics(table, {"MC-SimCLR": pretrained, "random init": random}, curves, unit),
+        metrics=report_metrics(tables, both, curves, unit),
     )

@@ -39,12 +39,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mc_simclr.audio.io import AudioReadError, audio_info, write_audio_atomic
-from mc_simclr.audio.synthetic import CLASSES, synthesize_clip
+from mc_simclr.audio.synthetic import CLASSES, synthesize_clip, variant_labels
 from mc_simclr.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("unlabeled", "labeled", "validation", "test")
+SPLITS = ("unlabeled", "labeled", "validation", "test", "confirmation")
 CORPUS_SOURCES = ("synthetic", "fsdnoisy18k", "folder")
 CLIP_TABLE_COLUMNS = ("clip_id", "split", "label", "path", "duration", "sample_rate")
 
@@ -227,13 +227,18 @@ def generate_synthetic_corpus(
     sample_rate: int = 16000,
     seed: int = 0,
     classes: tuple[str, ...] = CLASSES,
+    variants_per_class: int = 1,
+    confirmation_seed: int | None = None,
 ) -> Path:
     """Write the embedded default corpus as wav files plus ``clips.csv`` (filename,label,split).
 
-    Clips are spread evenly over ``classes`` in every split. Everything is deterministic from
-    ``seed``; files that already exist (they are written atomically, and their names carry a digest
-    of seed, duration and sample rate) are kept, so an interrupted generation resumes. Returns the
-    CSV path.
+    Clips are spread evenly over the classes in every split: ``classes``, each split into
+    ``variants_per_class`` near-neighbour variants (:func:`~mc_simclr.audio.synthetic.variant_labels`)
+    when that is above 1. Everything is deterministic from ``seed``, except the ``confirmation``
+    split, drawn from ``confirmation_seed`` (which must differ from ``seed``), so that it is a
+    second test split that no earlier choice has seen. Files that already exist (they are written
+    atomically, and their names carry a digest of seed, duration and sample rate) are kept, so an
+    interrupted generation resumes. Returns the CSV path.
     """
     unknown = sorted(set(clips_per_split) - set(SPLITS))
     if unknown:
@@ -244,6 +249,15 @@ def generate_synthetic_corpus(
     bad_classes = sorted(set(classes) - set(CLASSES))
     if bad_classes:
         raise ValueError(f"corpus.synthetic.classes has unknown class(es) {bad_classes}; expected some of {CLASSES}")
+    labels_of_corpus = variant_labels(tuple(classes), int(variants_per_class))
+    if int(clips_per_split.get("confirmation", 0)) > 0:
+        if confirmation_seed is None:
+            raise ValueError("corpus.synthetic.confirmation_seed must be set when the confirmation split has clips")
+        if int(confirmation_seed) == int(seed):
+            raise ValueError(
+                f"corpus.synthetic.confirmation_seed ({confirmation_seed}) must differ from corpus.synthetic.seed "
+                "(the test split's seed): the confirmation split is a second, independent test split"
+            )
     root = Path(root)
     audio_dir = root / "audio"
     records = []
@@ -253,9 +267,10 @@ def generate_synthetic_corpus(
             raise ValueError(f"corpus.synthetic.clips_per_split.{split} must be >= 0, got {n}")
         if n == 0:
             continue
-        rng = np.random.default_rng([seed, split_index])
+        split_seed = int(confirmation_seed) if split == "confirmation" else seed
+        rng = np.random.default_rng([split_seed, split_index])
         durations = sample_durations(rng, n, float(mean_duration_s[split]), *duration_range_s)
-        labels = [classes[i % len(classes)] for i in range(n)]
+        labels = [labels_of_corpus[i % len(labels_of_corpus)] for i in range(n)]
         clip_seeds = rng.integers(0, 2**63 - 1, size=n)
         for i, (label, duration, clip_seed) in enumerate(zip(labels, durations, clip_seeds, strict=True)):
             # The name carries a digest of everything that shapes the audio, so files left by a run
@@ -292,6 +307,8 @@ def build_clip_table(corpus: dict[str, Any], sample_rate: int) -> tuple[pd.DataF
             sample_rate=int(sample_rate),
             seed=int(cfg["seed"]),
             classes=tuple(cfg.get("classes") or CLASSES),
+            variants_per_class=int(cfg.get("variants_per_class", 1)),
+            confirmation_seed=cfg.get("confirmation_seed"),
         )
         table, report = read_folder_corpus(cfg["root"], csv)
     elif source == "fsdnoisy18k":

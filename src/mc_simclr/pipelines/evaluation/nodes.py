@@ -42,7 +42,7 @@ def evaluate_random_init(evaluation_inputs: EvaluationInputs) -> ProtocolResults
     return evaluate_encoder(evaluation_inputs, pretrained=False)
 
 
-def supervised_azimuth_ceiling(evaluation_inputs: EvaluationInputs) -> pd.DataFrame:
+def supervised_azimuth_ceiling(evaluation_inputs: EvaluationInputs) -> dict[str, pd.DataFrame]:
     """The azimuth ceiling: a random-init encoder of the same shape trained on azimuth alone."""
     return azimuth_ceiling(evaluation_inputs)
 
@@ -64,21 +64,24 @@ def export_seld_model(
 
 def srp_phat_baseline(
     spatial_audio: ShardedAudio, feature_index: pd.DataFrame, evaluation: dict[str, Any], audio: dict[str, Any]
-) -> pd.DataFrame:
-    """SRP-PHAT azimuth of every test clip (its first ``max_seconds``), clip-level like the learned rows."""
+) -> dict[str, pd.DataFrame]:
+    """SRP-PHAT azimuth of every test (and confirmation) clip, clip-level like the learned rows."""
     return srp_phat_clips(spatial_audio, feature_index, evaluation["srp_phat"], int(audio["sample_rate"]))
 
 
 def build_evaluation_report(
     pretrained_results: ProtocolResults,
     random_init_results: ProtocolResults,
-    srp_phat_results: pd.DataFrame,
-    supervised_azimuth_results: pd.DataFrame,
+    srp_phat_results: dict[str, pd.DataFrame],
+    supervised_azimuth_results: dict[str, pd.DataFrame],
     evaluation_inputs: EvaluationInputs,
     evaluation: dict[str, Any],
-) -> tuple[pd.DataFrame, str, pd.DataFrame, pd.DataFrame, plt.Figure, plt.Figure, dict[str, Any]]:
-    """Table 1, its Markdown, the per-RT60 / per-class breakdown, Fig. 2 data and plot, the
-    embedding projection and the MLflow metrics."""
+) -> tuple[
+    pd.DataFrame, str, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, plt.Figure, plt.Figure, dict[str, Any]
+]:
+    """Table 1 (test, with intervals), its Markdown, Table 1 on the confirmation split, the linear
+    probe under both BatchNorm protocols, the per-RT60 / per-class breakdown, Fig. 2 data and plot,
+    the embedding projection and the MLflow metrics."""
     report = build_report(
         pretrained_results,
         random_init_results,
@@ -94,6 +97,8 @@ def build_evaluation_report(
     return (
         report.table,
         report.markdown,
+        report.confirmation,
+        report.batchnorm,
         report.breakdown,
         report.subset_curves,
         report.subset_figure,

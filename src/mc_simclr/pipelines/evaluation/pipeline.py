@@ -56,6 +56,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=[
                     "results_table",
                     "results_markdown",
+                    "results_confirmation",
+                    "results_batchnorm",
                     "results_breakdown",
                     "subset_results",
                     "subset_plot",
