@@ -2,15 +2,22 @@
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
 from mc_simclr.ablations import (
+    RESULT_PROTOCOLS,
     Variant,
+    aggregate_seeds,
+    clip_records,
     evaluation_fingerprint,
     load_cached,
+    parse_seeds,
     parse_variants,
     save_cached,
+    seed_blocks,
     sweep_frame,
     table1,
     table2,
@@ -121,11 +128,14 @@ def _result(name, tables, p, offset):
     metrics |= {
         m: 20.0 - offset for m in ("linear_probe_azimuth_error", "knn_azimuth_error", "fine_tune_azimuth_error")
     }
+    metrics |= {f"{m}_std": 1.0 for m in list(metrics)} | {f"{m}_ci_low": 0.0 for m in metrics}
+    metrics |= {f"{m}_ci_high": 99.0 for m in metrics if not m.endswith(("_std", "_ci_low"))}
     settings = {"label": name.upper(), "pretrain": True, "augmentations": "cs", "channel_drop_p": p, "tables": tables}
     return {
         "variant": name,
         "settings": settings,
-        "metrics": metrics,
+        "seeds": [0, 1],
+        "splits": {"test": metrics},
         "wall_s": {"pretraining": 1.0, "evaluation": 2.0},
     }
 
@@ -139,7 +149,8 @@ def test_sweep_tables_have_the_papers_shape():
     assert list(two["channel_drop_p"]) == [0.05, 0.1]
     md_1, md_2 = tables_markdown(one, two, "T", knn_k=7)
     assert "| 7-NN accuracy % | 7-NN error ° |" in md_1 and "| 7-NN accuracy % |" in md_2
-    assert "| A | 50.0 | 20.0 |" in md_1 and "| 0.05 | 52.0 | 18.0 |" in md_2
+    assert "| A | 2 | 50.0 ± 1.0 (0.0-99.0) | 20.0 ± 1.0 (0.0-99.0) |" in md_1
+    assert "| 0.05 | 2 | 52.0 ± 1.0 (0.0-99.0) | 18.0 ± 1.0 (0.0-99.0) |" in md_2
     assert frame.loc[0, "evaluation_s"] == 2.0
 
 
@@ -171,3 +182,54 @@ def test_variant_names_follow_the_yaml(tmp_path):
         json.dumps({"ablations": {"variants": {"mine": {"augmentations": ["cs"]}}}})
     )
     assert variant_names(tmp_path, "local") == ["random", "mine"]  # a user adds one in YAML only
+
+
+@pytest.mark.parametrize(
+    "seeds, message",
+    [([], "non-empty list"), ([0, 1, 0], r"seed\(s\) \[0\] listed more than once"), ("0,1", "list of integer")],
+)
+def test_seed_lists_are_checked(seeds, message):
+    with pytest.raises(ValueError, match=f"seeds.seeds: .*{message}"):
+        parse_seeds({"seeds": seeds}, "seeds")
+    assert parse_seeds({"seeds": [2, 0]}, "seeds") == [2, 0] and parse_seeds({}, "ablations") == [0]
+
+
+def test_seed_blocks_give_each_seed_its_checkpoint():
+    block = seed_blocks({"epochs": 3, "seed": 0}, 2, "data/06_models/seeds", "mc_simclr")
+    assert block == {
+        "epochs": 3,
+        "seed": 2,
+        "checkpoint_path": "data/06_models/seeds/mc_simclr/seed_2/pretraining_checkpoint.pt",
+    }
+
+
+def test_aggregate_over_seeds_matches_its_parts():
+    variant = Variant.from_params("v", {"augmentations": ["cs"]})
+
+    def seed_result(seed, errors):
+        clips = pd.DataFrame(
+            {
+                "clip_id": ["a", "b", "c", "d"],
+                "class_index": [0, 1, 0, 1],
+                "pred_class": [0, 1, 1, 1],
+                "azimuth_deg": [0.0, 0.0, 0.0, 0.0],
+                "pred_azimuth": errors,
+            }
+        )
+        records = clip_records(clips)
+        metrics = {f"{p}_accuracy": 75.0 for p in RESULT_PROTOCOLS}
+        metrics |= {f"{p}_azimuth_error": float(np.mean(errors)) for p in RESULT_PROTOCOLS}
+        split = {"metrics": metrics, "clips": {p: records for p in RESULT_PROTOCOLS}}
+        return {
+            "seed": seed,
+            "splits": {"test": split},
+            "validation": {},
+            "wall_s": {"pretraining": 1, "evaluation": 1},
+        }
+
+    result = aggregate_seeds(variant, [seed_result(0, [10.0, 10.0, 10.0, 10.0]), seed_result(1, [20.0, 20, 20, 20])])
+    metrics = result["metrics"]
+    assert metrics["knn_azimuth_error"] == 15.0 and metrics["knn_azimuth_error_std"] == pytest.approx(np.sqrt(50))
+    assert metrics["knn_azimuth_error_ci_low"] == metrics["knn_azimuth_error_ci_high"] == 15.0  # no spread over clips
+    assert metrics["knn_accuracy"] == 75.0 and metrics["knn_accuracy_ci_low"] < 75.0 < metrics["knn_accuracy_ci_high"]
+    assert result["seeds"] == [0, 1] and result["wall_s"] == {"pretraining": 2.0, "evaluation": 2.0}

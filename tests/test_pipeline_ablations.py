@@ -1,6 +1,7 @@
 """The ablations pipeline under conf/test: every variant as a nested MLflow run, the paper's tables,
 and a resumed sweep that does not redo finished variants."""
 
+import json
 import os
 import shlex
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import mlflow
 import numpy as np
 import pandas as pd
+import pytest
 
 from mc_simclr.ablations import parse_variants
 from mc_simclr.shards import ShardedAudio
@@ -28,10 +30,10 @@ METRICS = [
 ]
 
 
-def _sweep_runs(project):
+def _sweep_runs(project, sweep="ablations"):
     mlflow.set_tracking_uri(tracking_uri(project))
     runs = mlflow.search_runs(experiment_names=["mc-simclr-test"], order_by=["start_time ASC"])
-    sweeps = runs[runs["tags.mlflow.runName"] == "ablations"]
+    sweeps = runs[runs["tags.mlflow.runName"] == sweep]
     return runs, list(sweeps["run_id"])
 
 
@@ -65,8 +67,10 @@ def test_ablation_sweep(simulated_project):
         np.testing.assert_allclose(nested, one[metric].to_numpy())
     client = mlflow.tracking.MlflowClient()
     cs = children.loc["cs", "run_id"]
-    assert [m.step for m in client.get_metric_history(cs, "pretraining.loss")] == [1]
-    assert {a.path for a in client.list_artifacts(cs)} == {"models", "reporting"}
+    (cs_seed,) = runs.loc[runs["tags.mlflow.parentRunId"] == cs, "run_id"]  # one nested run per seed
+    assert [m.step for m in client.get_metric_history(cs_seed, "pretraining.loss")] == [1]
+    assert {a.path for a in client.list_artifacts(cs_seed)} == {"models"}
+    assert {a.path for a in client.list_artifacts(cs)} == {"reporting"}
     sweep_artifacts = {a.path for a in client.list_artifacts(sweeps[0], "reporting")}
     assert {"reporting/table1.csv", "reporting/table2.md", "reporting/channel_drop.png"} <= sweep_artifacts
     sweep = runs.set_index("run_id").loc[sweeps[0]]
@@ -74,18 +78,23 @@ def test_ablation_sweep(simulated_project):
 
     # An interrupted sweep: one variant lost its evaluation. Re-running redoes only that one.
     work = simulated_project / "data/06_models/ablations"
-    (work / "cs" / "evaluation.json").unlink()
-    stamps = {n: (work / n / "evaluation.json").stat().st_mtime_ns for n in VARIANTS if n != "cs"}
-    checkpoints = {n: (work / n / "pretraining_checkpoint.pt").stat().st_mtime_ns for n in VARIANTS if n != "random"}
+    (work / "cs" / "seed_0" / "evaluation.json").unlink()
+    stamps = {n: (work / n / "seed_0" / "evaluation.json").stat().st_mtime_ns for n in VARIANTS if n != "cs"}
+    checkpoints = {
+        n: (work / n / "seed_0" / "pretraining_checkpoint.pt").stat().st_mtime_ns for n in VARIANTS if n != "random"
+    }
     run_pipeline(simulated_project, "ablations")
-    assert {n: (work / n / "evaluation.json").stat().st_mtime_ns for n in stamps} == stamps
-    assert {n: (work / n / "pretraining_checkpoint.pt").stat().st_mtime_ns for n in checkpoints} == checkpoints
-    assert (work / "cs" / "evaluation.json").is_file()
+    assert {n: (work / n / "seed_0" / "evaluation.json").stat().st_mtime_ns for n in stamps} == stamps
+    assert {
+        n: (work / n / "seed_0" / "pretraining_checkpoint.pt").stat().st_mtime_ns for n in checkpoints
+    } == checkpoints
+    assert (work / "cs" / "seed_0" / "evaluation.json").is_file()
     runs, sweeps = _sweep_runs(simulated_project)
     children = runs[runs["tags.mlflow.parentRunId"] == sweeps[-1]].set_index("tags.mlflow.runName")
     assert sorted(children.index) == sorted(VARIANTS)  # the new sweep run lines up every variant again
-    assert children.loc["cs", "tags.evaluation_cached"] == "false"
-    assert (children.drop(index="cs")["tags.evaluation_cached"] == "true").all()
+    seeds = runs[runs["tags.mlflow.parentRunId"].isin(children["run_id"])].set_index("tags.ablation_variant")
+    assert seeds.loc["cs", "tags.evaluation_cached"] == "false"
+    assert (seeds.drop(index="cs")["tags.evaluation_cached"] == "true").all()
     assert pd.read_csv(reporting / "table1.csv").equals(one)
 
 
@@ -121,3 +130,30 @@ def test_readme_namespaced_variants_from_a_fresh_clone(kedro_project):
         assert (kedro_project / f"data/06_models/ablations/{name}/encoder.pt").is_file()
         assert (kedro_project / f"data/08_reporting/ablations/{name}/results.json").is_file()
     assert not (kedro_project / "data/06_models/ablations/cs").exists()  # only the selected variants
+
+
+def test_seed_study(simulated_project):
+    """``kedro run --pipeline=seeds`` on conf/test: two variants x two seeds, mean, spread and intervals."""
+    run_pipeline(simulated_project, "seeds")
+    reporting = simulated_project / "data/08_reporting/seeds"
+    summary = pd.read_csv(reporting / "summary.csv")
+    assert sorted(summary["variant"].unique()) == ["mc_simclr", "random"]
+    assert set(summary["split"]) == {"test", "confirmation"} and (summary["seeds"] == 2).all()
+    for column in ("linear_probe_azimuth_error", "linear_probe_keep_accuracy", "linear_probe_recalibrate_accuracy"):
+        assert summary[f"{column}_std"].notna().all()
+        assert (summary[f"{column}_ci_low"] <= summary[column]).all()
+        assert (summary[column] <= summary[f"{column}_ci_high"]).all()
+    results = json.loads((reporting / "mc_simclr" / "results.json").read_text())
+    per_seed = pd.DataFrame(results["per_seed"])
+    assert sorted(per_seed["seed"]) == [0, 1]
+    test = summary[(summary["variant"] == "mc_simclr") & (summary["split"] == "test")].iloc[0]
+    assert test["fine_tune_azimuth_error"] == pytest.approx(per_seed["fine_tune_azimuth_error"].mean())
+    assert test["fine_tune_azimuth_error_std"] == pytest.approx(per_seed["fine_tune_azimuth_error"].std(ddof=1))
+    assert "± " in (reporting / "summary.md").read_text()
+
+    runs, sweeps = _sweep_runs(simulated_project, "seeds")
+    variants = runs[runs["tags.mlflow.parentRunId"] == sweeps[0]]
+    assert sorted(variants["tags.mlflow.runName"]) == ["mc_simclr", "random"]
+    seeds = runs[runs["tags.mlflow.parentRunId"].isin(variants["run_id"])]
+    assert sorted(seeds["tags.seed"]) == ["0", "0", "1", "1"]
+    assert (simulated_project / "data/06_models/seeds/mc_simclr/seed_1/pretraining_checkpoint.pt").is_file()

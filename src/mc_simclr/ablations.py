@@ -1,13 +1,19 @@
-"""Ablation variants of MC-SimCLR (the paper's Table 1 and Table 2) and the sweep's tables.
+"""Sweeps of MC-SimCLR variants over pretraining seeds: the paper's ablation tables and the seed study.
 
-A *variant* is a named change to the pretraining configuration: which of the four augmentations
-are on (ChannelSwap ``cs``, Mixup ``mu``, RandomResizedCrop ``rrc``, ChannelDrop ``cd``), the
-ChannelDrop probability, optional overrides of the ``pretraining`` / ``encoder`` blocks, or no
-pretraining at all (``random``). Variants come from the ``ablations.variants`` parameter block;
-this module validates them, turns one into the parameter blocks that
-:func:`~mc_simclr.training.pretrain_from_params` takes, evaluates a variant's encoder with a cache
-keyed by fingerprint (so an interrupted sweep resumes without redoing finished variants) and
-assembles the sweep tables and plot. Kedro- and MLflow-free: the ablations pipeline logs to MLflow.
+A *sweep* is a parameter block (``ablations``: the paper's Table 1 and Table 2; ``seeds``: the
+default configuration and random init over several seeds) with a list of ``seeds`` and named
+*variants*. A variant is a change to the pretraining configuration: which of the four
+augmentations are on (ChannelSwap ``cs``, Mixup ``mu``, RandomResizedCrop ``rrc``, ChannelDrop
+``cd``), the ChannelDrop probability, optional overrides of the ``pretraining`` / ``encoder``
+blocks, or no pretraining at all (``pretrain: false``, the random-init baseline). Every variant is
+pretrained and evaluated once per seed.
+
+This module validates variants, turns one into the parameter blocks that
+:func:`~mc_simclr.training.pretrain_from_params` takes, evaluates a variant's encoders with a cache
+keyed by fingerprint (so an interrupted sweep resumes without redoing finished seeds), aggregates
+the seeds (mean and standard deviation over seeds, and a 95 % bootstrap interval over test clips of
+the seed mean) and assembles the sweep's tables and plot. Kedro- and MLflow-free: the pipelines log
+to MLflow.
 """
 
 from __future__ import annotations
@@ -21,20 +27,37 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from mc_simclr.augment import AUGMENTATIONS
 from mc_simclr.config import check_keys
-from mc_simclr.evaluation import PROTOCOLS, SupervisedConfig, load_splits, run_protocols
-from mc_simclr.reporting import metric_headers, results_table, to_markdown
+from mc_simclr.evaluation import (
+    BATCHNORM_MODES,
+    PROTOCOLS,
+    SupervisedConfig,
+    batchnorm_mode,
+    load_splits,
+    probe_key,
+    run_protocols,
+)
+from mc_simclr.metrics import bootstrap_interval, clip_scores
+from mc_simclr.reporting import metric_headers, to_markdown
 from mc_simclr.training import unpack_encoder
 from mc_simclr.utils import deep_merge, fingerprint, write_text_atomic
 
 SHORT_NAMES = {"cs": "channel_swap", "mu": "mixup", "rrc": "random_resized_crop", "cd": "channel_drop"}
 TABLES = ("table1", "table2")
 VARIANT_KEYS = {"label", "pretrain", "augmentations", "channel_drop_p", "tables", "pretraining", "encoder"}
+SWEEP_KEYS = {"title", "work_dir", "seeds", "pretraining", "evaluation", "variants"}
+#: Protocols of every variant's results: the paper's three, and the linear probe under both
+#: BatchNorm protocols (``linear_probe`` is the one ``evaluation.batchnorm`` chose).
+RESULT_PROTOCOLS = (*PROTOCOLS, *(probe_key(mode) for mode in BATCHNORM_MODES))
 # the columns of reporting.results_table, in its order
 METRIC_COLUMNS = tuple(f"{p}_{m}" for p in PROTOCOLS for m in ("accuracy", "azimuth_error"))
+RESULT_COLUMNS = tuple(f"{p}_{m}" for p in RESULT_PROTOCOLS for m in ("accuracy", "azimuth_error"))
+#: Clip columns kept per seed for the bootstrap intervals of the aggregate.
+CLIP_COLUMNS = ("clip_id", "class_index", "pred_class", "azimuth_deg", "pred_azimuth")
 
 
 @dataclass(frozen=True)
@@ -51,8 +74,8 @@ class Variant:
     encoder: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_params(cls, name: str, params: dict[str, Any] | None) -> Variant:
-        where = f"ablations.variants.{name}"
+    def from_params(cls, name: str, params: dict[str, Any] | None, sweep: str = "ablations") -> Variant:
+        where = f"{sweep}.variants.{name}"
         if not name.isidentifier():
             raise ValueError(f"{where}: a variant name must be a Python identifier (letters, digits, _), got {name!r}")
         params = dict(params or {})
@@ -113,12 +136,34 @@ class Variant:
         }
 
 
-def parse_variants(ablations: dict[str, Any]) -> list[Variant]:
-    """The variants of the ``ablations`` parameter block, in their YAML order."""
-    variants = (ablations or {}).get("variants")
+def parse_variants(block: dict[str, Any], sweep: str = "ablations") -> list[Variant]:
+    """The variants of a sweep's parameter block (``ablations`` or ``seeds``), in their YAML order."""
+    variants = (block or {}).get("variants")
     if not isinstance(variants, dict) or not variants:
-        raise ValueError("ablations.variants: expected a non-empty mapping of variant name -> settings")
-    return [Variant.from_params(str(name), params) for name, params in variants.items()]
+        raise ValueError(f"{sweep}.variants: expected a non-empty mapping of variant name -> settings")
+    return [Variant.from_params(str(name), params, sweep) for name, params in variants.items()]
+
+
+def parse_seeds(block: dict[str, Any], sweep: str = "ablations") -> list[int]:
+    """The pretraining seeds of a sweep (``<sweep>.seeds``): a non-empty list of distinct integers."""
+    seeds = (block or {}).get("seeds", [0])
+    if (
+        not isinstance(seeds, (list, tuple))
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise ValueError(f"{sweep}.seeds: expected a non-empty list of integer seeds, got {seeds!r}")
+    duplicated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if duplicated:
+        raise ValueError(f"{sweep}.seeds: seed(s) {duplicated} listed more than once; each seed is one run")
+    return [int(s) for s in seeds]
+
+
+def check_sweep(block: dict[str, Any], sweep: str = "ablations") -> None:
+    """Check a sweep's parameter block: known keys, seeds, variants."""
+    check_keys(block or {}, SWEEP_KEYS, sweep)
+    parse_seeds(block, sweep)
+    parse_variants(block, sweep)
 
 
 def variant_blocks(
@@ -130,9 +175,9 @@ def variant_blocks(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The ``pretraining``, ``encoder`` and ``augmentations`` blocks of one variant.
 
-    Order of precedence: the project's blocks < ``ablations.pretraining`` (shared by every
-    variant) < the variant's own overrides. Each variant checkpoints under
-    ``ablations.work_dir/<name>/`` so that its training resumes on its own.
+    Order of precedence: the project's blocks < ``<sweep>.pretraining`` (shared by every variant)
+    < the variant's own overrides. Each variant checkpoints under ``<sweep>.work_dir/<name>/`` (one
+    folder per seed, :func:`seed_blocks`) so that its training resumes on its own.
     """
     pre = deep_merge(deep_merge(pretraining, ablations.get("pretraining", {}) or {}), variant.pretraining)
     pre["checkpoint_path"] = str(Path(ablations["work_dir"]) / variant.name / "pretraining_checkpoint.pt")
@@ -140,11 +185,17 @@ def variant_blocks(
     return pre, enc, variant.augmentation_params(augmentations)
 
 
+def seed_blocks(pretraining: dict[str, Any], seed: int, work_dir: str | Path, name: str) -> dict[str, Any]:
+    """A variant's ``pretraining`` block for one seed: that seed and its own checkpoint."""
+    folder = Path(work_dir) / name / f"seed_{seed}"
+    return {**pretraining, "seed": int(seed), "checkpoint_path": str(folder / "pretraining_checkpoint.pt")}
+
+
 # --------------------------------------------------------------------------------------------
 # Evaluation cache: one JSON per variant, valid while its fingerprint matches
 # --------------------------------------------------------------------------------------------
-def cache_path(ablations: dict[str, Any], name: str) -> Path:
-    return Path(ablations["work_dir"]) / name / "evaluation.json"
+def cache_path(ablations: dict[str, Any], name: str, seed: int) -> Path:
+    return Path(ablations["work_dir"]) / name / f"seed_{seed}" / "evaluation.json"
 
 
 def evaluation_fingerprint(encoder_fingerprint: str, inputs: dict[str, Any]) -> str:
@@ -173,29 +224,43 @@ def evaluation_params(evaluation: dict[str, Any], ablations: dict[str, Any]) -> 
     return deep_merge(evaluation, ablations.get("evaluation", {}) or {})
 
 
-def evaluate_variant_encoder(
+def clip_records(clips: pd.DataFrame) -> dict[str, list[Any]]:
+    """Clip predictions as JSON-friendly columns (NaN as None), for the bootstrap of the aggregate."""
+    return {c: [None if isinstance(v, float) and math.isnan(v) else v for v in clips[c].tolist()] for c in CLIP_COLUMNS}
+
+
+def clip_frame(records: dict[str, list[Any]]) -> pd.DataFrame:
+    """Inverse of :func:`clip_records`."""
+    return pd.DataFrame(records).astype({"pred_class": float, "pred_azimuth": float, "azimuth_deg": float})
+
+
+def evaluate_seed(
     variant: Variant,
     encoder_state: dict[str, Any],
+    seed: int,
     feature_patches,
     class_names: list[str],
     evaluation: dict[str, Any],
     ablations: dict[str, Any],
 ) -> tuple[dict[str, Any], bool]:
-    """Linear probing, k-NN and fine-tuning of one variant's encoder, or its cached result.
+    """Linear probing (both BatchNorm protocols), k-NN and fine-tuning of one seed's encoder, or its
+    cached result.
 
-    Returns the result (variant, settings, test metrics, validation scores, wall times, fingerprint)
-    and whether it came from the cache (same encoder, settings and data).
+    Returns the result (per split ``test``/``confirmation``: metrics and clip predictions of every
+    protocol of :data:`RESULT_PROTOCOLS`; validation scores; wall times; fingerprint) and whether it
+    came from the cache (same encoder, settings and data).
     """
     params = evaluation_params(evaluation, ablations)
     expected = evaluation_fingerprint(
         encoder_state["pretraining_fingerprint"],
         {
             "supervised": params["supervised"],
+            "batchnorm": batchnorm_mode(params),
             "feature_shards": sorted(feature_patches.shard_ids),
             "classes": list(class_names),
         },
     )
-    path = cache_path(ablations, variant.name)
+    path = cache_path(ablations, variant.name, seed)
     cached = load_cached(path, expected)
     if cached is not None:
         return cached, True
@@ -209,11 +274,15 @@ def evaluate_variant_encoder(
         SupervisedConfig.from_params(params["supervised"]),
         subset_amounts=[],
         n_mics=extractor.n_mics,
+        batchnorm=batchnorm_mode(params),
     )
+    splits = {}
+    for split, clips in outcome.clips.items():
+        metrics = {f"{p}_{m}": v for p in RESULT_PROTOCOLS for m, v in clip_scores(clips[p]).items()}
+        splits[split] = {"metrics": metrics, "clips": {p: clip_records(clips[p]) for p in RESULT_PROTOCOLS}}
     result = {
-        "variant": variant.name,
-        "settings": variant.settings(),
-        "metrics": results_table({variant.name: outcome.clips}).drop(columns="encoder").iloc[0].to_dict(),
+        "seed": int(seed),
+        "splits": splits,
         "validation": outcome.validation,
         "wall_s": {
             "pretraining": float(encoder_state.get("pretraining_s", 0.0)),
@@ -225,47 +294,139 @@ def evaluate_variant_encoder(
     return result, False
 
 
+def aggregate_seeds(variant: Variant, per_seed: list[dict[str, Any]], n_resamples: int = 1000) -> dict[str, Any]:
+    """One variant's result over its seeds.
+
+    ``metrics`` (test) and ``splits[split]`` hold, for every column of :data:`RESULT_COLUMNS`, the
+    mean over seeds, and ``<column>_std`` (standard deviation over seeds, ddof 1; NaN for one seed),
+    ``<column>_ci_low`` / ``<column>_ci_high`` (95 % bootstrap interval over clips of the seed mean).
+    ``seeds`` lists each seed's own test metrics.
+    """
+    splits: dict[str, dict[str, float]] = {}
+    for split in per_seed[0]["splits"]:
+        runs = [result["splits"][split] for result in per_seed]
+        summary: dict[str, float] = {}
+        for protocol in RESULT_PROTOCOLS:
+            frames = [clip_frame(run["clips"][protocol]) for run in runs]
+            for metric in ("accuracy", "azimuth_error"):
+                column = f"{protocol}_{metric}"
+                values = np.array([run["metrics"][column] for run in runs], dtype=np.float64)
+                summary[column] = float(np.mean(values))
+                summary[f"{column}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+                low, high = bootstrap_interval(frames, metric, n_resamples)
+                summary[f"{column}_ci_low"], summary[f"{column}_ci_high"] = low, high
+        splits[split] = summary
+    return {
+        "variant": variant.name,
+        "settings": variant.settings(),
+        "seeds": [int(r["seed"]) for r in per_seed],
+        "metrics": splits["test"],
+        "splits": splits,
+        "per_seed": [{"seed": int(r["seed"]), **r["splits"]["test"]["metrics"]} for r in per_seed],
+        "validation": {str(r["seed"]): r["validation"] for r in per_seed},
+        "wall_s": {k: float(sum(r["wall_s"][k] for r in per_seed)) for k in ("pretraining", "evaluation")},
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # Sweep tables and plot
 # --------------------------------------------------------------------------------------------
-def sweep_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per variant: its settings, the metrics of every protocol and its wall times."""
+def sweep_frame(results: list[dict[str, Any]], split: str = "test") -> pd.DataFrame:
+    """One row per variant: its settings, seeds, every metric (mean, std over seeds, interval) and wall times."""
     records = []
     for result in results:
-        record = {"variant": result["variant"], **result["settings"], **result["metrics"]}
+        metrics = result["splits"].get(split, {})
+        record = {"variant": result["variant"], **result["settings"], "seeds": len(result["seeds"]), **metrics}
         record.update({f"{k}_s": v for k, v in result.get("wall_s", {}).items()})
         record["mlflow_run_id"] = result.get("run_id", "")
         records.append(record)
     return pd.DataFrame.from_records(records)
 
 
+def _with_spread(columns: tuple[str, ...]) -> list[str]:
+    return [c for column in columns for c in (column, f"{column}_std", f"{column}_ci_low", f"{column}_ci_high")]
+
+
 def table1(frame: pd.DataFrame) -> pd.DataFrame:
     """The paper's Table 1: one row per augmentation set, linear probing, k-NN and fine-tuning."""
     rows = frame[frame["tables"].str.split(",").map(lambda t: "table1" in t)]
-    return rows[["variant", "label", *METRIC_COLUMNS]].reset_index(drop=True)
+    return rows[["variant", "label", "seeds", *_with_spread(METRIC_COLUMNS)]].reset_index(drop=True)
 
 
 def table2(frame: pd.DataFrame) -> pd.DataFrame:
     """The paper's Table 2: fine-tuning (and linear probing) against the ChannelDrop probability."""
     rows = frame[frame["tables"].str.split(",").map(lambda t: "table2" in t)]
-    columns = ["variant", "channel_drop_p", *METRIC_COLUMNS]
+    columns = ["variant", "channel_drop_p", "seeds", *_with_spread(METRIC_COLUMNS)]
     return rows[columns].sort_values("channel_drop_p", kind="stable").reset_index(drop=True)
+
+
+def summary_table(results: list[dict[str, Any]]) -> pd.DataFrame:
+    """Every variant on every reported split: all protocols (both BatchNorm probes included) with spread."""
+    frames = []
+    for split in ("test", "confirmation"):
+        frame = sweep_frame(results, split)
+        if RESULT_COLUMNS[0] not in frame:
+            continue
+        frames.append(frame[["variant", "label", "seeds", *_with_spread(RESULT_COLUMNS)]].assign(split=split))
+    columns = ["variant", "label", "split", "seeds", *_with_spread(RESULT_COLUMNS)]
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def spread_cells(table: pd.DataFrame, columns: tuple[str, ...], digits: int = 1) -> pd.DataFrame:
+    """Metric columns as text ``mean ± std (low-high)`` (``± std`` only with more than one seed)."""
+    out = table.drop(columns=[c for c in table.columns if c.endswith(("_std", "_ci_low", "_ci_high"))])
+    for column in columns:
+        cells = []
+        for record in table.to_dict("records"):
+            value = record[column]
+            if value is None or np.isnan(value):
+                cells.append("-")
+                continue
+            text = f"{value:.{digits}f}"
+            if not np.isnan(record.get(f"{column}_std", np.nan)):
+                text += f" ± {record[f'{column}_std']:.{digits}f}"
+            low, high = record.get(f"{column}_ci_low", np.nan), record.get(f"{column}_ci_high", np.nan)
+            if not (np.isnan(low) or np.isnan(high)):
+                text += f" ({low:.{digits}f}-{high:.{digits}f})"
+            cells.append(text)
+        out[column] = cells
+    return out
 
 
 def table_headers(knn_k: int) -> dict[str, str]:
     """Column titles of the sweep tables (the k-NN title follows ``knn_k``)."""
-    return {"label": "Pre-training", "channel_drop_p": "p", **metric_headers(knn_k, short=True)}
+    headers = {"label": "Pre-training", "channel_drop_p": "p", "seeds": "seeds", **metric_headers(knn_k, short=True)}
+    for mode in BATCHNORM_MODES:
+        headers[f"{probe_key(mode)}_accuracy"] = f"LP (BN {mode}) accuracy %"
+        headers[f"{probe_key(mode)}_azimuth_error"] = f"LP (BN {mode}) error °"
+    return headers
 
 
 def tables_markdown(table_1: pd.DataFrame, table_2: pd.DataFrame, title: str, knn_k: int) -> tuple[str, str]:
-    """Markdown of both tables, with the paper's column names."""
+    """Markdown of both tables, with the paper's column names: mean ± std over seeds (95 % interval)."""
     headers = table_headers(knn_k)
-    one = f"# {title}: Table 1 (augmentations)\n\n" + to_markdown(
-        table_1.drop(columns="variant").rename(columns=headers)
-    )
-    table_2 = table_2.drop(columns="variant").assign(channel_drop_p=table_2["channel_drop_p"].map(lambda p: f"{p:g}"))
-    two = f"# {title}: Table 2 (ChannelDrop probability)\n\n" + to_markdown(table_2.rename(columns=headers))
+    note = "\nCells: mean ± standard deviation over the seeds (95 % bootstrap interval over test clips).\n"
+    table_1 = spread_cells(table_1.drop(columns="variant"), METRIC_COLUMNS)
+    one = f"# {title}: Table 1 (augmentations)\n\n" + to_markdown(table_1.rename(columns=headers)) + note
+    table_2 = spread_cells(table_2.drop(columns="variant"), METRIC_COLUMNS)
+    table_2 = table_2.assign(channel_drop_p=table_2["channel_drop_p"].map(lambda p: f"{p:g}"))
+    two = f"# {title}: Table 2 (ChannelDrop probability)\n\n" + to_markdown(table_2.rename(columns=headers)) + note
     return one, two
+
+
+def summary_markdown(summary: pd.DataFrame, title: str, knn_k: int) -> str:
+    """Markdown of :func:`summary_table`, one table per split."""
+    headers = table_headers(knn_k)
+    parts = [f"# {title}\n"]
+    for split, rows in summary.groupby("split", sort=False):
+        cells = spread_cells(rows.drop(columns=["variant", "split"]), RESULT_COLUMNS)
+        parts.append(f"\n## {split} split\n\n" + to_markdown(cells.rename(columns=headers)))
+    parts.append(
+        "\nCells: mean ± standard deviation over the seeds (95 % bootstrap interval over the split's clips of the "
+        "mean over seeds). LP: the linear probe with the chosen BatchNorm protocol (evaluation.batchnorm), also "
+        "shown under both protocols.\n"
+    )
+    return "".join(parts)
 
 
 def plot_channel_drop(table_2: pd.DataFrame) -> plt.Figure:
@@ -285,39 +446,55 @@ def plot_channel_drop(table_2: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def sweep_metrics(frame: pd.DataFrame) -> dict[str, Any]:
-    """``{variant}.{metric}`` for the sweep's MLflow run (the nested runs hold the same values)."""
+def sweep_metrics(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{variant}.{metric}`` (test mean over seeds, its std and interval) and ``{variant}.{split}.{metric}``
+    for the sweep's MLflow run (the nested runs hold each seed's values)."""
     metrics = {}
-    for record in frame.to_dict("records"):
-        for column in METRIC_COLUMNS:
-            value = record.get(column)
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                metrics[f"{record['variant']}.{column}"] = {"value": float(value), "step": 0}
+    for result in results:
+        for split, values in result["splits"].items():
+            prefix = result["variant"] if split == "test" else f"{result['variant']}.{split}"
+            for column, value in values.items():
+                if value is not None and math.isfinite(value):
+                    metrics[f"{prefix}.{column}"] = {"value": float(value), "step": 0}
     return metrics
 
 
 @dataclass
 class SweepReport:
-    """The sweep's outputs: every variant, Table 1 and Table 2 (frames and Markdown), the plot, MLflow metrics."""
+    """The sweep's outputs: every variant, the summary (all splits and protocols), Table 1 and Table 2
+    (frames and Markdown), the ChannelDrop plot and the MLflow metrics."""
 
     variants: pd.DataFrame
+    summary: pd.DataFrame
+    summary_markdown: str
     table1: pd.DataFrame
     table1_markdown: str
     table2: pd.DataFrame
     table2_markdown: str
-    channel_drop_figure: plt.Figure
+    channel_drop_figure: plt.Figure | None
     metrics: dict[str, Any]
 
     @property
     def variant_wall_s(self) -> float:
-        """Pretraining and evaluation seconds of all variants together."""
+        """Pretraining and evaluation seconds of all variants and seeds together."""
         columns = [c for c in ("pretraining_s", "evaluation_s") if c in self.variants]
         return float(self.variants[columns].to_numpy().sum())
 
 
 def build_sweep_report(results: list[dict[str, Any]], title: str, knn_k: int) -> SweepReport:
-    """Assemble the sweep's tables, plot and metrics from the variants' results."""
+    """Assemble the sweep's tables, plot and metrics from the variants' aggregated results."""
     frame = sweep_frame(results)
     one, two = table1(frame), table2(frame)
     markdown_1, markdown_2 = tables_markdown(one, two, title, knn_k)
-    return SweepReport(frame, one, markdown_1, two, markdown_2, plot_channel_drop(two), sweep_metrics(frame))
+    summary = summary_table(results)
+    return SweepReport(
+        frame,
+        summary,
+        summary_markdown(summary, title, knn_k),
+        one,
+        markdown_1,
+        two,
+        markdown_2,
+        plot_channel_drop(two) if len(two) else None,
+        sweep_metrics(results),
+    )

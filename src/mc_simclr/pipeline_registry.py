@@ -5,14 +5,15 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-OPT_IN = ("inference", "ablations")
+OPT_IN = ("inference", "ablations", "seeds")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register every pipeline package under ``mc_simclr.pipelines``.
 
     The default runs the four main pipelines: not ``inference``, which needs the user's own
-    recordings, nor ``ablations``, the long sweep of pretraining variants.
+    recordings, nor the long sweeps ``ablations`` (the paper's tables) and ``seeds`` (the default
+    configuration over several pretraining seeds).
     """
     pipelines = find_pipelines(raise_errors=True)
     pipelines["__default__"] = sum(

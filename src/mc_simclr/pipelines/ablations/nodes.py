@@ -1,8 +1,9 @@
-"""Thin nodes of the ``ablations`` pipeline; variants, caching and tables live in ``mc_simclr.ablations``.
+"""Thin nodes of the sweeps (``ablations`` and ``seeds``); variants, seeds, caching and tables live in
+``mc_simclr.ablations``.
 
-Each variant's two nodes share one nested MLflow run under the sweep's run (see ``tracking``): the
-pretraining node opens it (parameters, loss curve, encoder file) and the evaluation node reopens it
-by id (metrics, result file).
+Each variant's two nodes share its nested MLflow run under the sweep's run, and one nested run per
+seed under it (see ``tracking``): the pretraining node opens them (parameters, loss curves, encoder
+files) and the evaluation node reopens them by id (metrics, result file).
 """
 
 from __future__ import annotations
@@ -17,16 +18,27 @@ import torch
 
 from mc_simclr.ablations import (
     Variant,
+    aggregate_seeds,
     build_sweep_report,
-    evaluate_variant_encoder,
+    check_sweep,
+    evaluate_seed,
     evaluation_params,
+    parse_seeds,
     parse_variants,
+    seed_blocks,
     variant_blocks,
 )
 from mc_simclr.evaluation import SupervisedConfig
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import EncoderConfig, build_encoder
-from mc_simclr.pipelines.ablations.tracking import log_evaluation, log_params, log_pretraining, variant_run
+from mc_simclr.pipelines.ablations.tracking import (
+    log_params,
+    log_pretraining,
+    log_seed_evaluation,
+    log_variant_evaluation,
+    seed_run,
+    variant_run,
+)
 from mc_simclr.shards import FeatureShards, ShardedAudio
 from mc_simclr.training import package_encoder, pretrain_from_params
 from mc_simclr.utils import fingerprint, flatten
@@ -34,17 +46,18 @@ from mc_simclr.utils import fingerprint, flatten
 logger = logging.getLogger(__name__)
 
 
-def _variant(ablations: dict[str, Any], name: str) -> Variant:
-    variants = {v.name: v for v in parse_variants(ablations)}
+def _variant(block: dict[str, Any], name: str, sweep: str) -> Variant:
+    check_sweep(block, sweep)
+    variants = {v.name: v for v in parse_variants(block, sweep)}
     if name not in variants:
-        raise ValueError(f"ablations.variants has no variant {name!r}; it has {sorted(variants)}")
+        raise ValueError(f"{sweep}.variants has no variant {name!r}; it has {sorted(variants)}")
     return variants[name]
 
 
 def _random_init_file(
     features: dict[str, Any], encoder: dict[str, Any], sample_rate: int, seed: int, extra: dict[str, Any]
 ) -> dict[str, Any]:
-    """The encoder file of the ``random`` variant: a seeded random-init encoder, no pretraining."""
+    """The encoder file of a ``pretrain: false`` variant: a seeded random-init encoder, no pretraining."""
     extractor = FeatureExtractor.from_params(features, sample_rate=sample_rate)
     config = EncoderConfig.from_params(encoder)
     torch.manual_seed(seed)
@@ -63,29 +76,40 @@ def pretrain_variant(
     augmentations: dict[str, Any],
     audio: dict[str, Any],
     evaluation: dict[str, Any],
-    ablations: dict[str, Any],
+    sweep_params: dict[str, Any],
     *,
     name: str,
+    sweep: str = "ablations",
 ) -> dict[str, Any]:
-    """Pretrain one variant's encoder (resumes from its own checkpoint), or build it untrained."""
-    variant = _variant(ablations, name)
-    pre, enc, aug = variant_blocks(variant, pretraining, encoder, augmentations, ablations)
+    """Pretrain one variant's encoder for every seed of the sweep (each resumes from its own
+    checkpoint), or build it untrained (a random-init variant: the seed initialises it)."""
+    variant = _variant(sweep_params, name, sweep)
+    pre, enc, aug = variant_blocks(variant, pretraining, encoder, augmentations, sweep_params)
     sample_rate = int(audio["sample_rate"])
+    files: dict[str, dict[str, Any]] = {}
     with variant_run(name) as run:
-        extra = {"ablation_variant": name, "ablation_run_id": run.info.run_id if run is not None else ""}
-        if run is not None:
-            settings = {**variant.settings(), **flatten("encoder", enc)}
-            if variant.pretrain:
-                settings.update({**flatten("pretraining", pre), **flatten("augmentations", aug)})
-            log_params(settings)
+        settings = {**variant.settings(), **flatten("encoder", enc), "seeds": parse_seeds(sweep_params, sweep)}
         if variant.pretrain:
-            logger.info("Ablation %s: pretraining with %s", name, variant.settings())
-            state = pretrain_from_params(spatial_audio, features, pre, enc, aug, sample_rate, extra=extra)
-        else:
-            state = _random_init_file(features, enc, sample_rate, int(evaluation["random_init_seed"]), extra)
+            settings.update({**flatten("pretraining", pre), **flatten("augmentations", aug)})
         if run is not None:
-            log_pretraining(state)
-    return state
+            log_params(settings)
+        for seed in parse_seeds(sweep_params, sweep):
+            with seed_run(name, seed) as seeded:
+                extra = {
+                    "ablation_variant": name,
+                    "ablation_run_id": seeded.info.run_id if seeded else "",
+                    "seed": seed,
+                }
+                if variant.pretrain:
+                    logger.info("%s %s, seed %d: pretraining with %s", sweep, name, seed, variant.settings())
+                    blocks = seed_blocks(pre, seed, sweep_params["work_dir"], name)
+                    state = pretrain_from_params(spatial_audio, features, blocks, enc, aug, sample_rate, extra=extra)
+                else:
+                    state = _random_init_file(features, enc, sample_rate, seed, extra)
+                if seeded is not None:
+                    log_pretraining(state)
+            files[str(seed)] = state
+    return {"variant": name, "variant_run_id": run.info.run_id if run is not None else "", "seeds": files}
 
 
 def evaluate_variant(
@@ -93,37 +117,67 @@ def evaluate_variant(
     feature_patches: FeatureShards,
     class_names: list[str],
     evaluation: dict[str, Any],
-    ablations: dict[str, Any],
+    sweep_params: dict[str, Any],
     *,
     name: str,
+    sweep: str = "ablations",
 ) -> dict[str, Any]:
-    """Linear probing, k-NN and fine-tuning of one variant's encoder; cached by fingerprint."""
-    variant = _variant(ablations, name)
-    result, cached = evaluate_variant_encoder(variant, encoder, feature_patches, class_names, evaluation, ablations)
-    if cached:
-        logger.info("Ablation %s: evaluation found in the cache (same encoder and settings), not repeated", name)
-    result = {**result, "run_id": encoder.get("ablation_run_id", "")}
-    with variant_run(name, run_id=encoder.get("ablation_run_id") or None) as run:
+    """Linear probing, k-NN and fine-tuning of each seed's encoder (cached by fingerprint), then the
+    variant's result over its seeds."""
+    variant = _variant(sweep_params, name, sweep)
+    per_seed = []
+    for seed, state in encoder["seeds"].items():
+        result, cached = evaluate_seed(
+            variant, state, int(seed), feature_patches, class_names, evaluation, sweep_params
+        )
+        if cached:
+            logger.info("%s %s, seed %s: evaluation found in the cache, not repeated", sweep, name, seed)
+        with seed_run(name, int(seed), run_id=state.get("ablation_run_id") or None) as run:
+            if run is not None:
+                log_seed_evaluation(result, cached)
+        per_seed.append(result)
+    aggregate = {**aggregate_seeds(variant, per_seed), "run_id": encoder.get("variant_run_id", "")}
+    with variant_run(name, run_id=encoder.get("variant_run_id") or None) as run:
         if run is not None:
-            log_evaluation(result, cached)
-    return result
+            log_variant_evaluation(aggregate)
+    return aggregate
+
+
+def _knn_k(evaluation: dict[str, Any], sweep_params: dict[str, Any]) -> int:
+    return SupervisedConfig.from_params(evaluation_params(evaluation, sweep_params)["supervised"]).knn_k
 
 
 def build_sweep_tables(
     ablations: dict[str, Any], evaluation: dict[str, Any], *results: dict[str, Any]
-) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.DataFrame, str, plt.Figure, dict[str, Any]]:
-    """All variants, Table 1 and Table 2 (CSV and Markdown), the ChannelDrop plot and the sweep metrics."""
-    knn_k = SupervisedConfig.from_params(evaluation_params(evaluation, ablations)["supervised"]).knn_k
-    report = build_sweep_report(list(results), str(ablations.get("title", "MC-SimCLR ablations")), knn_k)
+) -> tuple[pd.DataFrame, pd.DataFrame, str, pd.DataFrame, str, pd.DataFrame, str, plt.Figure, dict[str, Any]]:
+    """The ablation sweep: all variants, the summary, Table 1 and Table 2 (CSV and Markdown), the
+    ChannelDrop plot and the sweep metrics."""
+    title = str(ablations.get("title", "MC-SimCLR ablations"))
+    report = build_sweep_report(list(results), title, _knn_k(evaluation, ablations))
     logger.info("Ablation sweep:\n%s\n%s", report.table1_markdown, report.table2_markdown)
     if mlflow.active_run() is not None:
         mlflow.log_metric("ablations.variant_wall_s_total", report.variant_wall_s)
+    figure = report.channel_drop_figure if report.channel_drop_figure is not None else plt.figure()
     return (
         report.variants,
+        report.summary,
+        report.summary_markdown,
         report.table1,
         report.table1_markdown,
         report.table2,
         report.table2_markdown,
-        report.channel_drop_figure,
+        figure,
         report.metrics,
     )
+
+
+def build_seed_summary(
+    seeds: dict[str, Any], evaluation: dict[str, Any], *results: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, str, dict[str, Any]]:
+    """The seed study: all variants, the summary over seeds (CSV and Markdown) and its metrics."""
+    title = str(seeds.get("title", "MC-SimCLR over pretraining seeds"))
+    report = build_sweep_report(list(results), title, _knn_k(evaluation, seeds))
+    logger.info("Seed study:\n%s", report.summary_markdown)
+    if mlflow.active_run() is not None:
+        mlflow.log_metric("seeds.variant_wall_s_total", report.variant_wall_s)
+    return report.variants, report.summary, report.summary_markdown, report.metrics

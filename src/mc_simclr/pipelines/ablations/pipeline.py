@@ -1,10 +1,11 @@
-"""``ablations`` pipeline: one pretraining + evaluation template, instantiated per variant.
+"""The sweeps (``ablations``; ``seeds``): one pretraining + evaluation template, instantiated per variant.
 
-The variants are read from the ``ablations.variants`` parameter block when the pipeline is
-created (:func:`mc_simclr.pipelines.ablations.variants.variant_names`), so adding a variant is a
-YAML edit. Variant ``cs`` becomes the namespace ``ablations.cs`` with the datasets
+The variants are read from the ``<sweep>.variants`` parameter block when the pipeline is created
+(:func:`mc_simclr.pipelines.ablations.variants.variant_names`), so adding a variant is a YAML edit.
+Variant ``cs`` of the ablations becomes the namespace ``ablations.cs`` with the datasets
 ``ablations.cs.encoder`` and ``ablations.cs.results`` (dataset factories in the catalog); the
-simulated audio and feature patches are shared inputs, computed once by the other pipelines.
+simulated audio and feature patches are shared inputs, computed once by the other pipelines. Each
+variant runs every seed of ``<sweep>.seeds``.
 """
 
 from __future__ import annotations
@@ -14,71 +15,102 @@ import functools
 from kedro.pipeline import Node, Pipeline
 
 from mc_simclr.pipelines import data_simulation, feature_extraction
-from mc_simclr.pipelines.ablations.nodes import build_sweep_tables, evaluate_variant, pretrain_variant
+from mc_simclr.pipelines.ablations.nodes import (
+    build_seed_summary,
+    build_sweep_tables,
+    evaluate_variant,
+    pretrain_variant,
+)
 from mc_simclr.pipelines.ablations.variants import variant_names
 from mc_simclr.pipelines.pretraining.pipeline import PRETRAINING_INPUTS
 
 #: Datasets every variant shares (written once by data_simulation and feature_extraction).
 SHARED_INPUTS = {"spatial_audio", "feature_patches", "class_names"}
-PRETRAIN_VARIANT_INPUTS = [*PRETRAINING_INPUTS, "params:evaluation", "params:ablations"]
-EVALUATE_VARIANT_INPUTS = ["encoder", "feature_patches", "class_names", "params:evaluation", "params:ablations"]
-#: Parameters stay un-namespaced: every variant reads the project's blocks and merges its overrides.
-SHARED_PARAMETERS = {name for name in PRETRAIN_VARIANT_INPUTS + EVALUATE_VARIANT_INPUTS if name.startswith("params:")}
+SWEEPS = ("ablations", "seeds")
 
 
-def _bind(func, name: str):
-    """``func`` with the variant's name bound, keeping the function's name for Kedro and kedro-viz."""
-    return functools.update_wrapper(functools.partial(func, name=name), func)
+def pretrain_inputs(sweep: str) -> list[str]:
+    """Inputs of a variant's pretraining node: the pretraining node's, then evaluation and the sweep block."""
+    return [*PRETRAINING_INPUTS, "params:evaluation", f"params:{sweep}"]
 
 
-def template(name: str) -> Pipeline:
-    """Pretrain one variant's encoder, then evaluate it (un-namespaced dataset names)."""
+def evaluate_inputs(sweep: str) -> list[str]:
+    return ["encoder", "feature_patches", "class_names", "params:evaluation", f"params:{sweep}"]
+
+
+def shared_parameters(sweep: str) -> set[str]:
+    """Parameters stay un-namespaced: every variant reads the project's blocks and merges its overrides."""
+    return {name for name in pretrain_inputs(sweep) + evaluate_inputs(sweep) if name.startswith("params:")}
+
+
+def _bind(func, name: str, sweep: str):
+    """``func`` with the variant and sweep bound, keeping the function's name for Kedro and kedro-viz."""
+    return functools.update_wrapper(functools.partial(func, name=name, sweep=sweep), func)
+
+
+def template(name: str, sweep: str = "ablations") -> Pipeline:
+    """Pretrain one variant's encoders (every seed), then evaluate them (un-namespaced dataset names)."""
     return Pipeline(
         [
-            Node(
-                _bind(pretrain_variant, name),
-                inputs=PRETRAIN_VARIANT_INPUTS,
-                outputs="encoder",
-                name="pretrain_variant",
-            ),
-            Node(
-                _bind(evaluate_variant, name),
-                inputs=EVALUATE_VARIANT_INPUTS,
-                outputs="results",
-                name="evaluate_variant",
-            ),
+            Node(_bind(pretrain_variant, name, sweep), pretrain_inputs(sweep), "encoder", name="pretrain_variant"),
+            Node(_bind(evaluate_variant, name, sweep), evaluate_inputs(sweep), "results", name="evaluate_variant"),
         ]
     )
 
 
-def create_pipeline(variants: list[str] | None = None, **kwargs) -> Pipeline:
-    """Simulation and features (shared), every variant's namespaced template, then the sweep report.
+#: The report node of each sweep: its function and its outputs (below the sweep's namespace).
+REPORTS = {
+    "ablations": (
+        build_sweep_tables,
+        [
+            "variants_table",
+            "summary",
+            "summary_markdown",
+            "table1",
+            "table1_markdown",
+            "table2",
+            "table2_markdown",
+            "channel_drop_plot",
+            "sweep_metrics",
+        ],
+    ),
+    "seeds": (build_seed_summary, ["variants_table", "summary", "summary_markdown", "sweep_metrics"]),
+}
+
+
+def sweep_pipeline(sweep: str, variants: list[str] | None = None) -> Pipeline:
+    """Simulation and features (shared), every variant's namespaced template, then the sweep's report.
 
     Both shared pipelines skip finished shards, so running them first costs little once they are
-    done, and the sweep also runs on a fresh checkout. ``--namespaces=ablations.<name>`` leaves
-    them out (their outputs must then exist).
+    done, and the sweep also runs on a fresh checkout. ``--namespaces=<sweep>.<name>`` leaves them
+    out (their outputs must then exist).
     """
-    names = variant_names() if variants is None else list(variants)
+    if sweep not in SWEEPS:
+        raise ValueError(f"unknown sweep {sweep!r}; expected one of {SWEEPS}")
+    names = variant_names(sweep=sweep) if variants is None else list(variants)
     if not names:
         return Pipeline([])
     per_variant = [
-        Pipeline(template(name), namespace=f"ablations.{name}", inputs=SHARED_INPUTS, parameters=SHARED_PARAMETERS)
+        Pipeline(
+            template(name, sweep),
+            namespace=f"{sweep}.{name}",
+            inputs=SHARED_INPUTS,
+            parameters=shared_parameters(sweep),
+        )
         for name in names
     ]
+    function, outputs = REPORTS[sweep]
     report = Node(
-        build_sweep_tables,
-        inputs=["params:ablations", "params:evaluation", *[f"ablations.{name}.results" for name in names]],
-        outputs=[
-            "ablations.variants_table",
-            "ablations.table1",
-            "ablations.table1_markdown",
-            "ablations.table2",
-            "ablations.table2_markdown",
-            "ablations.channel_drop_plot",
-            "ablations.sweep_metrics",
-        ],
+        function,
+        inputs=[f"params:{sweep}", "params:evaluation", *[f"{sweep}.{name}.results" for name in names]],
+        outputs=[f"{sweep}.{output}" for output in outputs],
         name="build_sweep_report",
-        namespace="ablations",
+        namespace=sweep,
     )
     shared = data_simulation.create_pipeline() + feature_extraction.create_pipeline()
     return shared + Pipeline([*per_variant, report])
+
+
+def create_pipeline(variants: list[str] | None = None, **kwargs) -> Pipeline:
+    """The ablation sweep: the paper's Table 1 and Table 2."""
+    return sweep_pipeline("ablations", variants)

@@ -30,12 +30,12 @@ def run_env() -> str:
     return os.environ.get("KEDRO_ENV") or "local"
 
 
-def variant_names(project_path: Path | None = None, env: str | None = None) -> list[str]:
-    """Names of ``ablations.variants`` in the project's configuration (empty if it has none)."""
+def variant_names(project_path: Path | None = None, env: str | None = None, sweep: str = "ablations") -> list[str]:
+    """Names of ``<sweep>.variants`` in the project's configuration (empty if it has none)."""
     project = project_path or find_kedro_project(Path.cwd())
     if project is None:
         raise RuntimeError(
-            f"The ablations pipeline reads its variants from the project's conf/, but {Path.cwd()} is not "
+            f"The {sweep} pipeline reads its variants from the project's conf/, but {Path.cwd()} is not "
             "inside a Kedro project: run kedro from the project folder"
         )
     loader = OmegaConfigLoader(
@@ -44,6 +44,6 @@ def variant_names(project_path: Path | None = None, env: str | None = None) -> l
         **settings.CONFIG_LOADER_ARGS,
     )
     params = loader["parameters"]
-    if "ablations" not in params:
+    if sweep not in params:
         return []
-    return [variant.name for variant in parse_variants(params["ablations"])]
+    return [variant.name for variant in parse_variants(params[sweep], sweep)]
