@@ -16,14 +16,14 @@ RATE = 16000
 def test_diffuse_field_coherence_follows_the_sinc_of_the_spacing():
     spacing = 0.1
     mics = np.array([[0.0, 0.0, 0.0], [spacing, 0.0, 0.0]])
-    noise = diffuse_noise(8 * RATE, mics, RATE, np.random.default_rng(0), n_directions=256, color="white")
+    noise = diffuse_noise(8 * RATE, mics, RATE, np.random.default_rng(0), color="white")
     assert noise.shape == (2, 8 * RATE) and np.mean(noise**2) == pytest.approx(1.0, rel=1e-3)
     freqs, measured = coherence(noise[0], noise[1], fs=RATE, nperseg=512)
     expected = np.sinc(2 * freqs * spacing / SPEED_OF_SOUND) ** 2  # np.sinc(x) = sin(pi x) / (pi x)
     band = (freqs > 100) & (freqs < 6000)
     assert np.abs(measured[band] - expected[band]).mean() < 0.05
     # far apart microphones hear nearly independent noise, unlike coincident ones
-    far = diffuse_noise(8 * RATE, mics * 20, RATE, np.random.default_rng(0), n_directions=256, color="white")
+    far = diffuse_noise(8 * RATE, mics * 20, RATE, np.random.default_rng(0), color="white")
     assert coherence(far[0], far[1], fs=RATE, nperseg=512)[1][band].mean() < 0.1
 
 
