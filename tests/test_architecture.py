@@ -16,8 +16,10 @@ from conftest import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "src" / "mc_simclr"
 FRAMEWORKS = {"kedro", "kedro_datasets", "kedro_mlflow", "kedro_viz", "mlflow"}
-#: Kedro's project glue: settings, registry, entry point.
-GLUE = {"settings.py", "pipeline_registry.py", "__main__.py", "__init__.py"}
+#: Kedro's project glue: settings, hooks, registry, entry point.
+GLUE = {"settings.py", "hooks.py", "pipeline_registry.py", "__main__.py", "__init__.py"}
+#: The one library module that is the MLflow model (docs/architecture.md says so in its row).
+MLFLOW_MODULES = {"serving"}
 
 
 def allowed_imports() -> dict[str, set[str]]:
@@ -82,7 +84,8 @@ def test_library_module_imports_follow_the_table(path):
     project, other = imports_of(path)
     allowed = {m for m in rules[module_name(path)] if m != "any of the above"}
     assert project <= allowed, f"{module_name(path)} imports {sorted(project - allowed)}, not in its row"
-    assert not other & FRAMEWORKS, f"{module_name(path)} imports {sorted(other & FRAMEWORKS)}"
+    forbidden = FRAMEWORKS - ({"mlflow"} if module_name(path) in MLFLOW_MODULES else set())
+    assert not other & forbidden, f"{module_name(path)} imports {sorted(other & forbidden)}"
 
 
 def test_datasets_use_kedro_but_not_mlflow_or_the_pipelines():

@@ -38,6 +38,7 @@ from mc_simclr.augment import (
     ChannelDrop,
     ChannelSwap,
     Mixup,
+    MultiLevelAugmentation,
     RandomResizedCrop,
     map_azimuth,
     n_symmetries,
@@ -463,3 +464,10 @@ def test_modules_run_on_device(device):
     assert dropped.shape == feats.shape and dropped.device.type == device.type
     kept = (dropped == feats).all(dim=(2, 3)) | (dropped == 0).all(dim=(2, 3))
     assert bool(kept.all())
+
+
+def test_an_unknown_key_of_an_augmentation_block_is_named_with_its_path():
+    blocks = {name: {"enabled": True} for name in ("channel_swap", "mixup", "random_resized_crop", "channel_drop")}
+    blocks["mixup"]["alpha_maxx"] = 0.1
+    with pytest.raises(ValueError, match=r"augmentations\.mixup\.alpha_maxx.*expected some of \['alpha_max'"):
+        MultiLevelAugmentation.from_params(blocks, FeatureExtractor())

@@ -192,7 +192,8 @@ def test_srp_phat_finds_a_source_in_a_dry_room(azimuth):
 
 
 def test_inference_windows_and_channel_check(tmp_path):
-    from mc_simclr.inference import read_recording, windows
+    from mc_simclr.inference import read_recording
+    from mc_simclr.model import windows
 
     audio = np.arange(2 * 25, dtype=np.float32).reshape(2, 25)
     cut, starts = windows(audio, length=10, hop=10)

@@ -33,7 +33,7 @@ METRICS = [
 def _sweep_runs(project, sweep="ablations"):
     mlflow.set_tracking_uri(tracking_uri(project))
     runs = mlflow.search_runs(experiment_names=["mc-simclr-test"], order_by=["start_time ASC"])
-    sweeps = runs[runs["tags.mlflow.runName"] == sweep]
+    sweeps = runs[runs["tags.mlflow.runName"].str.startswith(f"{sweep} · test · split_crnn · seeds ")]
     return runs, list(sweeps["run_id"])
 
 

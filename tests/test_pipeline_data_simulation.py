@@ -75,3 +75,19 @@ def test_parameters_merge_softly_across_environments():
     assert params["simulation"]["scene"]["rt60"] == [0.1, 0.4]
     assert params["simulation"]["scene"]["array_diameter"] == 0.1
     assert params["corpus"]["source"] == "synthetic"
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"simulation": {"backend": "raytracer"}}, "simulation.backend must be one of"),
+        ({"simulation": {"noise": {"snr_db": [20.0, 0.0]}}}, "simulation.noise.snr_db"),
+        ({"augmentations": {"mixup": {"alpha_maxx": 0.1}}}, "augmentations.mixup.alpha_maxx"),
+        ({"seeds": {"seeds": [1, 1]}}, "seeds.seeds"),
+    ],
+)
+def test_bad_parameters_stop_a_run_before_it_writes_anything(kedro_project, params, message):
+    with pytest.raises(ValueError, match=message):
+        run_pipeline(kedro_project, "data_simulation", runtime_params=params)
+    assert not any((kedro_project / "data").rglob("*.parquet"))
+    assert not (kedro_project / "data" / "01_raw").exists() or not any((kedro_project / "data" / "01_raw").iterdir())

@@ -54,9 +54,13 @@ def test_evaluation_run(simulated_project):
 
     mlflow.set_tracking_uri(tracking_uri(simulated_project))
     pretraining = mlflow.search_runs(
-        experiment_names=["mc-simclr-test"], filter_string="tags.mlflow.runName = 'pretraining'"
+        experiment_names=["mc-simclr-test"],
+        filter_string="tags.mlflow.runName = 'pretraining · test · split_crnn · seed 0'",
     )
-    runs = mlflow.search_runs(experiment_names=["mc-simclr-test"], filter_string="tags.mlflow.runName = 'evaluation'")
+    runs = mlflow.search_runs(
+        experiment_names=["mc-simclr-test"],
+        filter_string="tags.mlflow.runName = 'evaluation · test · split_crnn · seed 0'",
+    )
     run = runs.iloc[0]
     assert run["tags.pretraining_run_id"] == pretraining.iloc[0]["run_id"]
     # every cell of the table is an MLflow metric of the run, with the same value

@@ -20,7 +20,10 @@ def test_pretraining_run(simulated_project):
     assert (simulated_project / "data/06_models/pretraining_checkpoint.pt").is_file()
 
     mlflow.set_tracking_uri(tracking_uri(simulated_project))
-    runs = mlflow.search_runs(experiment_names=["mc-simclr-test"], filter_string="tags.mlflow.runName = 'pretraining'")
+    runs = mlflow.search_runs(
+        experiment_names=["mc-simclr-test"],
+        filter_string="tags.mlflow.runName = 'pretraining · test · split_crnn · seed 0'",
+    )
     assert len(runs) == 1
     run = runs.iloc[0]
     assert run["params.pretraining.batch_size"] == "4"

@@ -190,3 +190,23 @@ def test_normalize_peak_keeps_channel_ratios() -> None:
         normalize_peak(np.zeros((4, 10)))
     with pytest.raises(ValueError, match="NaN or infinite"):
         normalize_peak(np.array([[0.0, np.nan]]))
+
+
+def test_slow_rooms_are_announced_with_their_image_count(caplog):
+    from mc_simclr.acoustics.rir import SLOW_ROOM_IMAGES, images_in_order, warn_if_slow
+
+    for order in (0, 1, 3, 6):  # the closed form counts the image indices within the order
+        brute = sum(
+            1
+            for i in range(-order, order + 1)
+            for j in range(-order, order + 1)
+            for k in range(-order, order + 1)
+            if abs(i) + abs(j) + abs(k) <= order
+        )
+        assert images_in_order(order) == brute
+    scene = make_scene([3.0, 3.0, 2.5], 1.0, [1.5, 1.5, 1.2], [2.5, 2.0, 1.2])
+    with caplog.at_level("WARNING", logger="mc_simclr.acoustics.rir"):
+        warn_if_slow(scene, SLOW_ROOM_IMAGES, "pyroomacoustics")
+        assert not caplog.records
+        warn_if_slow(scene, images_in_order(178), "pyroomacoustics")
+    assert "3.0x3.0x2.5" in caplog.text and "RT60 1.00 s" in caplog.text and "7,583,513 image sources" in caplog.text

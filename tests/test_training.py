@@ -1,6 +1,7 @@
 """Pretraining loop: schedule, determinism, checkpoint + resume, and clear checkpoint errors."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,6 +133,27 @@ def test_checkpoint_errors(audio, tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
         _run(audio, tmp_path, checkpoint_path=str(path), epochs=1, warmup_epochs=0, base_lr=0.1)
+
+
+class _Payload:
+    """Unpickling this creates a file: a stand-in for a checkpoint that would run code when loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_with_a_pickled_object_is_refused_unread(audio, tmp_path):
+    path, marker = tmp_path / "ck.pt", tmp_path / "code-ran"
+    _run(audio, tmp_path, checkpoint_path=str(path), epochs=1, warmup_epochs=0)
+    state = torch.load(path, weights_only=True)  # what mc_simclr writes loads safely
+    assert "rng" not in state and state["epoch"] == 1
+    torch.save({**state, "extra": _Payload(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused unread, since loading it could run code"):
+        _run(audio, tmp_path, checkpoint_path=str(path), epochs=2, warmup_epochs=0)
+    assert not marker.exists()
 
 
 def test_config_errors():

@@ -9,6 +9,7 @@ randomness on the input's device.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -300,10 +301,16 @@ class MultiLevelAugmentation(nn.Module):
         """Build from the ``augmentations`` block: ``{name: {enabled: bool, ...options}}``."""
         check_keys(params, AUGMENTATIONS, "augmentations")
 
+        modules = {"channel_swap": ChannelSwap, "mixup": Mixup, "random_resized_crop": RandomResizedCrop}
+        modules["channel_drop"] = ChannelDrop
+        fixed = {"channel_swap": {"n_mics"}, "random_resized_crop": {"attempts"}}  # not settings of a block
+
         def options(name: str) -> dict | None:
             block = dict(params.get(name) or {})
             if "enabled" not in block:
                 raise ValueError(f"augmentations.{name}.enabled must be set (true or false)")
+            accepted = set(inspect.signature(modules[name]).parameters) - fixed.get(name, set())
+            check_keys(block, {"enabled", *accepted}, f"augmentations.{name}")
             return {k: v for k, v in block.items() if k != "enabled"} if block["enabled"] else None
 
         swap, mix, rrc, drop = (options(name) for name in AUGMENTATIONS)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import random
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -81,8 +81,19 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: Path, expected_fingerprint: str) -> dict[str, Any]:
     """Load and check a checkpoint; raise :class:`CheckpointError` with the reason and the remedy."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the file is unusable
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "allowed global" not in str(err):  # not a refused object: a file that is no checkpoint at all
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}); delete it or set "
+                "pretraining.restart: true"
+            ) from err
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain values, which mc_simclr never "
+            "writes; it was refused unread, since loading it could run code. Delete it or set "
+            "pretraining.restart: true"
+        ) from err
+    except Exception as err:  # noqa: BLE001 - any other failure means the file is unusable
         raise CheckpointError(
             f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}); delete it or set "
             "pretraining.restart: true"
@@ -376,7 +387,9 @@ def train_epoch(run: PretrainingRun, epoch: int, progress: bool = True) -> dict[
 
 
 def checkpoint_state(run: PretrainingRun, epochs_done: int) -> dict[str, Any]:
-    """What :func:`resume_pretraining` needs to continue after ``epochs_done`` epochs."""
+    """What :func:`resume_pretraining` needs to continue after ``epochs_done`` epochs: tensors and plain
+    values only, so that it loads with ``weights_only=True`` (every draw of an epoch is seeded by
+    ``(seed, epoch)``, so no generator state is needed)."""
     return {
         "version": CHECKPOINT_VERSION,
         "fingerprint": run.fingerprint,
@@ -386,7 +399,6 @@ def checkpoint_state(run: PretrainingRun, epochs_done: int) -> dict[str, Any]:
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "history": run.history,
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
     }
 
 

@@ -92,8 +92,10 @@ def plan_shards(
     """Group clips by split into shards of ``shard_size`` (sorted by clip id): ``{shard_id: thunk}``.
 
     Shard ids are ``<split>-<index>-<digest>``, the digest covering the shard's rows and ``salt``
-    (the rendering settings), so a shard written under other settings is never taken as done.
-    Each thunk renders its shard when called (lazy saving).
+    (the rendering settings), so a shard written under other settings is never taken as done. The
+    rows' absolute ``path`` is left out of the digest (their ``source`` relative to the corpus root,
+    size and modification time are in it), so moving the project keeps its shards, and editing a
+    source file renders its shard again. Each thunk renders its shard when called (lazy saving).
     """
     if shard_size < 1:
         raise ValueError(f"simulation.shard_size must be >= 1, got {shard_size}")
@@ -101,7 +103,8 @@ def plan_shards(
     for split, group in clips.sort_values("clip_id").groupby("split", sort=True):
         for start in range(0, len(group), shard_size):
             rows = group.iloc[start : start + shard_size]
-            digest = hashlib.sha1((salt + rows.to_csv(index=False)).encode("utf-8")).hexdigest()[:8]
+            identity = rows.drop(columns=["path"], errors="ignore").to_csv(index=False)
+            digest = hashlib.sha1((salt + identity).encode("utf-8")).hexdigest()[:8]
             plan[f"{split}-{start // shard_size:05d}-{digest}"] = partial(render, rows)
     return plan
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import math
 from typing import Any, Protocol, runtime_checkable
 
@@ -38,6 +39,8 @@ from torchrir.util.acoustics import attenuation_db_to_time_sabine, estimate_imag
 
 from mc_simclr.acoustics.scene import SPEED_OF_SOUND, Scene
 from mc_simclr.devices import resolve_device
+
+logger = logging.getLogger(__name__)
 
 #: Error text ``torchrir`` 3.0.1 raises when float rounding of ``nsample / fs * fs`` makes its
 #: diffuse-tail check believe that ``tmax`` lies past the RIR it allocated itself.
@@ -53,6 +56,28 @@ MAX_TAIL_RETRIES = 3
 #: tried and made the RT60 of dry rooms less accurate: the tail level then comes from sparser
 #: reflections.
 MIN_EARLY_AFTER_DIRECT_S = 0.0125
+
+#: A room needing more image sources than this is announced with a warning: it takes seconds to
+#: minutes (a long RT60 in a small room).
+SLOW_ROOM_IMAGES = 200_000
+
+
+def images_in_order(order: int) -> int:
+    """Image sources of a shoebox's full image-source method up to reflection order ``order``."""
+    return (2 * order + 1) * (2 * order * order + 2 * order + 3) // 3
+
+
+def warn_if_slow(scene: Scene, n_images: int, backend: str) -> None:
+    """Log a warning naming the room when it needs more than :data:`SLOW_ROOM_IMAGES` image sources."""
+    if n_images > SLOW_ROOM_IMAGES:
+        logger.warning(
+            "%s: room %s with RT60 %.2f s needs %s image sources; this RIR will take a while",
+            backend,
+            "x".join(f"{d:.1f}" for d in scene.room_dims),
+            scene.rt60,
+            f"{n_images:,}",
+        )
+
 
 GPURIR_INSTALL_HINT = (
     "gpuRIR is not on PyPI; build it from source on a machine with CUDA and nvcc: "
@@ -189,6 +214,7 @@ class TorchRIRBackend:
         )
         tdiff, tmax = _tail_times(scene, self.diffuse_attenuation_db, self.max_attenuation_db)
         nb_img = tuple(int(n) for n in estimate_image_counts_from_tmax(tdiff, room.size, c=SPEED_OF_SOUND))
+        warn_if_slow(scene, math.prod(nb_img), self.name)
         seed = scene_seed(scene, self.seed)
         retry = 0
         while True:
@@ -243,6 +269,7 @@ class PyRoomAcousticsBackend:
         import pyroomacoustics as pra  # imported here: it takes ~1.5 s and only this backend needs it
 
         absorption, order = pra.inverse_sabine(scene.rt60, list(scene.room_dims), c=SPEED_OF_SOUND)
+        warn_if_slow(scene, images_in_order(order if self.max_order is None else self.max_order), self.name)
         room = pra.ShoeBox(
             list(scene.room_dims),
             fs=sample_rate,

@@ -9,6 +9,10 @@ label          class name (empty for clips without a label)
 path           absolute path of the audio file
 duration       seconds, from the file header
 sample_rate    the file's own sample rate (audio is resampled when it is read)
+source         the file's path relative to the corpus root (moving the corpus keeps it)
+file_size      bytes, and
+file_mtime_ns  the modification time of the file: with ``source``, what identifies its content
+               (an edited file is rendered again; see :func:`~mc_simclr.acoustics.render.plan_shards`)
 =============  ======================================================================
 
 Readers:
@@ -46,7 +50,17 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("unlabeled", "labeled", "validation", "test", "confirmation")
 CORPUS_SOURCES = ("synthetic", "fsdnoisy18k", "folder")
-CLIP_TABLE_COLUMNS = ("clip_id", "split", "label", "path", "duration", "sample_rate")
+CLIP_TABLE_COLUMNS = (
+    "clip_id",
+    "split",
+    "label",
+    "path",
+    "duration",
+    "sample_rate",
+    "source",
+    "file_size",
+    "file_mtime_ns",
+)
 
 
 @dataclass
@@ -93,9 +107,11 @@ def _unique_ids(stems: list[str]) -> list[str]:
     return ids
 
 
-def _build_table(rows: list[dict[str, Any]], report: CorpusReport) -> pd.DataFrame:
-    """Check each row's file header; keep the usable ones and record the others."""
+def _build_table(rows: list[dict[str, Any]], report: CorpusReport, root: Path) -> pd.DataFrame:
+    """Check each row's file header; keep the usable ones (with their identity below ``root``) and
+    record the others."""
     kept = []
+    root = Path(root).resolve()
     for row in tqdm(rows, desc="checking audio files", unit="file", leave=False):
         try:
             duration, rate, _ = audio_info(row["path"])
@@ -103,7 +119,20 @@ def _build_table(rows: list[dict[str, Any]], report: CorpusReport) -> pd.DataFra
             logger.warning("Skipping clip %s: %s", row["clip_id"], err)
             report.skipped.append({"clip_id": row["clip_id"], "path": str(row["path"]), "reason": err.reason})
             continue
-        kept.append({**row, "path": str(Path(row["path"]).resolve()), "duration": duration, "sample_rate": rate})
+        path = Path(row["path"]).resolve()
+        stat = path.stat()
+        source = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+        kept.append(
+            {
+                **row,
+                "path": str(path),
+                "duration": duration,
+                "sample_rate": rate,
+                "source": source,
+                "file_size": int(stat.st_size),
+                "file_mtime_ns": int(stat.st_mtime_ns),
+            }
+        )
     table = pd.DataFrame(kept, columns=list(CLIP_TABLE_COLUMNS))
     report.n_clips = len(table)
     if report.n_skipped:
@@ -157,7 +186,7 @@ def read_folder_corpus(
         for cid, split, label, filename in zip(ids, table["split"], table["label"], table["filename"], strict=True)
     ]
     report = CorpusReport()
-    clips = _build_table(rows, report)
+    clips = _build_table(rows, report, root)
     if validation_size:
         clips = hold_out_validation(clips, validation_size, seed, "corpus.folder.validation_size")
     return clips, report
@@ -196,7 +225,7 @@ def read_fsdnoisy18k(root: str | Path, validation_size: int = 200, seed: int = 0
     for row, cid in zip(rows, _unique_ids([r["clip_id"] for r in rows]), strict=True):
         row["clip_id"] = cid
     report = CorpusReport()
-    clips = _build_table(rows, report)
+    clips = _build_table(rows, report, root)
     clips = hold_out_validation(clips, validation_size, seed, "corpus.fsdnoisy18k.validation_size")
     return clips, report
 

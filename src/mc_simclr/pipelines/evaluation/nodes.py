@@ -18,8 +18,9 @@ from mc_simclr.evaluation import (
     evaluate_encoder,
     prepare_evaluation,
 )
-from mc_simclr.inference import package_seld_model
+from mc_simclr.model import package_seld_model
 from mc_simclr.reporting import build_report
+from mc_simclr.serving import log_seld_model
 from mc_simclr.shards import FeatureShards, ShardedAudio
 
 logger = logging.getLogger(__name__)
@@ -48,18 +49,38 @@ def supervised_azimuth_ceiling(evaluation_inputs: EvaluationInputs) -> dict[str,
 
 
 def export_seld_model(
-    pretrained_results: ProtocolResults, evaluation_inputs: EvaluationInputs, class_names: list[str]
+    pretrained_results: ProtocolResults,
+    evaluation_inputs: EvaluationInputs,
+    class_names: list[str],
+    simulation: dict[str, Any],
 ) -> dict[str, Any]:
-    """The fine-tuned MC-SimCLR encoder with its class and azimuth heads, for the inference pipeline."""
+    """The fine-tuned MC-SimCLR encoder with its class and azimuth heads and the array geometry, for
+    the inference pipeline, the Python API and the served model."""
     tuned = pretrained_results.model
+    scene = simulation.get("scene", {})
+    geometry = {
+        "kind": "circular",
+        "n_mics": int(scene.get("n_mics", evaluation_inputs.n_mics)),
+        "diameter_m": float(scene.get("array_diameter", 0.1)),
+        "orientation_deg": float(scene.get("array_orientation_deg", 0.0)),
+    }
     return package_seld_model(
         tuned.encoder,
         tuned.heads,
         evaluation_inputs.extractor,
         evaluation_inputs.features,
         class_names,
-        {"pretraining_run_id": evaluation_inputs.pretraining_run_id, "protocol": "fine_tune"},
+        {"pretraining_run_id": evaluation_inputs.pretraining_run_id, "protocol": "fine_tune", "geometry": geometry},
     )
+
+
+def log_mlflow_model(seld_model: dict[str, Any], evaluation: dict[str, Any]) -> None:
+    """Log the model as an MLflow ``pyfunc`` model in this run and register it (``evaluation.registered_model``)."""
+    if mlflow.active_run() is None:
+        return
+    name = evaluation.get("registered_model")
+    info = log_seld_model(seld_model, registered_name=str(name) if name else None)
+    logger.info("MLflow model %s%s", info.model_uri, f", registered as {name}" if name else "")
 
 
 def srp_phat_baseline(

@@ -8,6 +8,7 @@ from mc_simclr.pipelines.evaluation.nodes import (
     evaluate_random_init,
     export_seld_model,
     load_evaluation_inputs,
+    log_mlflow_model,
     srp_phat_baseline,
     supervised_azimuth_ceiling,
 )
@@ -33,10 +34,11 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 export_seld_model,
-                inputs=["pretrained_results", "evaluation_inputs", "class_names"],
+                inputs=["pretrained_results", "evaluation_inputs", "class_names", "params:simulation"],
                 outputs="seld_model",
                 name="export_seld_model",
             ),
+            Node(log_mlflow_model, inputs=["seld_model", "params:evaluation"], outputs=None, name="log_mlflow_model"),
             Node(
                 srp_phat_baseline,
                 inputs=["spatial_audio", "feature_index", "params:evaluation", "params:audio"],

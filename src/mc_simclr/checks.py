@@ -1,0 +1,54 @@
+"""Every parameter block checked at once, before a run writes anything.
+
+A run that would fail on a bad value in its third node (an unknown RIR backend, an SNR range
+backwards, a misspelt augmentation option) fails here instead, before the first node replaces a
+clip table or a scene table. The Kedro project calls :func:`check_parameters` when its context is
+created (``mc_simclr.hooks``); each check is the one the node itself would make, with the same
+message naming the parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mc_simclr.ablations import check_sweep
+from mc_simclr.acoustics.noise import NoiseConfig
+from mc_simclr.acoustics.rir import BACKENDS
+from mc_simclr.acoustics.scene import SceneConfig
+from mc_simclr.audio.corpora import CORPUS_SOURCES
+from mc_simclr.augment import MultiLevelAugmentation
+from mc_simclr.evaluation import SupervisedConfig, batchnorm_mode
+from mc_simclr.features import FeatureExtractor
+from mc_simclr.models import EncoderConfig
+from mc_simclr.training import PretrainConfig
+
+SWEEPS = ("ablations", "seeds")
+
+
+def check_parameters(params: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the parameter for the first invalid value of any block present."""
+    corpus = params.get("corpus")
+    if corpus is not None and corpus.get("source") not in CORPUS_SOURCES:
+        raise ValueError(f"corpus.source must be one of {list(CORPUS_SOURCES)}, got {corpus.get('source')!r}")
+    simulation = params.get("simulation")
+    if simulation is not None:
+        if simulation.get("backend") not in BACKENDS:
+            raise ValueError(f"simulation.backend must be one of {sorted(BACKENDS)}, got {simulation.get('backend')!r}")
+        SceneConfig.from_params(simulation.get("scene", {}))
+        NoiseConfig.from_params(simulation.get("noise"))
+    extractor = None
+    if "features" in params and "audio" in params:
+        extractor = FeatureExtractor.from_params(params["features"], int(params["audio"]["sample_rate"]))
+    if "encoder" in params:
+        EncoderConfig.from_params(params["encoder"])
+    if "pretraining" in params:
+        PretrainConfig.from_params({k: v for k, v in params["pretraining"].items() if k != "split"})
+    if "augmentations" in params and extractor is not None:
+        MultiLevelAugmentation.from_params(params["augmentations"], extractor, extractor.n_mics)
+    evaluation = params.get("evaluation")
+    if evaluation is not None:
+        SupervisedConfig.from_params(evaluation.get("supervised", {}))
+        batchnorm_mode(evaluation)
+    for sweep in SWEEPS:
+        if sweep in params:
+            check_sweep(params[sweep], sweep)

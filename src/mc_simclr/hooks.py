@@ -1,0 +1,65 @@
+"""Project hooks: parameters checked before a run writes anything; MLflow runs named for what they are."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+from mc_simclr.checks import check_parameters
+
+logger = logging.getLogger(__name__)
+
+#: MLflow 3's experiment kind for model training (the UI then opens on runs, not on GenAI traces).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+class ParameterChecks:
+    """Check every parameter block (:func:`mc_simclr.checks.check_parameters`) before a run writes anything."""
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        check_parameters(context.params)
+
+
+def run_name(run_params: dict[str, Any], params: dict[str, Any]) -> str:
+    """``<pipelines> · <env> · <encoder> · seed <n>``: what a run is, for the MLflow runs table."""
+    pipelines = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+    pipelines = [str(p) for p in ([pipelines] if isinstance(pipelines, str) else pipelines)]
+    parts = ["+".join("default" if p == "__default__" else p for p in pipelines), str(run_params.get("env") or "local")]
+    encoder = (params.get("encoder") or {}).get("architecture")
+    if encoder:
+        parts.append(str(encoder))
+    if "ablations" in pipelines or "seeds" in pipelines:
+        sweep = params.get("seeds" if "seeds" in pipelines else "ablations") or {}
+        parts.append("seeds " + ",".join(str(s) for s in sweep.get("seeds", [0])))
+    elif "seed" in (params.get("pretraining") or {}):
+        parts.append(f"seed {params['pretraining']['seed']}")
+    return " · ".join(parts)
+
+
+class MlflowRunNames:
+    """Name the run kedro-mlflow opened (instead of ``__default__``) and mark its experiment as model
+    training. kedro-mlflow's own ``before_pipeline_run`` runs first (plugin hooks are called after
+    project hooks are registered, so before them)."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        import mlflow
+
+        run = mlflow.active_run()
+        if run is None:
+            return
+        params = {}
+        for block in ("encoder", "pretraining", "ablations", "seeds"):
+            try:
+                params[block] = catalog.load(f"params:{block}")
+            except Exception:  # noqa: BLE001 - a block this project run does not have
+                continue
+        mlflow.set_tag("mlflow.runName", run_name(run_params, params))
+        client = mlflow.tracking.MlflowClient()
+        experiment = client.get_experiment(run.info.experiment_id)
+        for key, value in EXPERIMENT_KIND.items():
+            if experiment.tags.get(key) != value:
+                client.set_experiment_tag(run.info.experiment_id, key, value)

@@ -1,0 +1,75 @@
+"""The Python API: a model file as an object that embeds and predicts multichannel audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import mc_simclr
+from mc_simclr.audio.io import resample
+from mc_simclr.features import FeatureExtractor
+from mc_simclr.model import PREDICTION_COLUMNS, SELDModel, package_seld_model
+from mc_simclr.models import EncoderConfig, SELDHeads, build_encoder
+
+from conftest import conf_parameters
+
+RATE = 16000
+CLASSES = ["bell", "drum", "whistle"]
+
+
+@pytest.fixture(scope="module")
+def state():
+    params = conf_parameters("test")
+    extractor = FeatureExtractor.from_params(params["features"], RATE)
+    torch.manual_seed(0)
+    encoder = build_encoder(EncoderConfig.from_params(params["encoder"]), extractor.n_mels).eval()
+    heads = SELDHeads(encoder.embedding_dim, len(CLASSES)).eval()
+    geometry = {"kind": "circular", "n_mics": 4, "diameter_m": 0.1, "orientation_deg": 0.0}
+    return package_seld_model(encoder, heads, extractor, params["features"], CLASSES, {"geometry": geometry})
+
+
+@pytest.fixture(scope="module")
+def audio():
+    return (0.1 * np.random.default_rng(0).standard_normal((4, int(2.5 * RATE)))).astype(np.float32)
+
+
+def test_load_embed_and_predict(state, audio, tmp_path):
+    path = tmp_path / "seld_model.pt"
+    torch.save(state, path)
+    model = mc_simclr.load_model(path, device="cpu")
+    assert model.sample_rate == RATE and model.geometry["n_mics"] == 4 and model.geometry["diameter_m"] == 0.1
+    embeddings = model.embed(audio, RATE)
+    assert embeddings.shape == (3, model.embedding_dim)  # 2.5 s: three 1 s windows, the last padded
+    table = model.predict(audio, RATE)
+    assert list(table.columns) == list(PREDICTION_COLUMNS) and len(table) == 3
+    assert table["end_s"].tolist() == [1.0, 2.0, 3.0] and set(table["class"]) <= set(CLASSES)
+    assert table["class_probability"].between(0, 1).all() and table["azimuth_deg"].between(-180, 180).all()
+    # torch input, a batch, and another sample rate give the same answers
+    np.testing.assert_allclose(model.embed(torch.from_numpy(audio), RATE), embeddings, atol=1e-6)
+    batch = model.embed(np.stack([audio, audio[::-1].copy()]), RATE)
+    assert batch.shape == (2, 3, model.embedding_dim)
+    np.testing.assert_allclose(batch[0], embeddings, atol=1e-5)
+    upsampled = resample(audio, RATE, 48000).astype(np.float32)
+    assert np.abs(model.embed(upsampled, 48000) - embeddings).max() < 0.05 * np.abs(embeddings).max()
+    assert model.predict(np.stack([audio, audio]), RATE)["item"].tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_bad_audio_is_refused_with_a_clear_error(state, audio):
+    model = SELDModel(state, device="cpu")
+    with pytest.raises(ValueError, match=r"with 4 channels .* got shape \(2, 40000\)"):
+        model.embed(audio[:2], RATE)
+    broken = audio.copy()
+    broken[1, 10] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        model.predict(broken, RATE)
+    with pytest.raises(ValueError, match="sample_rate"):
+        model.embed(audio, 0)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        mc_simclr.load_model("no/such/seld_model.pt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_gives_the_cpu_answers(state, audio):
+    cpu, cuda = SELDModel(state, device="cpu"), SELDModel(state, device="cuda")
+    np.testing.assert_allclose(cuda.embed(audio, RATE), cpu.embed(audio, RATE), atol=1e-4)
