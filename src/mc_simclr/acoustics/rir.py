@@ -80,9 +80,9 @@ def warn_if_slow(scene: Scene, n_images: int, backend: str) -> None:
 
 
 GPURIR_INSTALL_HINT = (
-    "gpuRIR is not on PyPI; build it from source on a machine with CUDA and nvcc: "
-    "pip install https://github.com/DavidDiazGuerra/gpuRIR/zipball/master "
-    "(or set simulation.backend: torchrir, which also runs on CUDA)"
+    "gpuRIR is not on PyPI; build it from a source archive with its pybind11 submodule on a machine with "
+    "CUDA, nvcc and CMake, as docs/gpurir.md describes (or set simulation.backend: torchrir, which also runs "
+    "on CUDA)"
 )
 
 
