@@ -43,4 +43,4 @@ def test_class_names_and_feature_split_checks():
     with pytest.raises(ValueError, match="no labeled clip"):
         class_names(meta.assign(split="test"))
     with pytest.raises(ValueError, match="feature_extraction.splits has unknown"):
-        extract_features(None, ["a"], {}, {"splits": ["train"]}, AUDIO)
+        extract_features(None, ["a"], {}, {"splits": ["train"]}, AUDIO, {})

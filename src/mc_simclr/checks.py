@@ -18,6 +18,7 @@ from mc_simclr.acoustics.scene import SceneConfig
 from mc_simclr.audio.corpora import CORPUS_SOURCES
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.evaluation import SupervisedConfig, batchnorm_mode
+from mc_simclr.execution import ExecutionConfig
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import EncoderConfig
 from mc_simclr.training import PretrainConfig
@@ -45,6 +46,8 @@ def check_parameters(params: dict[str, Any]) -> None:
         PretrainConfig.from_params({k: v for k, v in params["pretraining"].items() if k != "split"})
     if "augmentations" in params and extractor is not None:
         MultiLevelAugmentation.from_params(params["augmentations"], extractor, extractor.n_mics)
+    if "execution" in params:
+        ExecutionConfig.from_params(params["execution"])
     evaluation = params.get("evaluation")
     if evaluation is not None:
         SupervisedConfig.from_params(evaluation.get("supervised", {}))

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+
+from mc_simclr.execution import ExecutionConfig, run_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,9 @@ def save_shards(
     Callables make saving lazy: a shard that is already complete is
     skipped without calling it unless ``overwrite``, which makes an interrupted run resume where it
     stopped. Complete shards whose ids are not in ``shards`` are removed, since they belong to an
-    earlier configuration. Returns counts of written, skipped and removed shards.
+    earlier configuration. A :class:`~mc_simclr.execution.ShardPlan` is computed with its
+    ``execution`` backend (a local pool, a Dask cluster); anything else here, one shard after the
+    other. Each shard is retried once. Returns counts of written, skipped and removed shards.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -153,10 +156,9 @@ def save_shards(
     counts["skipped"] = len(shards) - len(todo)
     if counts["skipped"]:
         logger.info("%s: %d of %d shards already complete, skipped", root, counts["skipped"], len(shards))
-    for shard_id in tqdm(todo, desc=desc, unit="shard"):
-        value = shards[shard_id]
-        writer(root, shard_id, value() if callable(value) else value)
-        counts["written"] += 1
+    execution = getattr(shards, "execution", None) or ExecutionConfig()
+    run_tasks(root, {sid: shards[sid] for sid in todo}, writer, execution, desc)
+    counts["written"] = len(todo)
     for shard_id in sorted(existing - set(shards)):
         shutil.rmtree(root / shard_id)
         counts["removed"] += 1
@@ -197,6 +199,10 @@ class ShardedAudio:
 
     def __len__(self) -> int:
         return len(self.metadata)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # sent to other processes (a pool, Dask workers) without the memory maps, which they reopen
+        return {**self.__dict__, "_audio_cache": {}}
 
     def __repr__(self) -> str:
         return f"ShardedAudio(root={str(self.root)!r}, shards={len(self.shard_ids)}, clips={len(self)})"

@@ -78,6 +78,8 @@ def render_shard(
         except (AudioReadError, ValueError) as err:
             logger.warning("Skipping clip %s: %s", row["clip_id"], err)
             audio, status = None, f"skipped: {err}"
+        except Exception as err:  # noqa: BLE001 - anything else stops the shard: name the clip that broke it
+            raise RuntimeError(f"clip {row['clip_id']} ({row['path']}): {type(err).__name__}: {err}") from err
         retries = backend.stats.get("tail_retries", 0) - before.get("tail_retries", 0)
         extra = (
             {"noise_snr_db": float("nan") if snr_db is None else snr_db} if noise is not None and noise.enabled else {}

@@ -20,6 +20,10 @@ class AudioReadError(ValueError):
         self.reason = reason
         super().__init__(f"{path}: {reason}")
 
+    def __reduce__(self):
+        # picklable as it was made, so that it reaches the driver from a worker process
+        return (type(self), (self.path, self.reason))
+
 
 def audio_info(path: str | Path) -> tuple[float, int, int]:
     """Duration (s), native sample rate and channel count from the file header.

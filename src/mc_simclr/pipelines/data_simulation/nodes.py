@@ -11,6 +11,7 @@ import pandas as pd
 
 from mc_simclr.acoustics.render import plan_render_shards, scenes_for_clips
 from mc_simclr.audio.corpora import build_clip_table
+from mc_simclr.execution import ShardPlan
 from mc_simclr.shards import OK, ShardData, ShardedAudio
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,15 @@ def sample_scenes(clip_table: pd.DataFrame, simulation: dict[str, Any]) -> pd.Da
 
 
 def spatialize_clips(
-    clip_table: pd.DataFrame, scenes: pd.DataFrame, simulation: dict[str, Any], audio: dict[str, Any]
+    clip_table: pd.DataFrame,
+    scenes: pd.DataFrame,
+    simulation: dict[str, Any],
+    audio: dict[str, Any],
+    execution: dict[str, Any],
 ) -> dict[str, Callable[[], ShardData]]:
-    """Plan the rendering of every clip through its scene's RIRs into shards (rendered lazily on save)."""
-    return plan_render_shards(clip_table, scenes, simulation, int(audio["sample_rate"]))
+    """Plan the rendering of every clip through its scene's RIRs into shards, rendered when the dataset
+    saves them, by the ``execution`` backend (here, a local pool or a Dask cluster)."""
+    return ShardPlan(plan_render_shards(clip_table, scenes, simulation, int(audio["sample_rate"])), execution)
 
 
 def summarize_simulation(

@@ -23,7 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(sample_scenes, inputs=["clip_table", "params:simulation"], outputs="scenes", name="sample_scenes"),
             Node(
                 spatialize_clips,
-                inputs=["clip_table", "scenes", "params:simulation", "params:audio"],
+                inputs=["clip_table", "scenes", "params:simulation", "params:audio", "params:execution"],
                 outputs="spatial_audio",
                 name="spatialize_clips",
             ),

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from mc_simclr import features as features_lib
+from mc_simclr.execution import ShardPlan
 from mc_simclr.shards import FeatureShard, FeatureShards, ShardedAudio
 
 
@@ -22,11 +23,14 @@ def extract_features(
     features: dict[str, Any],
     feature_extraction: dict[str, Any],
     audio: dict[str, Any],
+    execution: dict[str, Any],
 ) -> dict[str, Callable[[], FeatureShard]]:
-    """Plan one feature shard per audio shard of the evaluation splits (computed lazily on save)."""
-    return features_lib.plan_feature_shards(
+    """Plan one feature shard per audio shard of the evaluation splits, computed when the dataset saves
+    them, by the ``execution`` backend."""
+    plan = features_lib.plan_feature_shards(
         spatial_audio, classes, features, feature_extraction, int(audio["sample_rate"])
     )
+    return ShardPlan(plan, execution)
 
 
 def summarize_features(feature_patches: FeatureShards) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:

@@ -12,7 +12,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(class_names, inputs="spatial_metadata", outputs="class_names", name="class_names"),
             Node(
                 extract_features,
-                inputs=["spatial_audio", "class_names", "params:features", "params:feature_extraction", "params:audio"],
+                inputs=[
+                    "spatial_audio",
+                    "class_names",
+                    "params:features",
+                    "params:feature_extraction",
+                    "params:audio",
+                    "params:execution",
+                ],
                 outputs="feature_patches",
                 name="extract_features",
             ),
