@@ -66,7 +66,7 @@ from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import build_encoder
 from mc_simclr.shards import ShardData, ShardedAudio, write_shard
-from mc_simclr.training import CropPairs, contrastive_loss, make_projectors
+from mc_simclr.training import ContrastiveModel, CropPairs, contrastive_loss, make_projectors
 
 from setups import SETUPS, extractor, load_setup, pretrain_config
 
@@ -204,6 +204,7 @@ def run(
     front_end = extractor(setup, N_MICS)
     encoder = build_encoder(setup["encoder"], front_end.n_mels).to(device).train()
     projectors = make_projectors(encoder, config).to(device).train()
+    model = ContrastiveModel(encoder, projectors).train()
     views = MultiLevelAugmentation.from_params(setup["augmentations"], front_end, N_MICS).to(device)
     params = list(encoder.parameters()) + list(projectors.parameters())
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -247,7 +248,7 @@ def run(
         sync(device)
         t2 = time.perf_counter()
         # (c) forward + backward + optimiser step
-        loss = contrastive_loss(encoder, projectors, f1, f2, config)
+        loss = contrastive_loss(model, f1, f2, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -224,3 +224,43 @@ def test_split_pretraining_with_branch_losses_resumes(audio, tmp_path):
             PretrainConfig.from_params({"epochs": 1, "batch_size": 4, "warmup_epochs": 0, "branch_loss_weight": 1.0}),
             progress=False,
         )
+
+
+def test_two_processes_train_like_one_with_the_same_global_batch(audio, tmp_path):
+    """Data parallel on CPU (gloo): the loss curve and weights of one process with the same global batch;
+    a checkpoint of two processes resumes in one."""
+    kwargs = {"epochs": 2, "batch_size": 4, "warmup_epochs": 1, "seed": 5}
+    one = _run(audio, tmp_path, **kwargs)
+    two = _run(audio, tmp_path, devices=2, **kwargs)
+    assert [h["epoch"] for h in two.history] == [1, 2]
+    np.testing.assert_allclose([h["loss"] for h in two.history], [h["loss"] for h in one.history], rtol=1e-4)
+    for (key, a), b in zip(one.encoder.state_dict().items(), two.encoder.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=key)
+    assert two.fingerprint == one.fingerprint  # the number of processes does not shape the weights
+
+    # two processes stop after one epoch (pretraining.max_steps: its 2 steps), one process finishes
+    path = tmp_path / "ddp.pt"
+    first = _run(audio, tmp_path, devices=2, max_steps=2, checkpoint_path=str(path), **kwargs)
+    assert [h["epoch"] for h in first.history] == [1]
+    resumed = _run(audio, tmp_path, checkpoint_path=str(path), **kwargs)
+    assert resumed.resumed_from_epoch == 1 and [h["epoch"] for h in resumed.history] == [1, 2]
+    np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in one.history], rtol=1e-4)
+
+
+def test_max_steps_stops_within_an_epoch_without_a_checkpoint_of_it(audio, tmp_path):
+    path = tmp_path / "ck.pt"
+    result = _run(audio, tmp_path, max_steps=3, checkpoint_path=str(path))  # 2 steps per epoch
+    assert [(h["epoch"], h["steps"]) for h in result.history] == [(1, 2), (2, 1)]
+    assert result.history[-1]["partial"] == 1.0
+    assert torch.load(path, weights_only=True)["epoch"] == 1  # the partial epoch is not a checkpoint
+
+
+def test_more_devices_than_gpus_is_a_clear_error(audio, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(RuntimeError, match="torch.cuda.is_available"):
+        _run(audio, tmp_path, devices=2, device="cuda")
+    from mc_simclr.distributed import check_devices
+
+    with pytest.raises(ValueError, match=r"pretraining.devices = 3 but 0 CUDA device\(s\) are visible"):
+        check_devices(3, torch.device("cuda"))

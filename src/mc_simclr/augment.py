@@ -241,11 +241,16 @@ class RandomResizedCrop(nn.Module):
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, part: tuple[slice, int] | None = None
+    ) -> torch.Tensor:
+        """``part = (rows, total)``: ``x`` holds those rows of a batch of ``total``; the boxes are drawn
+        for the whole batch (the same draws as one process makes) and the rows' boxes applied."""
         if x.ndim != 4:
             raise ValueError(f"RandomResizedCrop expects (batch, channels, T, F), got {tuple(x.shape)}")
-        boxes = self.sample_boxes(x.shape[0], x.shape[2], x.shape[3], x.device, generator)
-        return self.apply_boxes(x, boxes)
+        rows, total = part if part is not None else (slice(None), x.shape[0])
+        boxes = self.sample_boxes(total, x.shape[2], x.shape[3], x.device, generator)
+        return self.apply_boxes(x, boxes[rows])
 
 
 class ChannelDrop(nn.Module):
@@ -260,10 +265,14 @@ class ChannelDrop(nn.Module):
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, part: tuple[slice, int] | None = None
+    ) -> torch.Tensor:
+        """``part = (rows, total)``: ``x`` holds those rows of a batch of ``total`` (draws for the whole batch)."""
         if self.p == 0.0:
             return x
-        keep = torch.rand(x.shape[:2], generator=generator, device=x.device) >= self.p
+        rows, total = part if part is not None else (slice(None), x.shape[0])
+        keep = torch.rand((total, x.shape[1]), generator=generator, device=x.device)[rows] >= self.p
         return x * keep.reshape(*keep.shape, *([1] * (x.ndim - 2))).to(x.dtype)
 
 
@@ -325,18 +334,28 @@ class MultiLevelAugmentation(nn.Module):
         )
 
     def forward(
-        self, x1: torch.Tensor, x2: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x1: torch.Tensor,
+        x2: torch.Tensor,
+        generator: torch.Generator | None = None,
+        rows: slice | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both views' features. With ``rows``, only those rows of the batch get features (one process
+        of several sharing a batch): every random draw is still made for the whole batch, so each row
+        gets the augmentation it would get in one process."""
         if self.channel_swap is not None:
             x1, symmetry = self.channel_swap(x1, generator=generator)
             x2, _ = self.channel_swap(x2, symmetry)
         if self.mixup is not None:
             x1, x2 = self.mixup(x1, generator), self.mixup(x2, generator)
+        part = (rows, x1.shape[0]) if rows is not None else None
+        if rows is not None:
+            x1, x2 = x1[rows], x2[rows]
         f1, f2 = self.features(x1), self.features(x2)
         if self.random_resized_crop is not None:
-            f1, f2 = self.random_resized_crop(f1, generator), self.random_resized_crop(f2, generator)
+            f1, f2 = self.random_resized_crop(f1, generator, part), self.random_resized_crop(f2, generator, part)
         if self.channel_drop is not None:
-            f1, f2 = self.channel_drop(f1, generator), self.channel_drop(f2, generator)
+            f1, f2 = self.channel_drop(f1, generator, part), self.channel_drop(f2, generator, part)
         return f1, f2
 
 

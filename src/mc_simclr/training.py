@@ -21,15 +21,17 @@ import hashlib
 import logging
 import math
 import pickle
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -37,6 +39,16 @@ from mc_simclr.audio.crops import pad_or_trim
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.config import check_values, dataclass_from_params
 from mc_simclr.devices import resolve_device
+from mc_simclr.distributed import (
+    check_devices,
+    gather,
+    global_batch_norm,
+    plain_batch_norm,
+    process_group,
+    rank,
+    share,
+    world_size,
+)
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.losses import nt_xent
 from mc_simclr.models import Encoder, EncoderConfig, ProjectionHead, SplitCRNNEncoder, build_encoder
@@ -130,6 +142,8 @@ class PretrainConfig:
     crop_seconds: float = 1.0
     projection: dict[str, int] = field(default_factory=lambda: {"hidden_dim": 128, "out_dim": 128})
     num_workers: int = 0
+    devices: int = 1
+    max_steps: int | None = None
     checkpoint_path: str | None = None
     restart: bool = False
 
@@ -150,6 +164,8 @@ class PretrainConfig:
             and config.joint_loss_weight + config.branch_loss_weight > 0,
             "crop_seconds": config.crop_seconds > 0,
             "num_workers": config.num_workers >= 0,
+            "devices": config.devices >= 1,
+            "max_steps": config.max_steps is None or config.max_steps >= 1,
         }
         check_values(checks, name, asdict(config))
         return config
@@ -160,7 +176,7 @@ class PretrainConfig:
 
     def trained_settings(self) -> dict[str, Any]:
         """Settings that shape the trained weights (device, workers and paths do not)."""
-        skip = {"device", "num_workers", "checkpoint_path", "restart"}
+        skip = {"device", "num_workers", "devices", "max_steps", "checkpoint_path", "restart"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -228,22 +244,36 @@ def make_projectors(encoder: Encoder, config: PretrainConfig) -> nn.ModuleDict:
     return heads
 
 
-def contrastive_loss(
-    encoder: Encoder, projectors: nn.ModuleDict, f1: torch.Tensor, f2: torch.Tensor, config: PretrainConfig
-) -> torch.Tensor:
-    """``joint_loss_weight`` x NT-Xent on h plus ``branch_loss_weight`` x NT-Xent of each branch."""
+class ContrastiveModel(nn.Module):
+    """Encoder and projection heads as one module (what ``DistributedDataParallel`` wraps): features ->
+    ``{head: projection}``; ``joint`` projects h, ``mel`` and ``gcc`` the branches of a split encoder."""
+
+    def __init__(self, encoder: Encoder, projectors: nn.ModuleDict) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projectors = projectors
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        if isinstance(self.encoder, SplitCRNNEncoder):
+            mel, gcc = self.encoder.parts(features)
+            parts = {"mel": mel, "gcc": gcc, "joint": torch.cat([mel, gcc], dim=1)}
+        else:
+            parts = {"joint": self.encoder(features)}
+        return {name: head(parts[name]) for name, head in self.projectors.items()}
+
+
+def contrastive_loss(model: nn.Module, f1: torch.Tensor, f2: torch.Tensor, config: PretrainConfig) -> torch.Tensor:
+    """``joint_loss_weight`` x NT-Xent on h plus ``branch_loss_weight`` x NT-Xent of each branch.
+
+    ``model`` is a :class:`ContrastiveModel` (or it wrapped for data parallelism); with several
+    processes, each holds its share of the batch and the projections of every share are gathered,
+    so each NT-Xent is over the whole global batch.
+    """
     n = len(f1)
-    features = torch.cat([f1, f2])
-    if isinstance(encoder, SplitCRNNEncoder):
-        mel, gcc = encoder.parts(features)
-        parts = {"mel": mel, "gcc": gcc, "joint": torch.cat([mel, gcc], dim=1)}
-    else:
-        parts = {"joint": encoder(features)}
-    loss = features.new_zeros(())
-    for name, head in projectors.items():
+    loss = f1.new_zeros(())
+    for name, z in model(torch.cat([f1, f2])).items():
         weight = config.joint_loss_weight if name == "joint" else config.branch_loss_weight
-        z = head(parts[name])
-        loss = loss + weight * nt_xent(z[:n], z[n:], config.temperature)
+        loss = loss + weight * nt_xent(gather(z[:n]), gather(z[n:]), config.temperature)
     return loss
 
 
@@ -279,8 +309,21 @@ class PretrainingRun:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     sampler: EpochShuffle
     loader: DataLoader
+    steps_per_epoch: int = 1
     start_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    model: nn.Module | None = None  # what computes the projections: ContrastiveModel, or it in DDP
+
+    def contrastive_model(self) -> nn.Module:
+        """The module :func:`train_epoch` calls; with several processes, in ``DistributedDataParallel``."""
+        if self.model is None:
+            model = ContrastiveModel(self.encoder, self.projectors)
+            if world_size() > 1:
+                global_batch_norm(model)
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                model = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+            self.model = model
+        return self.model
 
 
 def pretraining_fingerprint(
@@ -341,7 +384,17 @@ def build_pretraining(
         optimizer, warmup_cosine(config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch)
     )
     return PretrainingRun(
-        config, device, run_fingerprint, encoder, projectors, views, optimizer, scheduler, sampler, loader
+        config,
+        device,
+        run_fingerprint,
+        encoder,
+        projectors,
+        views,
+        optimizer,
+        scheduler,
+        sampler,
+        loader,
+        steps_per_epoch,
     )
 
 
@@ -355,21 +408,28 @@ def resume_pretraining(run: PretrainingRun, checkpoint: Path) -> None:
     run.start_epoch, run.history = int(state["epoch"]), list(state["history"])
 
 
-def train_epoch(run: PretrainingRun, epoch: int, progress: bool = True) -> dict[str, float]:
-    """One epoch over the unlabeled clips; every draw is seeded by ``(seed, epoch)``. Returns its record."""
+def train_epoch(
+    run: PretrainingRun, epoch: int, progress: bool = True, max_steps: int | None = None
+) -> dict[str, float]:
+    """One epoch over the unlabeled clips (or its first ``max_steps`` batches); every draw is seeded by
+    ``(seed, epoch)``. Returns its record, with the number of optimizer ``steps`` it made."""
     config, device = run.config, run.device
     seed = epoch_seed(config.seed, epoch)
     torch.manual_seed(seed)
     run.sampler.set_epoch(epoch)
     generator = torch.Generator(device=device).manual_seed(seed)
-    run.encoder.train()
-    run.projectors.train()
-    total, clips, started = 0.0, 0, time.perf_counter()
+    model = run.contrastive_model()
+    model.train()
+    total, clips, steps, started = 0.0, 0, 0, time.perf_counter()
     for x1, x2 in tqdm(run.loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress):
+        if max_steps is not None and steps >= max_steps:
+            break
+        steps += 1
         x1 = x1.to(device, non_blocking=True)
         x2 = x2.to(device, non_blocking=True)
-        f1, f2 = run.views(x1, x2, generator)
-        loss = contrastive_loss(run.encoder, run.projectors, f1, f2, config)
+        rows = share(len(x1)) if world_size() > 1 else None  # this process's rows of the global batch
+        f1, f2 = run.views(x1, x2, generator, rows)
+        loss = contrastive_loss(model, f1, f2, config)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
@@ -383,6 +443,7 @@ def train_epoch(run: PretrainingRun, epoch: int, progress: bool = True) -> dict[
         "lr": run.optimizer.param_groups[0]["lr"],
         "clips_per_s": clips / elapsed if elapsed > 0 else float("nan"),
         "seconds": elapsed,
+        "steps": steps,
     }
 
 
@@ -416,6 +477,8 @@ def pretrain(
     Returns the encoder (on CPU), the projection head and the per-epoch history (loss, learning
     rate, clips/s) of the whole run, epochs before a resume included.
     """
+    if config.devices > 1 and world_size() == 1:
+        return _spawn_pretraining(audio, clip_ids, extractor, encoder_config, augment_params, config, progress)
     run = build_pretraining(audio, clip_ids, extractor, encoder_config, augment_params, config)
     checkpoint = Path(config.checkpoint_path) if config.checkpoint_path else None
     if checkpoint is not None and checkpoint.exists() and not config.restart:
@@ -430,14 +493,93 @@ def pretrain(
         initial=run.start_epoch,
         total=config.epochs,
     )
+    steps_left = config.max_steps
     for epoch in epochs:
-        record = train_epoch(run, epoch, progress)
+        record = train_epoch(run, epoch, progress, steps_left)
+        if steps_left is not None:
+            steps_left -= record["steps"]
+            if record["steps"] < run.steps_per_epoch:  # stopped within the epoch: no checkpoint of it
+                logger.info("Pretraining stopped after pretraining.max_steps = %d steps", config.max_steps)
+                run.history.append({**record, "partial": 1.0})
+                break
         run.history.append(record)
         epochs.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.3g}")
-        if checkpoint is not None:
+        if checkpoint is not None and rank() == 0:
             save_checkpoint(checkpoint, checkpoint_state(run, epoch + 1))
+        if world_size() > 1:
+            torch.distributed.barrier()  # the checkpoint is written before any process goes on
+        if steps_left is not None and steps_left <= 0:
+            logger.info("Pretraining stopped after pretraining.max_steps = %d steps", config.max_steps)
+            break
+    plain_batch_norm(run.encoder)
+    plain_batch_norm(run.projectors)
     return PretrainResult(
         run.encoder.cpu().eval(), run.projectors.cpu().eval(), run.history, run.fingerprint, run.start_epoch
+    )
+
+
+def _pretrain_process(
+    process: int,
+    processes: int,
+    folder: str,
+    audio: ShardedAudio,
+    clip_ids: list[str],
+    extractor: FeatureExtractor,
+    encoder_config: EncoderConfig,
+    augment_params: dict[str, Any],
+    config: PretrainConfig,
+    progress: bool,
+) -> None:
+    """One process of a data-parallel run (started by :func:`_spawn_pretraining`); the first writes the result."""
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", process)
+        torch.cuda.set_device(device)
+    with process_group(process, processes, device, str(Path(folder) / "rendezvous")):
+        result = pretrain(
+            audio,
+            clip_ids,
+            extractor,
+            encoder_config,
+            augment_params,
+            replace(config, device=str(device)),
+            progress and process == 0,
+        )
+        if process == 0:
+            torch_save_atomic(
+                Path(folder) / "result.pt",
+                {
+                    "encoder": result.encoder.state_dict(),
+                    "projectors": result.projectors.state_dict(),
+                    "history": result.history,
+                    "fingerprint": result.fingerprint,
+                    "start_epoch": result.resumed_from_epoch,
+                },
+            )
+
+
+def _spawn_pretraining(
+    audio: ShardedAudio,
+    clip_ids: list[str],
+    extractor: FeatureExtractor,
+    encoder_config: EncoderConfig,
+    augment_params: dict[str, Any],
+    config: PretrainConfig,
+    progress: bool,
+) -> PretrainResult:
+    """``config.devices`` processes train together (:mod:`mc_simclr.distributed`); the first one's result."""
+    check_devices(config.devices, resolve_device(config.device))
+    logger.info("Pretraining in %d processes (data parallel)", config.devices)
+    with tempfile.TemporaryDirectory(prefix="mc_simclr_ddp_") as folder:
+        args = (config.devices, folder, audio, clip_ids, extractor, encoder_config, augment_params, config, progress)
+        torch.multiprocessing.spawn(_pretrain_process, args=args, nprocs=config.devices, join=True)
+        state = torch.load(Path(folder) / "result.pt", map_location="cpu", weights_only=True)
+    encoder = build_encoder(encoder_config, extractor.n_mels)
+    encoder.load_state_dict(state["encoder"])
+    projectors = make_projectors(encoder, config)
+    projectors.load_state_dict(state["projectors"])
+    return PretrainResult(
+        encoder.eval(), projectors.eval(), list(state["history"]), str(state["fingerprint"]), int(state["start_epoch"])
     )
 
 
