@@ -78,6 +78,12 @@ def test_readme_serve_answers_like_the_python_api(trained):
     assert run.data.tags["mlflow.runName"] == "default · test · split_crnn · seed 0"
     experiment = mlflow.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the runs-table view with the key metrics, which the run has under those short names
+    view = json.loads(experiment.tags["mlflow.sharedViewState.key-metrics"])
+    assert "metrics.`MC LP acc`" in view["selectedColumns"]
+    table = pd.read_csv(trained / "data/08_reporting/results.csv").set_index("encoder")
+    assert run.data.metrics["MC LP acc"] == pytest.approx(table.loc["MC-SimCLR", "linear_probe_accuracy"])
+    assert run.data.metrics["rand LP az err"] == pytest.approx(table.loc["random init", "linear_probe_azimuth_error"])
 
     serve, ask = [line for line in _readme_block("Serve it", "bash").splitlines() if line.strip()]
     port = _free_port()

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
 from mc_simclr.checks import check_parameters
+from mc_simclr.reporting import KEY_METRICS
 
 logger = logging.getLogger(__name__)
 
-#: MLflow 3's experiment kind for model training (the UI then opens on runs, not on GenAI traces).
+#: MLflow 3's experiment kind for model training.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+#: A saved view of the runs table with the key metrics as columns (MLflow's shared view state:
+#: ``?viewStateShareKey=key-metrics`` on the experiment's runs page selects it).
+KEY_VIEW = "key-metrics"
+
+
+def key_metrics_view() -> str:
+    """The JSON of the runs-table view that shows the key metrics beside the run's source and models."""
+    columns = ["attributes.`Source`", "attributes.`Models`", *(f"metrics.`{name}`" for name in KEY_METRICS)]
+    return json.dumps({"selectedColumns": columns})
+
+
+def runs_page(experiment_id: str, host: str = "http://127.0.0.1:5000") -> str:
+    """The runs page of an experiment in the model-training view, with the key-metrics columns."""
+    return f"{host}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={KEY_VIEW}"
 
 
 class ParameterChecks:
@@ -40,9 +56,10 @@ def run_name(run_params: dict[str, Any], params: dict[str, Any]) -> str:
 
 
 class MlflowRunNames:
-    """Name the run kedro-mlflow opened (instead of ``__default__``) and mark its experiment as model
-    training. kedro-mlflow's own ``before_pipeline_run`` runs first (plugin hooks are called after
-    project hooks are registered, so before them)."""
+    """Name the run kedro-mlflow opened (instead of ``__default__``), mark its experiment as model
+    training and give it a runs-table view with the key metrics (:func:`runs_page`). kedro-mlflow's
+    own ``before_pipeline_run`` runs first (plugin hooks are called after project hooks are
+    registered, so before them)."""
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
@@ -60,6 +77,8 @@ class MlflowRunNames:
         mlflow.set_tag("mlflow.runName", run_name(run_params, params))
         client = mlflow.tracking.MlflowClient()
         experiment = client.get_experiment(run.info.experiment_id)
-        for key, value in EXPERIMENT_KIND.items():
+        tags = {**EXPERIMENT_KIND, f"mlflow.sharedViewState.{KEY_VIEW}": key_metrics_view()}
+        for key, value in tags.items():
             if experiment.tags.get(key) != value:
                 client.set_experiment_tag(run.info.experiment_id, key, value)
+        logger.info("MLflow runs with their key metrics: %s", runs_page(run.info.experiment_id))

@@ -214,6 +214,20 @@ def batchnorm_table(results: dict[str, ProtocolResults]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+#: Short names of the key numbers, for the columns of MLflow's runs table (long names are cut there).
+KEY_METRICS = {
+    "MC LP acc": ("mc_simclr", "linear_probe_accuracy"),
+    "MC LP az err": ("mc_simclr", "linear_probe_azimuth_error"),
+    "rand LP acc": ("random", "linear_probe_accuracy"),
+    "rand LP az err": ("random", "linear_probe_azimuth_error"),
+}
+
+
+def key_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The key numbers (test linear probe of both encoders) under their short names, from :func:`report_metrics`."""
+    return {short: metrics[f"{row}.{column}"]["value"] for short, (row, column) in KEY_METRICS.items()}
+
+
 def report_metrics(
     tables: dict[str, pd.DataFrame], results: dict[str, ProtocolResults], curves: pd.DataFrame, unit: str
 ) -> dict[str, Any]:

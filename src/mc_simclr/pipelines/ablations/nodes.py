@@ -39,6 +39,7 @@ from mc_simclr.pipelines.ablations.tracking import (
     seed_run,
     variant_run,
 )
+from mc_simclr.reporting import KEY_METRICS
 from mc_simclr.shards import FeatureShards, ShardedAudio
 from mc_simclr.training import package_encoder, pretrain_from_params
 from mc_simclr.utils import fingerprint, flatten
@@ -180,4 +181,9 @@ def build_seed_summary(
     logger.info("Seed study:\n%s", report.summary_markdown)
     if mlflow.active_run() is not None:
         mlflow.log_metric("seeds.variant_wall_s_total", report.variant_wall_s)
+        means = {r["variant"]: r["metrics"] for r in results}
+        if {"mc_simclr", "random"} <= set(means):  # the key numbers (means over seeds) as runs-table columns
+            mlflow.log_metrics(
+                {short: means[row][column] for short, (row, column) in KEY_METRICS.items() if column in means[row]}
+            )
     return report.variants, report.summary, report.summary_markdown, report.metrics

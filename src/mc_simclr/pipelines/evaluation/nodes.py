@@ -19,7 +19,7 @@ from mc_simclr.evaluation import (
     prepare_evaluation,
 )
 from mc_simclr.model import package_seld_model
-from mc_simclr.reporting import build_report
+from mc_simclr.reporting import build_report, key_metrics
 from mc_simclr.serving import log_seld_model
 from mc_simclr.shards import FeatureShards, ShardedAudio
 
@@ -112,8 +112,10 @@ def build_evaluation_report(
         knn_k=evaluation_inputs.config.knn_k,
     )
     run_id = evaluation_inputs.pretraining_run_id
-    if mlflow.active_run() is not None and run_id:
-        mlflow.set_tag("pretraining_run_id", run_id)
+    if mlflow.active_run() is not None:
+        mlflow.log_metrics(key_metrics(report.metrics))  # short names: columns of the runs table
+        if run_id:
+            mlflow.set_tag("pretraining_run_id", run_id)
     logger.info("Evaluation results:\n%s", report.markdown)
     return (
         report.table,
