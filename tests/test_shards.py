@@ -91,3 +91,19 @@ def test_inconsistent_channel_counts_rejected(tmp_path):
     with pytest.raises(ValueError, match="channel counts"):
         write_shard(tmp_path, "bad", data)
     assert complete_shards(tmp_path) == []
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 0.0), ("int16", 0.5 / 32767), ("float16", 1e-3)])
+def test_compact_storage_dtypes_read_back_as_float32(tmp_path, dtype, tolerance):
+    rng = np.random.default_rng(0)
+    clips = [(0.5 * rng.standard_normal((4, n))).clip(-1, 1).astype(np.float32) for n in (300, 50)]
+    data = ShardData(storage_dtype=dtype)
+    for i, audio in enumerate(clips):
+        data.add({"clip_id": f"c{i}"}, audio)
+    write_shard(tmp_path, "s", data)
+    store = ShardedAudio(tmp_path)
+    assert store.shard_audio("s").dtype == np.dtype(dtype)  # half the bytes for int16 and float16
+    for i, audio in enumerate(clips):
+        loaded = store.load_clip(f"c{i}")
+        assert loaded.dtype == np.float32 and np.abs(loaded - audio).max() <= tolerance
+        np.testing.assert_array_equal(store.load_clip(f"c{i}", 10, 20), loaded[:, 10:30])

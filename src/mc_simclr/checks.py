@@ -21,6 +21,7 @@ from mc_simclr.evaluation import SupervisedConfig, batchnorm_mode
 from mc_simclr.execution import ExecutionConfig
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import EncoderConfig
+from mc_simclr.shards import STORAGE_DTYPES
 from mc_simclr.training import PretrainConfig
 
 SWEEPS = ("ablations", "seeds")
@@ -37,6 +38,10 @@ def check_parameters(params: dict[str, Any]) -> None:
             raise ValueError(f"simulation.backend must be one of {sorted(BACKENDS)}, got {simulation.get('backend')!r}")
         SceneConfig.from_params(simulation.get("scene", {}))
         NoiseConfig.from_params(simulation.get("noise"))
+        if simulation.get("storage_dtype", "float32") not in STORAGE_DTYPES:
+            raise ValueError(
+                f"simulation.storage_dtype must be one of {list(STORAGE_DTYPES)}, got {simulation['storage_dtype']!r}"
+            )
     extractor = None
     if "features" in params and "audio" in params:
         extractor = FeatureExtractor.from_params(params["features"], int(params["audio"]["sample_rate"]))

@@ -20,6 +20,7 @@ Both kinds are written through :func:`save_shards`: lazily, skipping complete sh
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -41,13 +42,36 @@ ITEMS_FILE = "items.parquet"
 OK = "ok"
 
 
+#: How rendered audio can be stored: float32, or half the disk as float16 or int16 (full scale 1.0).
+STORAGE_DTYPES = ("float32", "float16", "int16")
+INT16_SCALE = 32767.0
+
+
+def to_storage(audio: np.ndarray, dtype: str) -> np.ndarray:
+    """Float audio in the storage ``dtype`` (int16: rounded at full scale 1.0, clipped)."""
+    if dtype == "int16":
+        return np.clip(np.round(audio * INT16_SCALE), -INT16_SCALE, INT16_SCALE).astype(np.int16)
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"simulation.storage_dtype must be one of {list(STORAGE_DTYPES)}, got {dtype!r}")
+    return audio.astype(dtype, copy=False)
+
+
+def from_storage(audio: np.ndarray) -> np.ndarray:
+    """Stored audio back as float32."""
+    if audio.dtype == np.int16:
+        return audio.astype(np.float32) / np.float32(INT16_SCALE)
+    return audio.astype(np.float32, copy=False)
+
+
 @dataclass
 class ShardData:
-    """Clips of one shard: metadata rows and, for each, its audio or ``None`` with a reason."""
+    """Clips of one shard: metadata rows and, for each, its audio or ``None`` with a reason; and the
+    dtype the shard's audio is stored in (:data:`STORAGE_DTYPES`)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     audio: list[np.ndarray | None] = field(default_factory=list)
     status: list[str] = field(default_factory=list)
+    storage_dtype: str = "float32"
 
     def add(self, row: dict[str, Any], audio: np.ndarray | None, status: str = OK) -> None:
         if (audio is None) == (status == OK):
@@ -102,10 +126,11 @@ def write_shard(root: str | Path, shard_id: str, data: ShardData) -> Path:
     n_channels = channels.pop() if channels else 0
     lengths = np.asarray([0 if a is None else a.shape[-1] for a in data.audio], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    audio = (
+    audio = to_storage(
         np.concatenate([a.astype(np.float32, copy=False) for a in present], axis=1)
         if present
-        else np.zeros((n_channels, 0), np.float32)
+        else np.zeros((n_channels, 0), np.float32),
+        data.storage_dtype,
     )
     table = pd.DataFrame(data.rows)
     table["offset"] = np.where(lengths > 0, offsets[: len(lengths)], -1)
@@ -183,7 +208,12 @@ def read_shard_tables(root: Path, table_file: str, what: str) -> tuple[list[str]
 
 
 class ShardedAudio:
-    """Read-only view of a shard folder: metadata in memory, audio memory-mapped on demand."""
+    """Read-only view of a shard folder: metadata in memory, audio read on demand.
+
+    A clip (or a crop of it) is read with positional reads of just its samples, channel by channel,
+    and no memory map stays open: the process's resident memory does not grow with the audio it has
+    read, however large the corpus.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -195,23 +225,50 @@ class ShardedAudio:
         self._length = meta["length"].to_numpy(np.int64) if len(meta) else np.zeros(0, np.int64)
         self._ok = (meta["status"] == OK).to_numpy() if len(meta) else np.zeros(0, bool)
         self._shard = meta["shard_id"].to_numpy() if len(meta) else np.zeros(0, object)
-        self._audio_cache: dict[str, np.ndarray] = {}
+        self._layout: dict[str, tuple[int, int, int, np.dtype]] = {}
 
     def __len__(self) -> int:
         return len(self.metadata)
 
-    def __getstate__(self) -> dict[str, Any]:
-        # sent to other processes (a pool, Dask workers) without the memory maps, which they reopen
-        return {**self.__dict__, "_audio_cache": {}}
-
     def __repr__(self) -> str:
         return f"ShardedAudio(root={str(self.root)!r}, shards={len(self.shard_ids)}, clips={len(self)})"
 
+    def layout(self, shard_id: str) -> tuple[int, int, int, np.dtype]:
+        """``(data offset in bytes, channels, samples per channel, dtype)`` of a shard's ``audio.npy``."""
+        if shard_id not in self._layout:
+            path = self.root / shard_id / AUDIO_FILE
+            with open(path, "rb") as file:
+                version = np.lib.format.read_magic(file)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, fortran, dtype = read_header(file)
+                if fortran or len(shape) != 2:
+                    raise ValueError(f"{path}: expected a C-order (channels, samples) array, got shape {shape}")
+                self._layout[shard_id] = (file.tell(), int(shape[0]), int(shape[1]), np.dtype(dtype))
+        return self._layout[shard_id]
+
     def shard_audio(self, shard_id: str) -> np.ndarray:
-        """The shard's audio array, memory-mapped read-only."""
-        if shard_id not in self._audio_cache:
-            self._audio_cache[shard_id] = np.load(self.root / shard_id / AUDIO_FILE, mmap_mode="r")
-        return self._audio_cache[shard_id]
+        """The shard's stored audio array, memory-mapped read-only (for inspection)."""
+        return np.load(self.root / shard_id / AUDIO_FILE, mmap_mode="r")
+
+    def _read(self, shard_id: str, start: int, stop: int) -> np.ndarray:
+        """Samples ``start:stop`` of every channel of a shard, as float32 (one positional read per channel)."""
+        offset, n_channels, total, dtype = self.layout(shard_id)
+        count = max(stop - start, 0)
+        fd = os.open(self.root / shard_id / AUDIO_FILE, os.O_RDONLY)
+        try:
+            channels = [
+                np.frombuffer(
+                    os.pread(fd, count * dtype.itemsize, offset + (c * total + start) * dtype.itemsize),
+                    dtype=dtype,
+                    count=count,
+                )
+                for c in range(n_channels)
+            ]
+        finally:
+            os.close(fd)
+        return from_storage(np.stack(channels) if channels else np.zeros((0, count), dtype))
 
     def _position(self, clip_id: str) -> int:
         position = self._index.get(clip_id)
@@ -226,16 +283,16 @@ class ShardedAudio:
         return int(self._length[self._position(clip_id)])
 
     def load_clip(self, clip_id: str, start: int = 0, length: int | None = None) -> np.ndarray:
-        """Audio (channels, samples) of one clip, or of ``length`` samples from ``start``, as a float32 copy.
+        """Audio (channels, samples) of one clip, or of ``length`` samples from ``start``, as float32.
 
-        Only the requested samples are read from the memory-mapped shard.
+        Only the requested samples are read.
         """
         position = self._position(clip_id)
         n = int(self._length[position])
+        start = min(max(start, 0), n)
         end = n if length is None else min(n, start + length)
         offset = int(self._offset[position])
-        audio = self.shard_audio(self._shard[position])
-        return np.array(audio[:, offset + start : offset + end], dtype=np.float32)
+        return self._read(self._shard[position], offset + start, offset + end)
 
     def iter_clips(self, clip_ids: list[str] | None = None) -> Iterator[tuple[pd.Series, np.ndarray]]:
         """Yield ``(metadata row, audio)`` for rendered clips, shard by shard (bounded memory)."""
@@ -243,9 +300,8 @@ class ShardedAudio:
         if clip_ids is not None:
             table = table[table["clip_id"].isin(set(clip_ids))]
         for shard_id, rows in table.groupby("shard_id", sort=True):
-            audio = self.shard_audio(shard_id)
             for _, row in rows.iterrows():
-                yield row, np.array(audio[:, row["offset"] : row["offset"] + row["length"]], dtype=np.float32)
+                yield row, self._read(shard_id, int(row["offset"]), int(row["offset"] + row["length"]))
 
 
 @dataclass

@@ -16,7 +16,7 @@ from mc_simclr.acoustics.noise import NoiseConfig, add_diffuse_noise
 from mc_simclr.acoustics.rir import RIRBackend, get_backend, normalize_peak, spatialize
 from mc_simclr.acoustics.scene import Scene, SceneConfig, clip_rng, sample_scene
 from mc_simclr.audio.io import AudioReadError, read_mono
-from mc_simclr.shards import ShardData
+from mc_simclr.shards import STORAGE_DTYPES, ShardData
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def render_shard(
     peak: float,
     noise: NoiseConfig | None = None,
     noise_seed: int = 0,
+    storage_dtype: str = "float32",
 ) -> ShardData:
     """Render the clips of one shard; ``clips`` holds clip-table and scene columns per row.
 
@@ -66,7 +67,7 @@ def render_shard(
     shard's table with its reason, so that it is counted rather than stopping the run. With noise,
     each row records the SNR of its noise (``noise_snr_db``).
     """
-    shard = ShardData()
+    shard = ShardData(storage_dtype=storage_dtype)
     for row in clips.to_dict("records"):
         before = dict(backend.stats)
         snr_db = None
@@ -140,6 +141,11 @@ def plan_render_shards(
     }
     if noise.enabled:  # only then, so that the shards of the noise-free default keep their ids
         settings["noise"] = noise.settings()
+    storage_dtype = str(simulation.get("storage_dtype", "float32"))
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"simulation.storage_dtype must be one of {list(STORAGE_DTYPES)}, got {storage_dtype!r}")
+    if storage_dtype != "float32":
+        settings["storage_dtype"] = storage_dtype
     render = partial(
         render_shard,
         backend=backend,
@@ -147,5 +153,6 @@ def plan_render_shards(
         peak=peak,
         noise=noise,
         noise_seed=int(simulation["seed"]),
+        storage_dtype=storage_dtype,
     )
     return plan_shards(clips, int(simulation["shard_size"]), render, salt=json.dumps(settings, sort_keys=True))
