@@ -7,12 +7,16 @@ import soundfile as sf
 
 from mc_simclr.audio.corpora import (
     CLIP_TABLE_COLUMNS,
+    STANDIN_CLASSES,
     generate_synthetic_corpus,
     read_folder_corpus,
     read_fsdnoisy18k,
     sample_durations,
 )
 from mc_simclr.audio.io import AudioReadError, read_mono
+from mc_simclr.audio.synthetic import variant_labels
+
+from conftest import PROJECT_ROOT
 
 
 def _tone(path, seconds=0.5, rate=16000, channels=1, freq=440.0):
@@ -205,3 +209,32 @@ def test_near_neighbour_variants_split_each_class(tmp_path):
     assert sorted(set(pd.read_csv(csv)["label"])) == ["bell_1of2", "bell_2of2", "drum_1of2", "drum_2of2"]
     with pytest.raises(ValueError, match="corpus.synthetic.variants_per_class"):
         generate_synthetic_corpus(tmp_path, {"labeled": 2}, {"labeled": 1.0}, variants_per_class=0)
+
+
+def test_fsdnoisy18k_standin_has_the_released_layout_at_a_fraction(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("standin", PROJECT_ROOT / "scripts" / "make_fsdnoisy18k_standin.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    root = script.main(["--out", str(tmp_path / "fsd"), "--fraction", "0.001", "--sample-rate", "16000"])
+    assert sorted(p.name for p in root.iterdir()) == [
+        "FSDnoisy18k.audio_test",
+        "FSDnoisy18k.audio_train",
+        "FSDnoisy18k.meta",
+    ]
+    train = pd.read_csv(root / "FSDnoisy18k.meta" / "train.csv", dtype=str)
+    assert list(train.columns) == ["fname", "label", "aso_id", "manually_verified", "noisy_small"]
+    assert (train["manually_verified"] == "0").sum() == 16 and (train["manually_verified"] == "1").sum() == 2
+    table, report = read_fsdnoisy18k(root, validation_size=1, seed=0)
+    assert report.n_skipped == 0
+    assert table["split"].value_counts().to_dict() == {"unlabeled": 16, "test": 2, "labeled": 1, "validation": 1}
+    assert (
+        set(table["label"]) <= set(variant_labels(STANDIN_CLASSES, 2)) and len(variant_labels(STANDIN_CLASSES, 2)) == 20
+    )
+    # a second call writes nothing new and gives the same corpus
+    stamp = max(p.stat().st_mtime_ns for p in (root / "FSDnoisy18k.audio_train").iterdir())
+    script.main(["--out", str(root), "--fraction", "0.001", "--sample-rate", "16000"])
+    assert max(p.stat().st_mtime_ns for p in (root / "FSDnoisy18k.audio_train").iterdir()) == stamp
+    with pytest.raises(SystemExit):
+        script.main(["--out", str(root), "--fraction", "2"])
