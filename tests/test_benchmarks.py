@@ -38,3 +38,12 @@ def test_bench_features_compares_with_the_reference(capsys):
     bench.main(["--patches", "2", "--batch", "2", "--repeats", "1"])
     out = capsys.readouterr().out
     assert "speed-up" in out and "max |torch - numpy|" in out
+
+
+def test_bench_execution_renders_alike_on_every_backend(tmp_path, capsys):
+    bench = load_benchmark("bench_execution")
+    sizes = ["unlabeled=2", "labeled=2", "validation=0", "test=0", "confirmation=0"]
+    results = bench.main(["--workers", "2", "--workdir", str(tmp_path), "--clips-per-split", *sizes])
+    assert set(results) == {"local", "processes", "dask"}
+    assert all(r["identical"] == 1.0 and r["wall_s"] > 0 and r["peak_rss_gib"] > 0 for r in results.values())
+    assert "speed-up" in capsys.readouterr().out

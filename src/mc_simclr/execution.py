@@ -101,8 +101,12 @@ def run_tasks(
     writer: Callable[[Path, str, Any], Path],
     config: ExecutionConfig,
     desc: str,
+    client: Any = None,
 ) -> None:
-    """Compute and write every shard of ``todo`` with ``config.backend``; each retried once."""
+    """Compute and write every shard of ``todo`` with ``config.backend``; each retried once.
+
+    ``client``: a ``distributed.Client`` to use (and leave open) for the dask backend.
+    """
     threads = torch.get_num_threads()
     if config.backend == "local":
         for shard_id in tqdm(sorted(todo), desc=desc, unit="shard"):
@@ -110,7 +114,7 @@ def run_tasks(
     elif config.backend == "processes":
         _run_pool(root, todo, writer, config, desc, threads)
     else:
-        _run_dask(root, todo, writer, config, desc, threads)
+        _run_dask(root, todo, writer, config, desc, threads, client)
 
 
 def _with_retry(shard_id: str, task: Callable[[], Any]) -> Any:
@@ -169,10 +173,11 @@ def dask_client(config: ExecutionConfig):
         ) from err
 
 
-def _run_dask(root, todo, writer, config: ExecutionConfig, desc: str, threads: int) -> None:
+def _run_dask(root, todo, writer, config: ExecutionConfig, desc: str, threads: int, client: Any = None) -> None:
     from distributed import as_completed
 
-    client = dask_client(config)
+    own = client is None
+    client = dask_client(config) if own else client
     try:
         futures = {
             client.submit(
@@ -196,7 +201,8 @@ def _run_dask(root, todo, writer, config: ExecutionConfig, desc: str, threads: i
                     raise _failed(futures[future], error) from error
                 bar.update()
     finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None and not config.dask.get("address"):
-            cluster.close()
+        if own:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None and not config.dask.get("address"):
+                cluster.close()
