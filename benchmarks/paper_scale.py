@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/paper_scale.py --workdir /big/disk/paper_scale [--fractions 0.125 0.25 0.5 1]
         [--stages data_simulation feature_extraction pretraining evaluation] [--max-steps 3]
-        [--storage-dtype float32] [--dtype-check]
+        [--storage-dtype float32] [--dtype-check] [--clean]
 
 For each fraction of FSDnoisy18k's size, a synthetic stand-in in its released layout
 (``scripts/make_fsdnoisy18k_standin.py``) is written once under ``--workdir``, then every stage
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--max-steps", type=int, default=3, help="pretraining optimizer steps (batch 512)")
     parser.add_argument("--storage-dtype", default="float32", choices=("float32", "int16", "float16"))
     parser.add_argument("--dtype-check", action="store_true", help="features of compact storage against float32")
+    parser.add_argument("--clean", action="store_true", help="delete each fraction's data and stand-in once measured")
     args = parser.parse_args(argv)
     from mc_simclr.audio.corpora import write_fsdnoisy18k_standin
 
@@ -136,6 +137,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
             )
         if args.dtype_check:
             print(f"compact storage, features against float32 ({fraction:g}): {dtype_check(project)}", flush=True)
+        if args.clean:  # the next fraction needs the disk
+            shutil.rmtree(project / "data", ignore_errors=True)
+            shutil.rmtree(corpus, ignore_errors=True)
     with open(args.workdir / "paper_scale.csv", "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
