@@ -69,17 +69,22 @@ def kedro_project(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture(scope="session")
-def _simulated_template(tmp_path_factory):
-    """A project copy on which ``data_simulation`` ran once (conf/test), shared read-only."""
-    path = make_project_copy(tmp_path_factory.mktemp("simulated") / "project")
+def project_after(path: Path, pipeline: str) -> Path:
+    """A project copy at ``path`` after one run of ``pipeline`` on conf/test (run from its folder)."""
+    make_project_copy(path)
     cwd = os.getcwd()
     os.chdir(path)
     try:
-        run_pipeline(path, "data_simulation")
+        run_pipeline(path, pipeline)
     finally:
         os.chdir(cwd)
     return path
+
+
+@pytest.fixture(scope="session")
+def _simulated_template(tmp_path_factory):
+    """A project copy on which ``data_simulation`` ran once (conf/test), shared read-only."""
+    return project_after(tmp_path_factory.mktemp("simulated") / "project", "data_simulation")
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import soundfile as sf
 import mc_simclr
 from mc_simclr.shards import ShardedAudio
 
-from conftest import PROJECT_ROOT, make_project_copy, run_pipeline, tracking_uri
+from conftest import PROJECT_ROOT, project_after, tracking_uri
 
 
 def _readme_block(title: str, language: str) -> str:
@@ -35,14 +35,7 @@ def _readme_block(title: str, language: str) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A project copy after the default `kedro run` on conf/test (model file and MLflow model)."""
-    project = make_project_copy(tmp_path_factory.mktemp("served") / "project")
-    cwd = os.getcwd()
-    os.chdir(project)
-    try:
-        run_pipeline(project, "__default__")
-    finally:
-        os.chdir(cwd)
-    return project
+    return project_after(tmp_path_factory.mktemp("served") / "project", "__default__")
 
 
 def test_readme_python_api(trained, monkeypatch, capsys):
