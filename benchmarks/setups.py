@@ -26,6 +26,7 @@ except ImportError:
 from mc_simclr.ablations import Variant, variant_blocks
 from mc_simclr.config import load_parameters
 from mc_simclr.features import FeatureExtractor
+from mc_simclr.models import EncoderConfig
 from mc_simclr.training import PretrainConfig
 
 SETUPS = ("base", "paper_crnn", "paper")
@@ -51,7 +52,7 @@ def load_setup(name: str) -> dict[str, Any]:
         pretraining = {**pretraining, "epochs": params["pretraining"]["epochs"]}
     return {
         "features": dict(params["features"]),
-        "encoder": dict(encoder),
+        "encoder": EncoderConfig.from_params(dict(encoder)).for_array(4).to_dict(),  # the paper's square
         "pretraining": {k: v for k, v in pretraining.items() if k not in RUN_KEYS},
         "augmentations": dict(augmentations),
         "sample_rate": int(params["audio"]["sample_rate"]),

@@ -15,11 +15,12 @@ def setups():
 def test_setups_are_read_from_conf(setups):
     base, paper_crnn, paper = (setups.load_setup(name) for name in ("base", "paper_crnn", "paper"))
     conf = conf_parameters()
-    assert base["encoder"] == conf["encoder"] and base["augmentations"] == conf["augmentations"]
+    square = {"in_channels": 10, "mel_channels": 4}  # the channels conf derives from the paper's array
+    assert base["encoder"] == {**conf["encoder"], **square} and base["augmentations"] == conf["augmentations"]
     assert base["encoder"]["architecture"] == "split_crnn" and base["pretraining"]["branch_loss_weight"] > 0
-    assert paper_crnn["encoder"] == {**conf["encoder"], "architecture": "crnn"}
+    assert paper_crnn["encoder"] == {**conf["encoder"], **square, "architecture": "crnn"}
     assert (paper_crnn["pretraining"]["joint_loss_weight"], paper_crnn["pretraining"]["branch_loss_weight"]) == (1, 0)
-    assert paper["encoder"] == conf_parameters("paper")["encoder"] and paper["features"]["n_mels"] == 96
+    assert paper["encoder"] == {**conf_parameters("paper")["encoder"], **square} and paper["features"]["n_mels"] == 96
     with pytest.raises(ValueError, match="unknown setup"):
         setups.load_setup("resnet")
 

@@ -5,6 +5,7 @@ from dataclasses import asdict
 import pytest
 from kedro.config import OmegaConfigLoader
 
+from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.acoustics.scene import SceneConfig
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.evaluation import SupervisedConfig
@@ -16,7 +17,7 @@ from mc_simclr.training import PretrainConfig
 from conftest import PROJECT_ROOT, conf_parameters
 
 
-@pytest.mark.parametrize("env", ["base", "test", "paper", "hard"])
+@pytest.mark.parametrize("env", ["base", "test", "paper", "hard", "recorded", "tetra", "hexagon"])
 def test_environment_parameters_are_valid(env):
     params = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=None if env == "base" else env, **CONFIG_LOADER_ARGS)[
         "parameters"
@@ -77,12 +78,22 @@ def test_every_setting_is_in_conf_base_and_defaults_are_conf_papers(cls, path):
     base = _block(conf_parameters(), path)
     paper = _block(conf_parameters("paper"), path)
     defaults = asdict(cls())
+    defaults.pop("array", None)  # SceneConfig's array is the `array` block (test below)
     assert set(defaults) <= set(base), f"{'.'.join(path)}: in code but not in conf/base: {set(defaults) - set(base)}"
     for key, value in defaults.items():
         if key in RUN_TIME_KEYS:
             continue
+        if key in ("in_channels", "mel_channels") and paper[key] is None:  # derived from the array
+            assert value == getattr(cls().for_array(4), key), f"{cls.__name__}.{key}: not the square's channels"
+            continue
         expected = [list(v) if isinstance(v, tuple) else v for v in value] if isinstance(value, tuple) else value
         assert expected == paper[key], f"{cls.__name__}.{key} defaults to {value!r}, conf/paper says {paper[key]!r}"
+
+
+def test_the_array_block_of_conf_base_is_the_papers_square():
+    geometry = ArrayGeometry.from_params(conf_parameters()["array"])
+    assert geometry == ArrayGeometry.circular(4, 0.1) and SceneConfig().array == geometry
+    assert conf_parameters("paper")["array"] == conf_parameters()["array"]
 
 
 def test_feature_extractor_defaults_are_conf_bases_front_end():
@@ -94,7 +105,7 @@ def test_feature_extractor_defaults_are_conf_bases_front_end():
     )
 
 
-@pytest.mark.parametrize("env", ["base", "test", "paper", "hard"])
+@pytest.mark.parametrize("env", ["base", "test", "paper", "hard", "recorded", "tetra", "hexagon"])
 def test_the_kedro_free_loader_reads_what_kedro_reads(env):
     kedro = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=None if env == "base" else env, **CONFIG_LOADER_ARGS)
     assert conf_parameters(None if env == "base" else env) == kedro["parameters"]

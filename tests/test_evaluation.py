@@ -129,7 +129,7 @@ def test_linear_probe_keeps_the_encoder_frozen():
     for key, value in encoder.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert out["test"].class_probs.shape == (len(test.items), 3)
-    assert out["test"].azimuth_vector.shape == (len(test.items), 2)
+    assert out["test"].direction_vector.shape == (len(test.items), 2)
     # and the heads learn from the frozen embedding: chance is 33 % and 90 degrees
     scores = clip_scores(clip_predictions(test.items, out["test"]))
     assert scores["accuracy"] >= 75.0 and scores["azimuth_error"] < 45.0
@@ -146,7 +146,7 @@ def test_fine_tune_changes_a_copy_only():
     assert any(not torch.equal(v, before[k]) for k, v in tuned.encoder.state_dict().items())
     with torch.no_grad():
         logits, vector = tuned.heads(tuned.encoder(test.features))
-    np.testing.assert_allclose(vector.numpy(), tuned.predictions["test"].azimuth_vector, atol=1e-5)
+    np.testing.assert_allclose(vector.numpy(), tuned.predictions["test"].direction_vector, atol=1e-5)
 
 
 def test_gradient_scaling_scales():

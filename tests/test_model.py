@@ -23,7 +23,7 @@ def state():
     params = conf_parameters("test")
     extractor = FeatureExtractor.from_params(params["features"], RATE)
     torch.manual_seed(0)
-    encoder = build_encoder(EncoderConfig.from_params(params["encoder"]), extractor.n_mels).eval()
+    encoder = build_encoder(EncoderConfig.from_params(params["encoder"]).for_array(4), extractor.n_mels).eval()
     heads = SELDHeads(encoder.embedding_dim, len(CLASSES)).eval()
     geometry = {"kind": "circular", "n_mics": 4, "diameter_m": 0.1, "orientation_deg": 0.0}
     return package_seld_model(encoder, heads, extractor, params["features"], CLASSES, {"geometry": geometry})
@@ -42,7 +42,7 @@ def test_load_embed_and_predict(state, audio, tmp_path):
     embeddings = model.embed(audio, RATE)
     assert embeddings.shape == (3, model.embedding_dim)  # 2.5 s: three 1 s windows, the last padded
     table = model.predict(audio, RATE)
-    assert list(table.columns) == list(PREDICTION_COLUMNS) and len(table) == 3
+    assert list(table.columns) == [*PREDICTION_COLUMNS, "azimuth_deg"] and len(table) == 3
     assert table["end_s"].tolist() == [1.0, 2.0, 3.0] and set(table["class"]) <= set(CLASSES)
     assert table["class_probability"].between(0, 1).all() and table["azimuth_deg"].between(-180, 180).all()
     # torch input, a batch, and another sample rate give the same answers

@@ -131,3 +131,16 @@ def test_cpu_channels_last_matches_contiguous(architecture):
 def test_encoder_config_errors(params, message):
     with pytest.raises(ValueError, match=message):
         EncoderConfig.from_params(params)
+
+
+def test_encoder_channels_follow_the_array():
+    """M log-Mel + M(M-1)/2 GCC channels: derived when null, refused with the arithmetic when wrong."""
+    derived = EncoderConfig(in_channels=None, mel_channels=None, architecture="split_crnn")
+    assert (derived.for_array(4).in_channels, derived.for_array(4).mel_channels) == (10, 4)
+    assert (derived.for_array(6).in_channels, derived.for_array(6).mel_channels) == (21, 6)
+    with pytest.raises(ValueError, match=r"encoder.in_channels is 10, but the array of 6 microphones .* = 21"):
+        EncoderConfig(in_channels=10, mel_channels=None).for_array(6)
+    with pytest.raises(ValueError, match="not derived from the array yet"):
+        build_encoder(derived, n_bins=16)
+    encoder = build_encoder(derived.for_array(6), n_bins=16)
+    assert encoder(torch.randn(2, 21, 8, 16)).shape == (2, 128)

@@ -25,10 +25,16 @@ def test_prepare_corpus_folder_and_unknown_source(tmp_path):
 
 def test_sample_scenes_one_per_clip():
     clips = pd.DataFrame({"clip_id": ["a", "b", "c"]})
-    scenes = sample_scenes(clips, {"seed": 1, "scene": {}})
+    square = {"kind": "circular", "circular": {"n_mics": 4, "diameter": 0.1}}
+    scenes = sample_scenes(clips, {"seed": 1, "scene": {}}, square)
     assert list(scenes["clip_id"]) == ["a", "b", "c"] and scenes["azimuth_deg"].between(-180, 180).all()
+    assert set(scenes["n_mics"]) == {4} and scenes["array"].nunique() == 1
     with pytest.raises(ValueError, match=r"simulation\.scene\.rt60"):
-        sample_scenes(clips, {"seed": 1, "scene": {"rt60": [0.5, 0.1]}})
+        sample_scenes(clips, {"seed": 1, "scene": {"rt60": [0.5, 0.1]}}, square)
+    with pytest.raises(ValueError, match=r"simulation\.scene\.n_mics: the array is configured by the `array` block"):
+        sample_scenes(clips, {"seed": 1, "scene": {"n_mics": 6}}, square)
+    hexagon = sample_scenes(clips, {"seed": 1, "scene": {}}, {"circular": {"n_mics": 6, "diameter": 0.1}})
+    assert set(hexagon["n_mics"]) == {6}
 
 
 def test_class_names_and_feature_split_checks():

@@ -73,7 +73,8 @@ def test_parameters_merge_softly_across_environments():
     assert params["simulation"]["shard_size"] == 4  # from conf/test
     assert params["simulation"]["seed"] == 1234  # sibling kept from conf/base
     assert params["simulation"]["scene"]["rt60"] == [0.1, 0.4]
-    assert params["simulation"]["scene"]["array_diameter"] == 0.1
+    assert params["simulation"]["scene"]["min_wall_distance"] == 0.5
+    assert params["array"]["circular"]["diameter"] == 0.1
     assert params["corpus"]["source"] == "synthetic"
 
 
@@ -84,6 +85,8 @@ def test_parameters_merge_softly_across_environments():
         ({"simulation": {"noise": {"snr_db": [20.0, 0.0]}}}, "simulation.noise.snr_db"),
         ({"augmentations": {"mixup": {"alpha_maxx": 0.1}}}, "augmentations.mixup.alpha_maxx"),
         ({"seeds": {"seeds": [1, 1]}}, "seeds.seeds"),
+        ({"array": {"circular": {"n_mics": 1}}}, r"array\.circular\.n_mics must be >= 2"),
+        ({"array": {"kind": "custom", "custom": {"positions": [[0, 0, 0], [0, 0, 0]]}}}, "coincide"),
     ],
 )
 def test_bad_parameters_stop_a_run_before_it_writes_anything(kedro_project, params, message):

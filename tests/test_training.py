@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import mc_simclr.training as training
+from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import EncoderConfig
 from mc_simclr.shards import ShardData, ShardedAudio, write_shard
@@ -28,8 +29,8 @@ from conftest import conf_parameters
 # The test suite's sizes (conf/test: a tiny split CRNN) and conf/base's augmentations.
 PARAMS = conf_parameters("test")
 AUGMENT = PARAMS["augmentations"]
-SPLIT = EncoderConfig.from_params(PARAMS["encoder"])
-ENCODER = EncoderConfig.from_params({**PARAMS["encoder"], "architecture": "crnn"})
+SPLIT = EncoderConfig.from_params(PARAMS["encoder"]).for_array(4)
+ENCODER = EncoderConfig.from_params({**PARAMS["encoder"], "architecture": "crnn"}).for_array(4)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,8 @@ def audio(tmp_path_factory):
     rng = np.random.default_rng(0)
     data = ShardData()
     for i, seconds in enumerate([0.5, 1.0, 1.7, 2.3, 0.8, 3.1, 1.2, 2.0]):
-        data.add({"clip_id": f"c{i}"}, (0.1 * rng.standard_normal((4, int(seconds * 8000)))).astype(np.float32))
+        row = {"clip_id": f"c{i}", "array": ArrayGeometry.circular().to_json()}  # the scene table's array column
+        data.add(row, (0.1 * rng.standard_normal((4, int(seconds * 8000)))).astype(np.float32))
     write_shard(root, "s0", data)
     return ShardedAudio(root)
 

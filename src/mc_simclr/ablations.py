@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from mc_simclr.acoustics.symmetry import ArraySymmetries
 from mc_simclr.augment import AUGMENTATIONS
 from mc_simclr.config import check_keys
 from mc_simclr.evaluation import (
@@ -41,9 +42,9 @@ from mc_simclr.evaluation import (
     probe_key,
     run_protocols,
 )
-from mc_simclr.metrics import bootstrap_interval, clip_scores
-from mc_simclr.reporting import metric_headers, to_markdown
-from mc_simclr.training import unpack_encoder
+from mc_simclr.metrics import LOCATION_METRICS, bootstrap_interval, clip_scores, location_metrics
+from mc_simclr.reporting import METRIC_TITLES, metric_headers, to_markdown
+from mc_simclr.training import encoder_geometry, unpack_encoder
 from mc_simclr.utils import deep_merge, fingerprint, write_text_atomic
 
 SHORT_NAMES = {"cs": "channel_swap", "mu": "mixup", "rrc": "random_resized_crop", "cd": "channel_drop"}
@@ -53,11 +54,21 @@ SWEEP_KEYS = {"title", "work_dir", "seeds", "pretraining", "evaluation", "varian
 #: Protocols of every variant's results: the paper's three, and the linear probe under both
 #: BatchNorm protocols (``linear_probe`` is the one ``evaluation.batchnorm`` chose).
 RESULT_PROTOCOLS = (*PROTOCOLS, *(probe_key(mode) for mode in BATCHNORM_MODES))
-# the columns of reporting.results_table, in its order
+# the columns of reporting.results_table, in its order (the paper's array; an array that resolves
+# elevation adds elevation and angular errors, a linear array has axis-angle errors: present_columns)
 METRIC_COLUMNS = tuple(f"{p}_{m}" for p in PROTOCOLS for m in ("accuracy", "azimuth_error"))
 RESULT_COLUMNS = tuple(f"{p}_{m}" for p in RESULT_PROTOCOLS for m in ("accuracy", "azimuth_error"))
-#: Clip columns kept per seed for the bootstrap intervals of the aggregate.
+#: Clip columns kept per seed for the bootstrap intervals of the aggregate (those a table has of
+#: LOCATION_COLUMNS are kept too).
 CLIP_COLUMNS = ("clip_id", "class_index", "pred_class", "azimuth_deg", "pred_azimuth")
+LOCATION_COLUMNS = ("elevation_deg", "pred_elevation", "axis_angle_deg", "pred_axis_angle")
+
+
+def present_columns(protocols: tuple[str, ...], columns) -> tuple[str, ...]:
+    """``<protocol>_<metric>`` columns of a sweep frame, protocol by protocol in table order."""
+    names = set(columns)
+    metrics = ("accuracy", *LOCATION_METRICS)
+    return tuple(f"{p}_{m}" for p in protocols for m in metrics if f"{p}_{m}" in names)
 
 
 @dataclass(frozen=True)
@@ -226,12 +237,15 @@ def evaluation_params(evaluation: dict[str, Any], ablations: dict[str, Any]) -> 
 
 def clip_records(clips: pd.DataFrame) -> dict[str, list[Any]]:
     """Clip predictions as JSON-friendly columns (NaN as None), for the bootstrap of the aggregate."""
-    return {c: [None if isinstance(v, float) and math.isnan(v) else v for v in clips[c].tolist()] for c in CLIP_COLUMNS}
+    columns = [c for c in (*CLIP_COLUMNS, *LOCATION_COLUMNS) if c in clips]
+    return {c: [None if isinstance(v, float) and math.isnan(v) else v for v in clips[c].tolist()] for c in columns}
 
 
 def clip_frame(records: dict[str, list[Any]]) -> pd.DataFrame:
     """Inverse of :func:`clip_records`."""
-    return pd.DataFrame(records).astype({"pred_class": float, "pred_azimuth": float, "azimuth_deg": float})
+    frame = pd.DataFrame(records)
+    floats = [c for c in ("pred_class", "pred_azimuth", "azimuth_deg", *LOCATION_COLUMNS) if c in frame]
+    return frame.astype(dict.fromkeys(floats, float))
 
 
 def evaluate_seed(
@@ -265,7 +279,7 @@ def evaluate_seed(
     if cached is not None:
         return cached, True
     started = time.perf_counter()
-    model, extractor = unpack_encoder(encoder_state)
+    model, _ = unpack_encoder(encoder_state)
     outcome = run_protocols(
         model,
         variant.pretrain,
@@ -273,7 +287,7 @@ def evaluate_seed(
         len(class_names),
         SupervisedConfig.from_params(params["supervised"]),
         subset_amounts=[],
-        n_mics=extractor.n_mics,
+        array=ArraySymmetries.of(encoder_geometry(encoder_state)),
         batchnorm=batchnorm_mode(params),
     )
     splits = {}
@@ -308,7 +322,7 @@ def aggregate_seeds(variant: Variant, per_seed: list[dict[str, Any]], n_resample
         summary: dict[str, float] = {}
         for protocol in RESULT_PROTOCOLS:
             frames = [clip_frame(run["clips"][protocol]) for run in runs]
-            for metric in ("accuracy", "azimuth_error"):
+            for metric in ("accuracy", *location_metrics(frames[0])):
                 column = f"{protocol}_{metric}"
                 values = np.array([run["metrics"][column] for run in runs], dtype=np.float64)
                 summary[column] = float(np.mean(values))
@@ -350,13 +364,14 @@ def _with_spread(columns: tuple[str, ...]) -> list[str]:
 def table1(frame: pd.DataFrame) -> pd.DataFrame:
     """The paper's Table 1: one row per augmentation set, linear probing, k-NN and fine-tuning."""
     rows = frame[frame["tables"].str.split(",").map(lambda t: "table1" in t)]
-    return rows[["variant", "label", "seeds", *_with_spread(METRIC_COLUMNS)]].reset_index(drop=True)
+    columns = present_columns(PROTOCOLS, frame.columns)
+    return rows[["variant", "label", "seeds", *_with_spread(columns)]].reset_index(drop=True)
 
 
 def table2(frame: pd.DataFrame) -> pd.DataFrame:
     """The paper's Table 2: fine-tuning (and linear probing) against the ChannelDrop probability."""
     rows = frame[frame["tables"].str.split(",").map(lambda t: "table2" in t)]
-    columns = ["variant", "channel_drop_p", "seeds", *_with_spread(METRIC_COLUMNS)]
+    columns = ["variant", "channel_drop_p", "seeds", *_with_spread(present_columns(PROTOCOLS, frame.columns))]
     return rows[columns].sort_values("channel_drop_p", kind="stable").reset_index(drop=True)
 
 
@@ -367,8 +382,15 @@ def summary_table(results: list[dict[str, Any]]) -> pd.DataFrame:
         frame = sweep_frame(results, split)
         if RESULT_COLUMNS[0] not in frame:
             continue
-        frames.append(frame[["variant", "label", "seeds", *_with_spread(RESULT_COLUMNS)]].assign(split=split))
-    columns = ["variant", "label", "split", "seeds", *_with_spread(RESULT_COLUMNS)]
+        columns = present_columns(RESULT_PROTOCOLS, frame.columns)
+        frames.append(frame[["variant", "label", "seeds", *_with_spread(columns)]].assign(split=split))
+    columns = [
+        "variant",
+        "label",
+        "split",
+        "seeds",
+        *_with_spread(present_columns(RESULT_PROTOCOLS, frames[0].columns)),
+    ]
     return pd.concat(frames, ignore_index=True)[columns]
 
 
@@ -397,8 +419,8 @@ def table_headers(knn_k: int) -> dict[str, str]:
     """Column titles of the sweep tables (the k-NN title follows ``knn_k``)."""
     headers = {"label": "Pre-training", "channel_drop_p": "p", "seeds": "seeds", **metric_headers(knn_k, short=True)}
     for mode in BATCHNORM_MODES:
-        headers[f"{probe_key(mode)}_accuracy"] = f"LP (BN {mode}) accuracy %"
-        headers[f"{probe_key(mode)}_azimuth_error"] = f"LP (BN {mode}) error °"
+        for metric, title in METRIC_TITLES.items():
+            headers[f"{probe_key(mode)}_{metric}"] = f"LP (BN {mode}) {title}"
     return headers
 
 
@@ -406,9 +428,9 @@ def tables_markdown(table_1: pd.DataFrame, table_2: pd.DataFrame, title: str, kn
     """Markdown of both tables, with the paper's column names: mean ± std over seeds (95 % interval)."""
     headers = table_headers(knn_k)
     note = "\nCells: mean ± standard deviation over the seeds (95 % bootstrap interval over test clips).\n"
-    table_1 = spread_cells(table_1.drop(columns="variant"), METRIC_COLUMNS)
+    table_1 = spread_cells(table_1.drop(columns="variant"), present_columns(PROTOCOLS, table_1.columns))
     one = f"# {title}: Table 1 (augmentations)\n\n" + to_markdown(table_1.rename(columns=headers)) + note
-    table_2 = spread_cells(table_2.drop(columns="variant"), METRIC_COLUMNS)
+    table_2 = spread_cells(table_2.drop(columns="variant"), present_columns(PROTOCOLS, table_2.columns))
     table_2 = table_2.assign(channel_drop_p=table_2["channel_drop_p"].map(lambda p: f"{p:g}"))
     two = f"# {title}: Table 2 (ChannelDrop probability)\n\n" + to_markdown(table_2.rename(columns=headers)) + note
     return one, two
@@ -419,7 +441,7 @@ def summary_markdown(summary: pd.DataFrame, title: str, knn_k: int) -> str:
     headers = table_headers(knn_k)
     parts = [f"# {title}\n"]
     for split, rows in summary.groupby("split", sort=False):
-        cells = spread_cells(rows.drop(columns=["variant", "split"]), RESULT_COLUMNS)
+        cells = spread_cells(rows.drop(columns=["variant", "split"]), present_columns(RESULT_PROTOCOLS, rows.columns))
         parts.append(f"\n## {split} split\n\n" + to_markdown(cells.rename(columns=headers)))
     parts.append(
         "\nCells: mean ± standard deviation over the seeds (95 % bootstrap interval over the split's clips of the "
@@ -430,13 +452,17 @@ def summary_markdown(summary: pd.DataFrame, title: str, knn_k: int) -> str:
 
 
 def plot_channel_drop(table_2: pd.DataFrame) -> plt.Figure:
-    """Accuracy and azimuth error against the ChannelDrop probability p (fine-tuning and linear probing)."""
+    """Accuracy and localisation error (azimuth; angular for a 3-D array, axis angle for a linear one)
+    against the ChannelDrop probability p (fine-tuning and linear probing)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    error = next(
+        (m for m in ("angular_error", "axis_error", "azimuth_error") if f"fine_tune_{m}" in table_2), "azimuth_error"
+    )
     for protocol, name in (("fine_tune", "fine-tuning"), ("linear_probe", "linear probing")):
         axes[0].plot(table_2["channel_drop_p"], table_2[f"{protocol}_accuracy"], marker="o", label=name)
-        axes[1].plot(table_2["channel_drop_p"], table_2[f"{protocol}_azimuth_error"], marker="o", label=name)
+        axes[1].plot(table_2["channel_drop_p"], table_2[f"{protocol}_{error}"], marker="o", label=name)
     axes[0].set_ylabel("accuracy (%)")
-    axes[1].set_ylabel("azimuth error (°)")
+    axes[1].set_ylabel(f"{error.replace('_', ' ')} (°)")
     for ax in axes:
         ax.set_xlabel("ChannelDrop probability p")
         ax.grid(alpha=0.3)

@@ -12,95 +12,80 @@ from __future__ import annotations
 import inspect
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mc_simclr.acoustics.scene import wrap_degrees
+from mc_simclr.acoustics.array import ArrayGeometry
+from mc_simclr.acoustics.symmetry import ArraySymmetries
 from mc_simclr.config import check_keys
-from mc_simclr.features import mic_pairs
-
 
 # --------------------------------------------------------------------------------------------
-# Channel symmetries of a circular array
+# Channel symmetries of the array (derived in mc_simclr.acoustics.symmetry)
 # --------------------------------------------------------------------------------------------
-def n_symmetries(n_mics: int = 4) -> int:
-    """A regular M-gon array has 2M symmetries: M rotations and M reflections (8 for 4 mics)."""
-    return 2 * n_mics
+#: What the symmetry functions and modules take as their array: the derived symmetries, a geometry,
+#: or an int M for the regular M-gon (4: the paper's square).
+ArrayLike = ArraySymmetries | ArrayGeometry | int
 
 
-def symmetry_permutation(symmetry: int, n_mics: int = 4) -> list[int]:
+def array_symmetries(array: ArrayLike = 4) -> ArraySymmetries:
+    """The :class:`~mc_simclr.acoustics.symmetry.ArraySymmetries` of ``array``."""
+    return array if isinstance(array, ArraySymmetries) else ArraySymmetries.of(array)
+
+
+def n_symmetries(array: ArrayLike = 4) -> int:
+    """How many channel symmetries the array has (8 for the paper's square, 2M for a regular M-gon)."""
+    return len(array_symmetries(array))
+
+
+def symmetry_permutation(symmetry: int, array: ArrayLike = 4) -> list[int]:
     """Channel order of symmetry ``s``: the new channel ``m`` is the old channel ``perm[m]``.
 
-    Microphone ``m`` sits at angle ``m * 360 / M`` from microphone 0 (counter-clockwise).
+    For a regular M-gon (microphone ``m`` at ``m * 360 / M`` degrees from microphone 0,
+    counter-clockwise):
 
     * ``s = k < M``: rotation, ``perm[m] = (m + k) mod M``; the source azimuth becomes
       ``azimuth - k * 360 / M``.
     * ``s = M + k``: reflection, ``perm[m] = (k - m) mod M``; the azimuth becomes
       ``-azimuth + k * 360 / M``.
     """
-    if not 0 <= symmetry < n_symmetries(n_mics):
-        raise ValueError(f"symmetry must be in [0, {n_symmetries(n_mics)}), got {symmetry}")
-    if symmetry < n_mics:
-        return [(m + symmetry) % n_mics for m in range(n_mics)]
-    k = symmetry - n_mics
-    return [(k - m) % n_mics for m in range(n_mics)]
+    return array_symmetries(array).permutation(symmetry)
 
 
-def _check_symmetries(symmetry, n_mics: int) -> None:
-    values = symmetry.detach().cpu().numpy() if isinstance(symmetry, torch.Tensor) else np.asarray(symmetry)
-    if values.size and (values.min() < 0 or values.max() >= n_symmetries(n_mics)):
-        raise ValueError(
-            f"symmetry indices must lie in [0, {n_symmetries(n_mics)}), got {values.min()}..{values.max()}"
-        )
-
-
-def map_azimuth(azimuth_deg, symmetry, n_mics: int = 4):
+def map_azimuth(azimuth_deg, symmetry, array: ArrayLike = 4):
     """Azimuth (degrees) of the source after applying ``symmetry`` to the channels.
 
     The one place that owns the symmetry-to-azimuth mapping: pretraining's ChannelSwap and the
     supervised label mapping both call it. Accepts scalars, NumPy arrays or tensors (elementwise
-    with ``symmetry``); the result is wrapped to (-180, 180].
+    with ``symmetry``); the result is wrapped to (-180, 180]. Arrays that resolve elevation map
+    both angles with :meth:`~mc_simclr.acoustics.symmetry.ArraySymmetries.map_directions`.
     """
-    step = 360.0 / n_mics
-    _check_symmetries(symmetry, n_mics)
-    if isinstance(azimuth_deg, torch.Tensor) or isinstance(symmetry, torch.Tensor):
-        az = torch.as_tensor(azimuth_deg, dtype=torch.float32)
-        sym = torch.as_tensor(symmetry, device=az.device)
-        reflect = sym >= n_mics
-        k = torch.where(reflect, sym - n_mics, sym).to(az.dtype)
-        mapped = torch.where(reflect, -az + k * step, az - k * step)
-        return -torch.remainder(-mapped + 180.0, 360.0) + 180.0
-    sym = np.asarray(symmetry)
-    az = np.asarray(azimuth_deg, dtype=np.float64)
-    reflect = sym >= n_mics
-    k = np.where(reflect, sym - n_mics, sym)
-    return wrap_degrees(np.where(reflect, -az + k * step, az - k * step))
+    return array_symmetries(array).map_azimuth(azimuth_deg, symmetry)
 
 
 class ChannelSwap(nn.Module):
-    """Permute microphones by one of the array's 2M symmetries (rotations and reflections).
+    """Permute microphones by one of the array's symmetries (rotations and reflections: 8 for the
+    paper's square, derived from the geometry for any array).
 
     ``forward(x, symmetry=None)`` returns ``(swapped, symmetry)``; pass the returned symmetry to the
     second view of the same clip (pretraining) or to :func:`map_azimuth` for its label
     (supervised training).
     """
 
-    def __init__(self, n_mics: int = 4) -> None:
+    def __init__(self, array: ArrayLike = 4) -> None:
         super().__init__()
-        self.n_mics = n_mics
-        table = torch.tensor([symmetry_permutation(s, n_mics) for s in range(n_symmetries(n_mics))])
-        self.register_buffer("permutations", table, persistent=False)
+        self.symmetries = array_symmetries(array)
+        self.n_mics = self.symmetries.n_mics
+        self.register_buffer("permutations", torch.from_numpy(self.symmetries.permutations.copy()), persistent=False)
 
     def extra_repr(self) -> str:
-        return f"n_mics={self.n_mics}, symmetries={n_symmetries(self.n_mics)}"
+        return f"n_mics={self.n_mics}, symmetries={len(self.symmetries)}"
 
     def sample(
         self, batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Uniformly random symmetry indices ``(batch,)``."""
-        return torch.randint(n_symmetries(self.n_mics), (batch,), generator=generator, device=device)
+        return torch.randint(len(self.symmetries), (batch,), generator=generator, device=device)
 
     def forward(
         self, x: torch.Tensor, symmetry: torch.Tensor | None = None, generator: torch.Generator | None = None
@@ -110,7 +95,7 @@ class ChannelSwap(nn.Module):
         if symmetry is None:
             symmetry = self.sample(x.shape[0], x.device, generator)
         else:
-            _check_symmetries(symmetry, self.n_mics)
+            self.symmetries.check(symmetry)
         index = self.permutations.to(x.device)[symmetry.to(x.device)]  # (B, M)
         index = index.reshape(*index.shape, *([1] * (x.ndim - 2))).expand_as(x)
         return torch.gather(x, 1, index), symmetry
@@ -306,13 +291,14 @@ class MultiLevelAugmentation(nn.Module):
         self.channel_drop = channel_drop
 
     @classmethod
-    def from_params(cls, params: dict, features: nn.Module, n_mics: int = 4) -> MultiLevelAugmentation:
-        """Build from the ``augmentations`` block: ``{name: {enabled: bool, ...options}}``."""
+    def from_params(cls, params: dict, features: nn.Module, array: ArrayLike = 4) -> MultiLevelAugmentation:
+        """Build from the ``augmentations`` block: ``{name: {enabled: bool, ...options}}``; ChannelSwap
+        uses the symmetries of ``array``."""
         check_keys(params, AUGMENTATIONS, "augmentations")
 
         modules = {"channel_swap": ChannelSwap, "mixup": Mixup, "random_resized_crop": RandomResizedCrop}
         modules["channel_drop"] = ChannelDrop
-        fixed = {"channel_swap": {"n_mics"}, "random_resized_crop": {"attempts"}}  # not settings of a block
+        fixed = {"channel_swap": {"array"}, "random_resized_crop": {"attempts"}}  # not settings of a block
 
         def options(name: str) -> dict | None:
             block = dict(params.get(name) or {})
@@ -325,7 +311,7 @@ class MultiLevelAugmentation(nn.Module):
         swap, mix, rrc, drop = (options(name) for name in AUGMENTATIONS)
         return cls(
             features,
-            channel_swap=ChannelSwap(n_mics) if swap is not None else None,
+            channel_swap=ChannelSwap(array) if swap is not None else None,
             mixup=Mixup(**mix) if mix is not None else None,
             random_resized_crop=RandomResizedCrop(**{k: tuple(v) if isinstance(v, list) else v for k, v in rrc.items()})
             if rrc is not None
@@ -362,21 +348,14 @@ class MultiLevelAugmentation(nn.Module):
 # --------------------------------------------------------------------------------------------
 # ChannelSwap on precomputed features
 # --------------------------------------------------------------------------------------------
-def feature_permutation(symmetry: int, n_mics: int = 4) -> tuple[list[int], list[bool]]:
+def feature_permutation(symmetry: int, array: ArrayLike = 4) -> tuple[list[int], list[bool]]:
     """Feature-channel order and lag flips that make ``features(x)`` into ``features(swap(x))``.
 
     Mel channel ``m`` comes from microphone ``perm[m]``. GCC channel of pair ``(a, b)`` comes from
     the pair ``(perm[a], perm[b])``; when that pair is stored the other way round, its lag axis is
     reversed (``GCC_ji(tau) = GCC_ij(-tau)``).
     """
-    perm = symmetry_permutation(symmetry, n_mics)
-    pairs = mic_pairs(n_mics)
-    channels, flips = list(perm), [False] * n_mics
-    for a, b in pairs:
-        i, j = perm[a], perm[b]
-        channels.append(n_mics + pairs.index((min(i, j), max(i, j))))
-        flips.append(i > j)
-    return channels, flips
+    return array_symmetries(array).feature_permutation(symmetry)
 
 
 class FeatureChannelSwap(nn.Module):
@@ -387,15 +366,16 @@ class FeatureChannelSwap(nn.Module):
     and is set to 0 (it is far outside the delay range of a small array).
     """
 
-    def __init__(self, n_mics: int = 4) -> None:
+    def __init__(self, array: ArrayLike = 4) -> None:
         super().__init__()
-        self.n_mics = n_mics
-        tables = [feature_permutation(s, n_mics) for s in range(n_symmetries(n_mics))]
+        self.symmetries = array_symmetries(array)
+        self.n_mics = self.symmetries.n_mics
+        tables = [self.symmetries.feature_permutation(s) for s in range(len(self.symmetries))]
         self.register_buffer("channels", torch.tensor([t[0] for t in tables]), persistent=False)
         self.register_buffer("flips", torch.tensor([t[1] for t in tables]), persistent=False)
 
     def extra_repr(self) -> str:
-        return f"n_mics={self.n_mics}, symmetries={n_symmetries(self.n_mics)}"
+        return f"n_mics={self.n_mics}, symmetries={len(self.symmetries)}"
 
     def forward(self, features: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
         index = self.channels[symmetry.to(self.channels.device)].to(features.device)  # (B, C)

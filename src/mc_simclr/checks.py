@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from mc_simclr.ablations import check_sweep
+from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.acoustics.noise import NoiseConfig
 from mc_simclr.acoustics.rir import BACKENDS
 from mc_simclr.acoustics.scene import SceneConfig
@@ -32,11 +33,12 @@ def check_parameters(params: dict[str, Any]) -> None:
     corpus = params.get("corpus")
     if corpus is not None and corpus.get("source") not in CORPUS_SOURCES:
         raise ValueError(f"corpus.source must be one of {list(CORPUS_SOURCES)}, got {corpus.get('source')!r}")
+    geometry = ArrayGeometry.from_params(params["array"]) if "array" in params else ArrayGeometry.circular()
     simulation = params.get("simulation")
     if simulation is not None:
         if simulation.get("backend") not in BACKENDS:
             raise ValueError(f"simulation.backend must be one of {sorted(BACKENDS)}, got {simulation.get('backend')!r}")
-        SceneConfig.from_params(simulation.get("scene", {}))
+        SceneConfig.from_params(simulation.get("scene", {}), geometry)
         NoiseConfig.from_params(simulation.get("noise"))
         if simulation.get("storage_dtype", "float32") not in STORAGE_DTYPES:
             raise ValueError(
@@ -44,13 +46,15 @@ def check_parameters(params: dict[str, Any]) -> None:
             )
     extractor = None
     if "features" in params and "audio" in params:
-        extractor = FeatureExtractor.from_params(params["features"], int(params["audio"]["sample_rate"]))
+        extractor = FeatureExtractor.from_params(
+            params["features"], int(params["audio"]["sample_rate"]), n_mics=geometry.n_mics
+        )
     if "encoder" in params:
-        EncoderConfig.from_params(params["encoder"])
+        EncoderConfig.from_params(params["encoder"]).for_array(geometry.n_mics)
     if "pretraining" in params:
         PretrainConfig.from_params({k: v for k, v in params["pretraining"].items() if k != "split"})
     if "augmentations" in params and extractor is not None:
-        MultiLevelAugmentation.from_params(params["augmentations"], extractor, extractor.n_mics)
+        MultiLevelAugmentation.from_params(params["augmentations"], extractor, geometry)
     if "execution" in params:
         ExecutionConfig.from_params(params["execution"])
     evaluation = params.get("evaluation")

@@ -45,13 +45,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mc_simclr.augment import FeatureChannelSwap, map_azimuth, n_symmetries
+from mc_simclr.acoustics.array import ArrayGeometry
+from mc_simclr.acoustics.symmetry import ArraySymmetries, DirectionLabels
+from mc_simclr.augment import ArrayLike, FeatureChannelSwap, array_symmetries
 from mc_simclr.config import check_values, dataclass_from_params
 from mc_simclr.devices import resolve_device
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.metrics import azimuth_from_vector, azimuth_to_vector, clip_scores
+from mc_simclr.metrics import clip_scores
 from mc_simclr.models import Encoder, SELDHeads, build_encoder
-from mc_simclr.training import unpack_encoder, warmup_cosine
+from mc_simclr.training import encoder_geometry, unpack_encoder, warmup_cosine
 from mc_simclr.utils import epoch_seed, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,17 @@ class Split:
     def azimuth(self) -> torch.Tensor:
         return torch.tensor(self.items["azimuth_deg"].to_numpy(), dtype=torch.float32)
 
+    @property
+    def elevation(self) -> torch.Tensor:
+        if "elevation_deg" not in self.items:
+            raise ValueError("these feature patches have no elevation_deg: extract the features again")
+        return torch.tensor(self.items["elevation_deg"].to_numpy(), dtype=torch.float32)
+
+    def directions(self, labels: DirectionLabels) -> tuple[np.ndarray, np.ndarray | None]:
+        """Azimuths and (for labels that need them) elevations of the patches, float32, in degrees."""
+        elevation = self.elevation.numpy() if labels.kind != "azimuth" else None
+        return self.azimuth.numpy(), elevation
+
     def subset(self, clip_ids: set[str]) -> Split:
         mask = self.items["clip_id"].isin(clip_ids).to_numpy()
         return Split(self.features[torch.from_numpy(mask)], self.items[mask].reset_index(drop=True))
@@ -124,8 +137,9 @@ class Predictions:
     """Patch-level predictions of one protocol on one split."""
 
     class_probs: np.ndarray | None  # (N, K)
-    azimuth_vector: np.ndarray  # (N, 2)
+    direction_vector: np.ndarray  # (N, labels.dim): (cos, sin) of the azimuth for the paper's array
     validation: dict[str, float] = field(default_factory=dict)
+    labels: DirectionLabels = field(default_factory=DirectionLabels)
 
 
 @dataclass
@@ -155,13 +169,15 @@ def embed(encoder: Encoder, features: torch.Tensor, device: torch.device, batch_
     return torch.cat(out)
 
 
-def embed_symmetries(encoder: Encoder, features: torch.Tensor, device: torch.device, n_mics: int = 4) -> torch.Tensor:
+def embed_symmetries(
+    encoder: Encoder, features: torch.Tensor, device: torch.device, array: ArrayLike = 4
+) -> torch.Tensor:
     """Embeddings ``(S, N, D)`` of the features under each of the S array symmetries."""
-    swap = FeatureChannelSwap(n_mics)
+    swap = FeatureChannelSwap(array)
     return torch.stack(
         [
             embed(encoder, swap(features, torch.full((len(features),), s, dtype=torch.long)), device)
-            for s in range(n_symmetries(n_mics))
+            for s in range(len(swap.symmetries))
         ]
     )
 
@@ -215,21 +231,35 @@ def frozen_encoder(encoder: Encoder, train: Split, batchnorm: str, device: torch
 
 
 def clip_predictions(items: pd.DataFrame, predictions: Predictions) -> pd.DataFrame:
-    """Average patch predictions per clip: class = argmax of mean probabilities, azimuth = mean vector."""
+    """Average patch predictions per clip: class = argmax of mean probabilities, direction = mean
+    target vector, decoded into the prediction columns of the array's labels (``pred_azimuth`` for
+    the paper's array; see :mod:`mc_simclr.metrics`)."""
+    labels = predictions.labels
     frame = items[["clip_id"]].copy()
-    frame[["vx", "vy"]] = predictions.azimuth_vector
+    vector_cols = ["vx", "vy", "vz"][: labels.dim]
+    frame[vector_cols] = predictions.direction_vector
     if predictions.class_probs is not None:
         probs = pd.DataFrame(predictions.class_probs, index=frame.index)
         frame = pd.concat([frame, probs.add_prefix("p")], axis=1)
     grouped = frame.groupby("clip_id", sort=False).mean()
-    meta_cols = [c for c in ("label", "class_index", "azimuth_deg", "rt60", "split") if c in items]
+    truth = ("azimuth_deg",) if labels.kind == "azimuth" else ("azimuth_deg", "elevation_deg")
+    meta_cols = [c for c in ("label", "class_index", *truth, "rt60", "split") if c in items]
     out = items.groupby("clip_id", sort=False)[meta_cols].first()
-    out["pred_azimuth"] = azimuth_from_vector(grouped[["vx", "vy"]].to_numpy())
+    for column, values in labels.truth(out["azimuth_deg"].to_numpy(), out.get("elevation_deg")).items():
+        out[column] = values
+    for column, values in labels.decode(grouped[vector_cols].to_numpy()).items():
+        out[column] = values
     if predictions.class_probs is not None:
         out["pred_class"] = grouped.filter(regex=r"^p\d+$").to_numpy().argmax(axis=1)
     else:
         out["pred_class"] = np.nan
     return out.reset_index()
+
+
+def direction_selection_metric(labels: DirectionLabels) -> str:
+    """The validation score that selects a direction head: azimuth error for the paper's array, the
+    great-circle angular error for a 3-D array, the axis-angle error for a linear one."""
+    return {"azimuth": "azimuth_error", "direction": "angular_error", "axis": "axis_error"}[labels.kind]
 
 
 def split_scores(items: pd.DataFrame, predictions: Predictions) -> dict[str, float]:
@@ -248,29 +278,42 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _azimuth_targets(
-    azimuths: torch.Tensor, symmetry: torch.Tensor, n_mics: int, device: torch.device | str = "cpu"
+def _label_tensors(split: Split, symmetries: ArraySymmetries) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Azimuths and (when the labels need them) elevations of a split's patches, as tensors."""
+    return split.azimuth, split.elevation if symmetries.labels.kind != "azimuth" else None
+
+
+def _direction_targets(
+    directions: tuple[torch.Tensor, torch.Tensor | None],
+    batch: torch.Tensor,
+    symmetry: torch.Tensor,
+    symmetries: ArraySymmetries,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """(cos, sin) regression targets of azimuths mapped by the applied array symmetries."""
-    mapped = map_azimuth(azimuths, symmetry, n_mics).numpy()
-    return torch.as_tensor(azimuth_to_vector(mapped), dtype=torch.float32, device=device)
+    """Regression targets of the ``batch`` patches' directions (:func:`_label_tensors`) mapped by the
+    applied array symmetries ((cos, sin) of the azimuth for the paper's array)."""
+    azimuth, elevation = directions
+    targets = symmetries.targets(azimuth[batch], None if elevation is None else elevation[batch], symmetry)
+    return torch.as_tensor(targets, dtype=torch.float32, device=device)
 
 
-def _sample_symmetries(n: int, config: SupervisedConfig, generator: torch.Generator, n_mics: int) -> torch.Tensor:
+def _sample_symmetries(
+    n: int, config: SupervisedConfig, generator: torch.Generator, symmetries: ArraySymmetries
+) -> torch.Tensor:
     if not config.channel_swap:
         return torch.zeros(n, dtype=torch.long)
-    return torch.randint(n_symmetries(n_mics), (n,), generator=generator)
+    return torch.randint(len(symmetries), (n,), generator=generator)
 
 
 # --------------------------------------------------------------------------------------------
 # Linear probing
 # --------------------------------------------------------------------------------------------
 def standardised_embeddings(
-    encoder: Encoder, train: Split, device: torch.device, n_mics: int = 4
+    encoder: Encoder, train: Split, device: torch.device, array: ArrayLike = 4
 ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """Training embeddings ``(S, N, D)`` under every array symmetry, standardised with the mean and
     deviation of the untransformed ones, and the function that standardises other embeddings alike."""
-    train_emb = embed_symmetries(encoder, train.features, device, n_mics)
+    train_emb = embed_symmetries(encoder, train.features, device, array)
     mean = train_emb[0].mean(0, keepdim=True)
     std = train_emb[0].std(0, keepdim=True).clamp_min(1e-6)
 
@@ -287,7 +330,7 @@ def train_probe_heads(
     validation: Split,
     n_classes: int,
     config: SupervisedConfig,
-    n_mics: int = 4,
+    array: ArrayLike = 4,
     progress: bool = True,
 ) -> tuple[SELDHeads, dict[str, float]]:
     """Linear class and azimuth heads on fixed embeddings ``train_emb`` ``(S, N, D)`` (one per array symmetry).
@@ -296,18 +339,21 @@ def train_probe_heads(
     keeps the epoch of its best validation score (accuracy; azimuth error); returns the heads and
     those scores.
     """
-    labels, azimuths = train.class_index, train.azimuth
+    symmetries = array_symmetries(array)
+    labels = train.class_index
     labelled = labels >= 0
-    heads = SELDHeads(train_emb.shape[-1], n_classes)
+    heads = SELDHeads(train_emb.shape[-1], n_classes, symmetries.labels.dim)
     steps = -(-len(labels) // config.batch_size)
     optimizer, scheduler = _sgd(heads.parameters(), config, steps, config.probe_epochs)
-    best = {"accuracy": (-1.0, None), "azimuth_error": (float("inf"), None)}
+    selection = direction_selection_metric(symmetries.labels)
+    best = {"accuracy": (-1.0, None), selection: (float("inf"), None)}
+    directions = _label_tensors(train, symmetries)
     for epoch in tqdm(range(config.probe_epochs), desc="linear probe", unit="epoch", leave=False, disable=not progress):
         generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
-        symmetry = _sample_symmetries(len(labels), config, generator, n_mics)
+        symmetry = _sample_symmetries(len(labels), config, generator, symmetries)
         for batch in _batches(len(labels), config.batch_size, generator):
             h = train_emb[symmetry[batch], batch]
-            target_az = _azimuth_targets(azimuths[batch], symmetry[batch], n_mics)
+            target_az = _direction_targets(directions, batch, symmetry[batch], symmetries)
             logits, vector = heads(h)
             mask = labelled[batch]
             loss = F.mse_loss(vector, target_az)
@@ -319,15 +365,16 @@ def train_probe_heads(
             scheduler.step()
         with torch.no_grad():
             logits, vector = heads(val_emb)
-        scores = split_scores(validation.items, Predictions(logits.softmax(-1).numpy(), vector.numpy()))
+        predictions = Predictions(logits.softmax(-1).numpy(), vector.numpy(), labels=symmetries.labels)
+        scores = split_scores(validation.items, predictions)
         if scores["accuracy"] > best["accuracy"][0]:
             best["accuracy"] = (scores["accuracy"], copy.deepcopy(heads.classifier.state_dict()))
-        if scores["azimuth_error"] < best["azimuth_error"][0]:
-            best["azimuth_error"] = (scores["azimuth_error"], copy.deepcopy(heads.azimuth.state_dict()))
+        if scores[selection] < best[selection][0]:
+            best[selection] = (scores[selection], copy.deepcopy(heads.azimuth.state_dict()))
     if best["accuracy"][1] is not None:
         heads.classifier.load_state_dict(best["accuracy"][1])
-    heads.azimuth.load_state_dict(best["azimuth_error"][1])
-    return heads, {"accuracy": best["accuracy"][0], "azimuth_error": best["azimuth_error"][0]}
+    heads.azimuth.load_state_dict(best[selection][1])
+    return heads, {"accuracy": best["accuracy"][0], selection: best[selection][0]}
 
 
 def linear_probe(
@@ -337,7 +384,7 @@ def linear_probe(
     tests: dict[str, Split],
     n_classes: int,
     config: SupervisedConfig,
-    n_mics: int = 4,
+    array: ArrayLike = 4,
     progress: bool = True,
 ) -> dict[str, Predictions]:
     """Train the two linear heads on frozen embeddings; returns predictions for each split in ``tests``.
@@ -347,17 +394,18 @@ def linear_probe(
     """
     device = resolve_device(config.device)
     seed_everything(config.seed)
-    train_emb, standardise = standardised_embeddings(encoder, train, device, n_mics)  # (S, N, D)
+    symmetries = array_symmetries(array)
+    train_emb, standardise = standardised_embeddings(encoder, train, device, symmetries)  # (S, N, D)
     val_emb = standardise(embed(encoder, validation.features, device))
     test_emb = {name: standardise(embed(encoder, split.features, device)) for name, split in tests.items()}
     heads, validation_scores = train_probe_heads(
-        train_emb, train, val_emb, validation, n_classes, config, n_mics, progress
+        train_emb, train, val_emb, validation, n_classes, config, symmetries, progress
     )
     out = {}
     with torch.no_grad():
         for name, emb in test_emb.items():
             logits, vector = heads(emb)
-            out[name] = Predictions(logits.softmax(-1).numpy(), vector.numpy(), validation_scores)
+            out[name] = Predictions(logits.softmax(-1).numpy(), vector.numpy(), validation_scores, symmetries.labels)
     return out
 
 
@@ -367,27 +415,25 @@ def knn_predict(
     tests: dict[str, Split],
     n_classes: int,
     config: SupervisedConfig,
-    n_mics: int = 4,
+    array: ArrayLike = 4,
 ) -> dict[str, Predictions]:
-    """k nearest training patches of each test patch: class votes and mean azimuth direction.
+    """k nearest training patches of each test patch: class votes and mean direction vector.
 
-    References are the training patches under all array symmetries (their azimuths mapped by
-    :func:`~mc_simclr.augment.map_azimuth`; the class label is unchanged). Similarity is the
-    cosine of embeddings standardised with the training set's statistics.
+    References are the training patches under all array symmetries (their directions mapped by
+    :meth:`~mc_simclr.acoustics.symmetry.ArraySymmetries.map_directions`; the class label is
+    unchanged). Similarity is the cosine of embeddings standardised with the training set's statistics.
     """
     device = resolve_device(config.device)
-    train_emb, standardise = standardised_embeddings(encoder, train, device, n_mics)  # (S, N, D)
+    symmetries = array_symmetries(array)
+    train_emb, standardise = standardised_embeddings(encoder, train, device, symmetries)  # (S, N, D)
     n_sym = train_emb.shape[0] if config.channel_swap else 1
     references = F.normalize(train_emb[:n_sym].flatten(0, 1), dim=1)
-    ref_azimuths = torch.cat(
-        [
-            torch.as_tensor(
-                map_azimuth(train.azimuth.numpy(), np.full(len(train.azimuth), s), n_mics), dtype=torch.float32
-            )
-            for s in range(n_sym)
-        ]
-    )
-    ref_vectors = torch.as_tensor(azimuth_to_vector(ref_azimuths.numpy()), dtype=torch.float32)
+    azimuth, elevation = train.directions(symmetries.labels)
+    elevation = np.zeros_like(azimuth) if elevation is None else elevation  # not used by azimuth labels
+    mapped = [symmetries.map_directions(azimuth, elevation, np.full(len(azimuth), s)) for s in range(n_sym)]
+    ref_azimuths = np.concatenate([az for az, _ in mapped]).astype(np.float32)
+    ref_elevations = np.concatenate([el for _, el in mapped]).astype(np.float32)
+    ref_vectors = torch.as_tensor(symmetries.labels.vectors(ref_azimuths, ref_elevations), dtype=torch.float32)
     ref_labels = train.class_index.repeat(n_sym)
     k = min(config.knn_k, len(references))
     out = {}
@@ -400,14 +446,16 @@ def knn_predict(
         votes.scatter_add_(1, labels.clamp_min(0), valid.float())
         probs = votes / votes.sum(1, keepdim=True).clamp_min(1.0)
         vectors = ref_vectors[neighbours].mean(1)
-        out[name] = Predictions(probs.numpy() if bool(valid.any()) else None, vectors.numpy())
+        out[name] = Predictions(probs.numpy() if bool(valid.any()) else None, vectors.numpy(), labels=symmetries.labels)
     return out
 
 
 # --------------------------------------------------------------------------------------------
 # Fine-tuning
 # --------------------------------------------------------------------------------------------
-def _predict(encoder: Encoder, heads: SELDHeads, split: Split, device: torch.device) -> Predictions:
+def _predict(
+    encoder: Encoder, heads: SELDHeads, split: Split, device: torch.device, labels: DirectionLabels
+) -> Predictions:
     encoder.eval()
     heads.eval()
     probs, vectors = [], []
@@ -416,7 +464,7 @@ def _predict(encoder: Encoder, heads: SELDHeads, split: Split, device: torch.dev
             logits, vector = heads(encoder(split.features[start : start + 256].to(device)))
             probs.append(logits.softmax(-1).cpu())
             vectors.append(vector.cpu())
-    return Predictions(torch.cat(probs).numpy(), torch.cat(vectors).numpy())
+    return Predictions(torch.cat(probs).numpy(), torch.cat(vectors).numpy(), labels=labels)
 
 
 def _fine_tune_epoch(
@@ -428,21 +476,22 @@ def _fine_tune_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     config: SupervisedConfig,
     epoch: int,
-    n_mics: int,
     device: torch.device,
 ) -> None:
-    """One epoch of joint training: a random array symmetry per patch, MSE on (cos, sin) + cross-entropy."""
+    """One epoch of joint training: a random array symmetry per patch, MSE on the direction target
+    ((cos, sin) of the azimuth for the paper's array) + cross-entropy."""
     generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
     torch.manual_seed(epoch_seed(config.seed, epoch))
-    labels, azimuths = train.class_index, train.azimuth
-    symmetry = _sample_symmetries(len(labels), config, generator, n_mics)
+    labels = train.class_index
+    directions = _label_tensors(train, swap.symmetries)
+    symmetry = _sample_symmetries(len(labels), config, generator, swap.symmetries)
     encoder.train()
     heads.train()
     for batch in _batches(len(labels), config.batch_size, generator):
         if len(batch) < 2:  # batch norm needs two samples
             continue
         x = swap(train.features[batch].to(device), symmetry[batch].to(device))
-        target_az = _azimuth_targets(azimuths[batch], symmetry[batch], n_mics, device)
+        target_az = _direction_targets(directions, batch, symmetry[batch], swap.symmetries, device)
         target_class = labels[batch].to(device)
         logits, vector = heads(encoder(x))
         mask = target_class >= 0
@@ -458,9 +507,9 @@ def _fine_tune_epoch(
 def _validation_loss(
     predictions: Predictions, labels: torch.Tensor, vectors: torch.Tensor, config: SupervisedConfig
 ) -> float:
-    """The training objective on validation patches: weighted MSE on (cos, sin) + class NLL."""
+    """The training objective on validation patches: weighted MSE on the direction target + class NLL."""
     probs = torch.as_tensor(predictions.class_probs, device=labels.device)
-    predicted = torch.as_tensor(predictions.azimuth_vector, device=labels.device)
+    predicted = torch.as_tensor(predictions.direction_vector, device=labels.device)
     mask = labels >= 0
     loss = config.azimuth_loss_weight * float(F.mse_loss(predicted, vectors))
     if mask.any() and config.class_loss_weight > 0:
@@ -476,7 +525,7 @@ def fine_tune(
     n_classes: int,
     config: SupervisedConfig,
     pretrained: bool,
-    n_mics: int = 4,
+    array: ArrayLike = 4,
     progress: bool = True,
 ) -> FineTuned:
     """Train encoder and heads jointly (encoder gradients scaled when ``pretrained``); predict ``tests``.
@@ -488,22 +537,25 @@ def fine_tune(
     device = resolve_device(config.device)
     seed_everything(config.seed)
     encoder = copy.deepcopy(encoder).to(device)
-    heads = SELDHeads(encoder.embedding_dim, n_classes).to(device)
+    swap = FeatureChannelSwap(array).to(device)
+    labels = swap.symmetries.labels
+    heads = SELDHeads(encoder.embedding_dim, n_classes, labels.dim).to(device)
     hooks = scale_gradients(encoder, config.encoder_grad_scale) if pretrained else []
-    swap = FeatureChannelSwap(n_mics).to(device)
     steps = -(-len(train.items) // config.batch_size)
     optimizer, scheduler = _sgd(
         list(encoder.parameters()) + list(heads.parameters()), config, steps, config.finetune_epochs
     )
     best_loss, best_state = float("inf"), None
     val_labels = validation.class_index.to(device)
-    val_vectors = torch.as_tensor(azimuth_to_vector(validation.azimuth.numpy()), dtype=torch.float32, device=device)
+    val_directions = labels.vectors(*validation.directions(labels))
+    val_vectors = torch.as_tensor(val_directions, dtype=torch.float32, device=device)
     try:
         for epoch in tqdm(
             range(config.finetune_epochs), desc="fine-tune", unit="epoch", leave=False, disable=not progress
         ):
-            _fine_tune_epoch(encoder, heads, train, swap, optimizer, scheduler, config, epoch, n_mics, device)
-            val_loss = _validation_loss(_predict(encoder, heads, validation, device), val_labels, val_vectors, config)
+            _fine_tune_epoch(encoder, heads, train, swap, optimizer, scheduler, config, epoch, device)
+            predictions = _predict(encoder, heads, validation, device, labels)
+            val_loss = _validation_loss(predictions, val_labels, val_vectors, config)
             if val_loss < best_loss:
                 best_loss = val_loss
                 best_state = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(heads.state_dict()))
@@ -514,11 +566,11 @@ def fine_tune(
     heads.load_state_dict(best_state[1])
     validation_scores = {
         "loss": best_loss,
-        **split_scores(validation.items, _predict(encoder, heads, validation, device)),
+        **split_scores(validation.items, _predict(encoder, heads, validation, device, labels)),
     }
     out = {}
     for name, split in tests.items():
-        predictions = _predict(encoder, heads, split, device)
+        predictions = _predict(encoder, heads, split, device, labels)
         predictions.validation = validation_scores
         out[name] = predictions
     return FineTuned(out, encoder.cpu().eval(), heads.cpu().eval())
@@ -631,7 +683,7 @@ def run_protocols(
     subset_amounts: list[float],
     subset_unit: str = "fraction",
     subset_seed: int = 0,
-    n_mics: int = 4,
+    array: ArrayLike = 4,
     batchnorm: str = "keep",
 ) -> ProtocolResults:
     """Linear probing (under both BatchNorm protocols), k-NN, fine-tuning and subset fine-tuning of one
@@ -650,14 +702,12 @@ def run_protocols(
     frozen = {}
     for mode in (batchnorm, *(m for m in BATCHNORM_MODES if m != batchnorm)):
         frozen[mode] = frozen_encoder(encoder, train, mode, device)
-        probe = linear_probe(frozen[mode], train, validation, reported, n_classes, config, n_mics)
+        probe = linear_probe(frozen[mode], train, validation, reported, n_classes, config, array)
         for name, split in reported.items():
             clips[name][probe_key(mode)] = clip_predictions(split.items, probe[name])
         validation_scores[probe_key(mode)] = probe[next(iter(reported))].validation
-    neighbours = knn_predict(
-        frozen[batchnorm], train, {"validation": validation, **reported}, n_classes, config, n_mics
-    )
-    tuned = fine_tune(encoder, train, validation, reported, n_classes, config, pretrained, n_mics)
+    neighbours = knn_predict(frozen[batchnorm], train, {"validation": validation, **reported}, n_classes, config, array)
+    tuned = fine_tune(encoder, train, validation, reported, n_classes, config, pretrained, array)
     for name, split in reported.items():
         clips[name]["linear_probe"] = clips[name][probe_key(batchnorm)]
         clips[name]["knn"] = clip_predictions(split.items, neighbours[name])
@@ -678,7 +728,7 @@ def run_protocols(
             "Subset fine-tuning on %d of %d labeled clips (%s %s)", len(chosen), len(labeled_clips), amount, subset_unit
         )
         subset = fine_tune(
-            encoder, train.subset(chosen), validation, {"test": test}, n_classes, config, pretrained, n_mics
+            encoder, train.subset(chosen), validation, {"test": test}, n_classes, config, pretrained, array
         )
         subsets[float(amount)] = clip_predictions(test.items, subset.predictions["test"])
     embeddings = embed(frozen[batchnorm], test.features, device).numpy()
@@ -686,7 +736,7 @@ def run_protocols(
 
 
 def supervised_azimuth(
-    encoder: Encoder, splits: dict[str, Split], n_classes: int, config: SupervisedConfig, n_mics: int = 4
+    encoder: Encoder, splits: dict[str, Split], n_classes: int, config: SupervisedConfig, array: ArrayLike = 4
 ) -> dict[str, pd.DataFrame]:
     """The azimuth ceiling: ``encoder`` trained from its current weights on azimuth alone (full
     rate, no class loss); clip-level predictions with ``pred_class`` NaN on the test (and
@@ -696,7 +746,7 @@ def supervised_azimuth(
     azimuth_only.azimuth_loss_weight = max(config.azimuth_loss_weight, 1e-12)
     reported = report_splits(splits)
     train, validation = splits["labeled"], splits["validation"]
-    tuned = fine_tune(encoder, train, validation, reported, n_classes, azimuth_only, False, n_mics)
+    tuned = fine_tune(encoder, train, validation, reported, n_classes, azimuth_only, False, array)
     out = {}
     for name, split in reported.items():
         out[name] = clip_predictions(split.items, tuned.predictions[name]).assign(pred_class=np.nan)
@@ -734,9 +784,16 @@ class EvaluationInputs:
     pretraining_run_id: str = ""
     batchnorm: str = "keep"
 
+    symmetries: ArraySymmetries | None = None  # None: the paper's square
+
     @property
     def n_mics(self) -> int:
         return self.extractor.n_mics
+
+    @property
+    def geometry(self) -> ArrayGeometry:
+        """The array the encoder was trained on."""
+        return self.symmetries.geometry if self.symmetries is not None else ArrayGeometry.circular(self.n_mics)
 
 
 def batchnorm_mode(evaluation: dict[str, Any]) -> str:
@@ -766,6 +823,7 @@ def prepare_evaluation(
         features=dict(encoder_state["features"]),
         pretraining_run_id=str(encoder_state.get("pretraining_run_id", "")),
         batchnorm=batchnorm_mode(evaluation),
+        symmetries=ArraySymmetries.of(encoder_geometry(encoder_state)),
     )
 
 
@@ -780,11 +838,13 @@ def evaluate_encoder(inputs: EvaluationInputs, pretrained: bool) -> ProtocolResu
         subset_amounts=inputs.subset_amounts,
         subset_unit=inputs.subset_unit,
         subset_seed=inputs.subset_seed,
-        n_mics=inputs.n_mics,
+        array=inputs.symmetries or inputs.n_mics,
         batchnorm=inputs.batchnorm,
     )
 
 
 def azimuth_ceiling(inputs: EvaluationInputs) -> dict[str, pd.DataFrame]:
     """The supervised azimuth ceiling: the random-init encoder trained on azimuth alone."""
-    return supervised_azimuth(inputs.random, inputs.splits, inputs.n_classes, inputs.config, inputs.n_mics)
+    return supervised_azimuth(
+        inputs.random, inputs.splits, inputs.n_classes, inputs.config, inputs.symmetries or inputs.n_mics
+    )

@@ -38,6 +38,7 @@ import torch
 import torchaudio
 from torch import nn
 
+from mc_simclr.acoustics.scene import table_geometry
 from mc_simclr.audio.crops import fixed_patches
 from mc_simclr.config import check_keys, check_values
 from mc_simclr.devices import resolve_device
@@ -291,7 +292,9 @@ def plan_feature_shards(
     if unknown:
         raise ValueError(f"feature_extraction.splits has unknown split(s) {unknown}")
     sample_rate = int(sample_rate)
-    extractor = FeatureExtractor.from_params(features, sample_rate=sample_rate)
+    meta = audio.metadata
+    geometry = table_geometry(meta)
+    extractor = FeatureExtractor.from_params(features, sample_rate=sample_rate, n_mics=geometry.n_mics)
     options = {
         "patch_samples": int(round(float(feature_extraction["patch_seconds"]) * sample_rate)),
         "max_patches": int(feature_extraction["max_patches_per_clip"]),
@@ -301,7 +304,6 @@ def plan_feature_shards(
     }
     salt = {"features": features, "sr": sample_rate, **{k: str(v) for k, v in options.items() if k != "device"}}
     digest = hashlib.sha1(json.dumps(salt, sort_keys=True).encode("utf-8")).hexdigest()[:8]
-    meta = audio.metadata
     rendered = meta[(meta["status"] == OK) & meta["split"].isin(splits)]
     plan = {
         f"{shard_id}-{digest}": partial(featurize_shard, audio, list(rows["clip_id"]), extractor, options)

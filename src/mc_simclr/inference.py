@@ -1,8 +1,10 @@
 """Embeddings, event classes and azimuths for a user's own multichannel recordings (the inference pipeline).
 
 Recordings must come from the same array geometry as the training data (as many microphones, in
-the order and spacing the model was trained on); a file with another channel count is refused with
-its name, a file at another sample rate is resampled. The work is :class:`~mc_simclr.model.SELDModel`'s.
+the order and at the positions the model was trained on): the ``array`` block says which array the
+recordings come from, and a model trained on another one is refused, as is a file with another
+channel count (with its name); a file at another sample rate is resampled. The work is
+:class:`~mc_simclr.model.SELDModel`'s.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.audio.io import read_multichannel, resample
 from mc_simclr.model import SELDModel
 
@@ -41,16 +44,20 @@ def infer_recordings(
     hop_seconds: float = 1.0,
     batch_size: int = 64,
     device: str = "auto",
+    array: ArrayGeometry | None = None,
 ) -> pd.DataFrame:
     """One row per window of each recording: its file, window, start and end, embedding, class,
-    class probability and azimuth."""
+    class probability and direction (azimuth for the paper's array). ``array`` is the recordings'
+    array; a model trained on another is refused."""
     model = SELDModel(
         state, device=device, window_seconds=window_seconds, hop_seconds=hop_seconds, batch_size=batch_size
     )
+    if array is not None:
+        model.check_array(array)
     tables = []
     for path in tqdm(paths, desc="inference", unit="file"):
         audio = read_recording(path, model.sample_rate, model.geometry["n_mics"])
         table = model.predict(audio, model.sample_rate, embeddings=True).drop(columns="item")
         tables.append(table.assign(file=str(path)))
-    columns = ["file", "window", "start_s", "end_s", "class", "class_probability", "azimuth_deg", "embedding"]
+    columns = ["file", *model.prediction_columns[1:], "embedding"]
     return pd.concat(tables, ignore_index=True)[columns]

@@ -27,15 +27,35 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mc_simclr.acoustics.array import ArrayGeometry
+from mc_simclr.acoustics.symmetry import DirectionLabels
 from mc_simclr.audio.crops import pad_or_trim
 from mc_simclr.audio.io import resample
 from mc_simclr.devices import resolve_device
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.metrics import azimuth_from_vector
 from mc_simclr.models import Encoder, SELDHeads
-from mc_simclr.training import package_encoder, unpack_encoder
+from mc_simclr.training import encoder_geometry, package_encoder, unpack_encoder
 
-PREDICTION_COLUMNS = ("item", "window", "start_s", "end_s", "class", "class_probability", "azimuth_deg")
+#: Prediction columns of every model; the direction columns follow (:func:`direction_columns`).
+PREDICTION_COLUMNS = ("item", "window", "start_s", "end_s", "class", "class_probability")
+
+
+def direction_columns(labels: DirectionLabels) -> tuple[str, ...]:
+    """The direction columns of a model's predictions: ``azimuth_deg`` for the paper's array, also
+    ``elevation_deg`` for a 3-D array, ``axis_angle_deg`` (angle to the axis) for a linear one."""
+    return {"azimuth": ("azimuth_deg",), "direction": ("azimuth_deg", "elevation_deg"), "axis": ("axis_angle_deg",)}[
+        labels.kind
+    ]
+
+
+#: How far (metres) two microphone positions may differ and still be the same array.
+GEOMETRY_TOLERANCE = 1e-4
+
+
+def same_array(a: ArrayGeometry, b: ArrayGeometry) -> bool:
+    """Whether two geometries have the same microphones at the same places (array frame), whatever
+    their kind or orientation in a room."""
+    return a.n_mics == b.n_mics and bool(np.abs(a.array - b.array).max() <= GEOMETRY_TOLERANCE)
 
 
 def package_seld_model(
@@ -45,12 +65,24 @@ def package_seld_model(
     features_params: dict[str, Any],
     class_names: list[str],
     extra: dict[str, Any] | None = None,
+    geometry: ArrayGeometry | None = None,
 ) -> dict[str, Any]:
-    """Encoder + heads + class names + feature settings (+ ``extra``, e.g. the geometry) as one dict."""
-    state = package_encoder(encoder, extractor, features_params, extra)
+    """Encoder + heads + class names + feature settings + the array (``geometry``: its positions,
+    what it resolves and the direction labels of the heads) + ``extra``, as one dict."""
+    state = package_encoder(encoder, extractor, features_params, extra, geometry)
+    array = encoder_geometry(state)
+    state["geometry"] = {**array.summary(), "labels": DirectionLabels.of(array).to_dict()}
     state["heads"] = {k: v.detach().cpu() for k, v in heads.state_dict().items()}
     state["class_names"] = list(class_names)
     return state
+
+
+def model_geometry(state: dict[str, Any]) -> tuple[ArrayGeometry, DirectionLabels]:
+    """The array of a model file and the direction labels of its heads (older files: the square, azimuth)."""
+    stored = state.get("geometry") or state.get("array") or {"n_mics": int(state.get("n_mics", 4))}
+    geometry = ArrayGeometry.from_dict(stored)
+    labels = DirectionLabels.from_dict(stored["labels"]) if "labels" in stored else DirectionLabels.of(geometry)
+    return geometry, labels
 
 
 def unpack_seld_model(state: dict[str, Any]) -> tuple[Encoder, SELDHeads, FeatureExtractor, list[str]]:
@@ -58,7 +90,7 @@ def unpack_seld_model(state: dict[str, Any]) -> tuple[Encoder, SELDHeads, Featur
     if "heads" not in state or "class_names" not in state:
         raise ValueError("model file lacks heads or class names: it was not written by the evaluation pipeline")
     encoder, extractor = unpack_encoder(state)
-    heads = SELDHeads(encoder.embedding_dim, len(state["class_names"]))
+    heads = SELDHeads(encoder.embedding_dim, len(state["class_names"]), model_geometry(state)[1].dim)
     heads.load_state_dict(state["heads"])
     return encoder, heads.eval(), extractor, list(state["class_names"])
 
@@ -103,8 +135,8 @@ class SELDModel:
         self.window = int(round(window_seconds * extractor.sample_rate))
         self.hop = int(round(hop_seconds * extractor.sample_rate))
         self.batch_size = int(batch_size)
-        self._geometry = dict(state.get("geometry") or {"n_mics": extractor.n_mics})
-        self._geometry.setdefault("n_mics", extractor.n_mics)
+        self.array, self.labels = model_geometry(state)
+        self._geometry = {**self.array.summary(), "labels": self.labels.to_dict()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], **kwargs: Any) -> SELDModel:
@@ -130,9 +162,23 @@ class SELDModel:
 
     @property
     def geometry(self) -> dict[str, Any]:
-        """The microphone array the model was trained on (``n_mics``; ``kind``, ``diameter_m`` and
-        ``orientation_deg`` for the circular array of the simulation)."""
+        """The microphone array the model was trained on: ``kind``, ``n_mics``, ``positions`` (metres,
+        array frame), ``orientation_deg``, ``diameter_m``, ``resolves`` and the ``labels`` of its heads."""
         return dict(self._geometry)
+
+    @property
+    def prediction_columns(self) -> tuple[str, ...]:
+        """The columns of :meth:`predict` (without ``embedding``)."""
+        return (*PREDICTION_COLUMNS, *direction_columns(self.labels))
+
+    def check_array(self, geometry: ArrayGeometry, name: str = "array") -> None:
+        """Refuse recordings of another array than the one the model was trained on."""
+        if not same_array(self.array, geometry):
+            raise ValueError(
+                f"{name}: the recordings' array ({geometry.describe()}) is not the one the model was trained on "
+                f"({self.array.describe()}); its microphone positions differ. Use a model trained on this array "
+                "(set the `array` block and run the pipelines) or recordings of the model's array"
+            )
 
     @property
     def embedding_dim(self) -> int:
@@ -171,8 +217,8 @@ class SELDModel:
         cut = [windows(item, self.window, self.hop) for item in batch]
         return np.stack([c for c, _ in cut]), cut[0][1]
 
-    def _forward(self, cut: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Embeddings, class probabilities and azimuths of windows ``(n, n_mics, window)``."""
+    def _forward(self, cut: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Embeddings, class probabilities and direction columns of windows ``(n, n_mics, window)``."""
         embeddings, probs, vectors = [], [], []
         with torch.no_grad():
             for i in range(0, len(cut), self.batch_size):
@@ -181,8 +227,10 @@ class SELDModel:
                 embeddings.append(h.cpu())
                 probs.append(logits.softmax(-1).cpu())
                 vectors.append(vector.cpu())
-        azimuth = azimuth_from_vector(torch.cat(vectors).numpy())
-        return torch.cat(embeddings).numpy(), torch.cat(probs).numpy(), azimuth
+        decoded = self.labels.decode(torch.cat(vectors).numpy())
+        names = {"pred_azimuth": "azimuth_deg", "pred_elevation": "elevation_deg", "pred_axis_angle": "axis_angle_deg"}
+        directions = {names[key]: value.astype(np.float64) for key, value in decoded.items()}
+        return torch.cat(embeddings).numpy(), torch.cat(probs).numpy(), directions
 
     def embed(self, waveform: Any, sample_rate: int) -> np.ndarray:
         """The encoder's embedding of each window: ``(windows, D)``, or ``(batch, windows, D)`` for a batch."""
@@ -193,10 +241,11 @@ class SELDModel:
 
     def predict(self, waveform: Any, sample_rate: int, embeddings: bool = False) -> pd.DataFrame:
         """One row per window (of each item of a batch): ``item``, ``window``, ``start_s``, ``end_s``,
-        ``class``, ``class_probability``, ``azimuth_deg`` (and ``embedding`` when asked)."""
+        ``class``, ``class_probability``, the direction (``azimuth_deg`` for the paper's array; see
+        :func:`direction_columns`) and ``embedding`` when asked."""
         cut, starts = self._windows(waveform, sample_rate)
         batch, k = cut.shape[:2]
-        embedding, probs, azimuth = self._forward(cut.reshape(-1, *cut.shape[2:]))
+        embedding, probs, directions = self._forward(cut.reshape(-1, *cut.shape[2:]))
         best = probs.argmax(axis=1)
         table = pd.DataFrame(
             {
@@ -206,7 +255,7 @@ class SELDModel:
                 "end_s": np.tile((starts + self.window) / self.sample_rate, batch),
                 "class": [self.class_names[i] for i in best],
                 "class_probability": probs[np.arange(len(best)), best].astype(np.float64),
-                "azimuth_deg": azimuth.astype(np.float64),
+                **directions,
             }
         )
         if embeddings:

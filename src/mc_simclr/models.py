@@ -24,11 +24,15 @@ class EncoderConfig:
     ``architecture: split_crnn`` (an extension beyond the paper) runs two such CRNNs side by side,
     one on the first ``mel_channels`` input channels (log-Mel) and one on the rest (GCC), each
     giving half of h; see :class:`SplitCRNNEncoder`.
+
+    ``in_channels`` and ``mel_channels`` follow the array (:meth:`for_array`): M log-Mel and
+    M (M - 1) / 2 GCC-PHAT channels for M microphones (10 and 4 for the paper's square). ``null``
+    in the parameters means derived; a number must match the array.
     """
 
     architecture: str = "crnn"
-    in_channels: int = 10
-    mel_channels: int = 4
+    in_channels: int | None = 10
+    mel_channels: int | None = 4
     filters: list[int] = field(default_factory=lambda: [128, 128, 128])
     kernel_size: int = 5
     pools: list[list[int]] = field(default_factory=lambda: [[2, 4], [2, 4], [1, 2]])
@@ -43,6 +47,20 @@ class EncoderConfig:
         config.validate(name)
         return config
 
+    def for_array(self, n_mics: int, name: str = "encoder") -> EncoderConfig:
+        """This config with the input channels of an array of ``n_mics`` microphones (see the class doc)."""
+        derived = {"in_channels": n_mics + n_mics * (n_mics - 1) // 2, "mel_channels": n_mics}
+        for key, value in derived.items():
+            given = getattr(self, key)
+            if given is not None and int(given) != value:
+                raise ValueError(
+                    f"{name}.{key} is {given}, but the array of {n_mics} microphones gives {n_mics} log-Mel + "
+                    f"{derived['in_channels'] - n_mics} GCC-PHAT channels ({key} = {value}): set it to null (derived)"
+                )
+        config = replace(self, **derived)
+        config.validate(name)
+        return config
+
     def validate(self, name: str = "encoder") -> None:
         if len(self.filters) != len(self.pools) or not self.filters:
             raise ValueError(
@@ -54,8 +72,11 @@ class EncoderConfig:
             raise ValueError(f"{name}.kernel_size must be odd and >= 1, got {self.kernel_size}")
         if self.architecture not in ("crnn", "split_crnn"):
             raise ValueError(f"{name}.architecture must be 'crnn' or 'split_crnn', got {self.architecture!r}")
-        if self.architecture == "split_crnn" and not (
-            0 < self.mel_channels < self.in_channels and self.embedding_dim >= 2
+        known = self.in_channels is not None and self.mel_channels is not None  # else checked by for_array
+        if (
+            known
+            and self.architecture == "split_crnn"
+            and not (0 < self.mel_channels < self.in_channels and self.embedding_dim >= 2)
         ):
             raise ValueError(f"{name}.mel_channels must lie in (0, in_channels) and embedding_dim >= 2 for split_crnn")
         if self.temporal_pooling not in ("mean", "meanmax"):
@@ -184,12 +205,16 @@ class ProjectionHead(nn.Module):
 
 
 class SELDHeads(nn.Module):
-    """Two linear heads on the embedding: event class logits and azimuth as (cos, sin)."""
+    """Two linear heads on the embedding: event class logits and the source direction as a
+    ``direction_dim`` vector: (cos, sin) of the azimuth for the paper's array, a unit vector for an
+    array that resolves elevation, (cos, sin) of the angle to the axis for a linear array (see
+    :class:`~mc_simclr.acoustics.symmetry.DirectionLabels`). The direction head keeps its name
+    ``azimuth`` so that model files of the paper's array load as they are."""
 
-    def __init__(self, embedding_dim: int, n_classes: int) -> None:
+    def __init__(self, embedding_dim: int, n_classes: int, direction_dim: int = 2) -> None:
         super().__init__()
         self.classifier = nn.Linear(embedding_dim, n_classes)
-        self.azimuth = nn.Linear(embedding_dim, 2)
+        self.azimuth = nn.Linear(embedding_dim, direction_dim)
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.classifier(h), self.azimuth(h)
@@ -207,4 +232,8 @@ def build_encoder(config: EncoderConfig | dict[str, Any], n_bins: int) -> Encode
     """Encoder of ``config.architecture`` from a config (or its dict form, as stored in files)."""
     if isinstance(config, dict):
         config = EncoderConfig.from_params(config)
+    if config.in_channels is None or config.mel_channels is None:
+        raise ValueError(
+            "encoder.in_channels / mel_channels are not derived from the array yet (EncoderConfig.for_array)"
+        )
     return SplitCRNNEncoder(config, n_bins) if config.architecture == "split_crnn" else CRNNEncoder(config, n_bins)

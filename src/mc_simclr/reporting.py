@@ -11,9 +11,27 @@ import numpy as np
 import pandas as pd
 
 from mc_simclr.evaluation import BATCHNORM_MODES, CONFIRMATION, PROTOCOLS, ProtocolResults, probe_key
-from mc_simclr.metrics import bootstrap_interval, breakdown, clip_scores
+from mc_simclr.metrics import LOCATION_METRICS, bootstrap_interval, breakdown, clip_scores, location_metrics
 
+#: The metrics of the paper's array; an array that resolves elevation adds elevation and angular
+#: error, a linear array has the axis-angle error instead of the azimuth error (see mc_simclr.metrics).
 METRICS = ("accuracy", "azimuth_error")
+
+
+def metrics_of(tables: list[pd.DataFrame | None]) -> tuple[str, ...]:
+    """``accuracy`` and the localisation metrics of clip tables (in :data:`LOCATION_METRICS` order)."""
+    present = {m for clips in tables if clips is not None for m in location_metrics(clips)}
+    return ("accuracy", *(m for m in LOCATION_METRICS if m in present)) if present else METRICS
+
+
+#: Column titles of the metrics (after the protocol's name).
+METRIC_TITLES = {
+    "accuracy": "accuracy %",
+    "azimuth_error": "error °",
+    "elevation_error": "elevation error °",
+    "angular_error": "angular error °",
+    "axis_error": "axis-angle error °",
+}
 
 
 def results_table(
@@ -29,12 +47,13 @@ def results_table(
     (``<metric>_ci_low`` and ``<metric>_ci_high`` columns after the metrics).
     """
     records = []
+    metrics = metrics_of([clips for by_protocol in rows.values() for clips in by_protocol.values()])
     for name, by_protocol in rows.items():
         record: dict[str, Any] = {"encoder": name}
         bounds: dict[str, float] = {}
         for protocol in protocols:
             clips = by_protocol.get(protocol)
-            for metric in METRICS:
+            for metric in metrics:
                 column = f"{protocol}_{metric}"
                 record[column] = clip_scores(clips)[metric] if clips is not None else np.nan
                 if intervals:
@@ -81,9 +100,9 @@ def metric_headers(knn_k: int, short: bool = False) -> dict[str, str]:
     names = {"linear_probe": "LP" if short else "Linear-probing", "knn": f"{knn_k}-NN"}
     names["fine_tune"] = "FT" if short else "Fine-tuning"
     return {
-        f"{protocol}_{metric}": f"{names[protocol]} {'accuracy %' if metric == 'accuracy' else 'error °'}"
+        f"{protocol}_{metric}": f"{names[protocol]} {title}"
         for protocol in PROTOCOLS
-        for metric in ("accuracy", "azimuth_error")
+        for metric, title in METRIC_TITLES.items()
     }
 
 
@@ -103,14 +122,16 @@ def subset_table(curves: dict[str, dict[float, pd.DataFrame]], unit: str) -> pd.
 
 
 def plot_subsets(table: pd.DataFrame) -> plt.Figure:
-    """Accuracy and azimuth error against the amount of labeled data, one line per encoder."""
+    """Accuracy and localisation error (azimuth; angular for a 3-D array, axis angle for a linear
+    one) against the amount of labeled data, one line per encoder."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     unit = table["unit"].iloc[0] if len(table) else "fraction"
+    error = next((m for m in ("angular_error", "axis_error", "azimuth_error") if m in table), "azimuth_error")
     for name, group in table.groupby("encoder", sort=False):
         axes[0].plot(group["amount"], group["accuracy"], marker="o", label=name)
-        axes[1].plot(group["amount"], group["azimuth_error"], marker="o", label=name)
+        axes[1].plot(group["amount"], group[error], marker="o", label=name)
     axes[0].set_ylabel("accuracy (%)")
-    axes[1].set_ylabel("azimuth error (°)")
+    axes[1].set_ylabel(f"{error.replace('_', ' ')} (°)")
     for ax in axes:
         ax.set_xlabel(f"labeled data ({'fraction of clips' if unit == 'fraction' else 'hours'})")
         ax.grid(alpha=0.3)
@@ -194,8 +215,9 @@ def breakdown_table(rows: dict[str, dict[str, pd.DataFrame | None]], rt60_bins: 
             common = {"encoder": name, "protocol": protocol}
             parts.append(tables["rt60"].assign(**common, group="rt60").rename(columns={"rt60_bin": "bin"}))
             parts.append(tables["class"].assign(**common, group="class").rename(columns={"label": "bin"}))
-    columns = ["encoder", "protocol", "group", "bin", "clips", "accuracy", "azimuth_error"]
-    return pd.concat(parts, ignore_index=True)[columns]
+    table = pd.concat(parts, ignore_index=True)
+    metrics = [m for m in ("accuracy", *LOCATION_METRICS) if m in table]
+    return table[["encoder", "protocol", "group", "bin", "clips", *metrics]]
 
 
 def batchnorm_table(results: dict[str, ProtocolResults]) -> pd.DataFrame:
@@ -208,7 +230,7 @@ def batchnorm_table(results: dict[str, ProtocolResults]) -> pd.DataFrame:
             for split, clips in result.clips.items():
                 for metric, value in clip_scores(clips[probe_key(mode)]).items():
                     record[f"{split}_{metric}"] = value
-            for metric in METRICS:
+            for metric in metrics_of([result.clips["test"][probe_key(mode)]]):
                 record[f"validation_{metric}"] = result.validation[probe_key(mode)].get(metric, np.nan)
             records.append(record)
     return pd.DataFrame.from_records(records)
@@ -225,7 +247,11 @@ KEY_METRICS = {
 
 def key_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The key numbers (test linear probe of both encoders) under their short names, from :func:`report_metrics`."""
-    return {short: metrics[f"{row}.{column}"]["value"] for short, (row, column) in KEY_METRICS.items()}
+    return {
+        short: metrics[f"{row}.{column}"]["value"]
+        for short, (row, column) in KEY_METRICS.items()
+        if f"{row}.{column}" in metrics  # a linear array has no azimuth error
+    }
 
 
 def report_metrics(
@@ -255,7 +281,7 @@ def report_metrics(
     scale = 100 if unit == "fraction" else 60
     for record in curves.to_dict("records"):
         key = ROW_KEYS[record["encoder"]]
-        for column in METRICS:
+        for column in (c for c in ("accuracy", *LOCATION_METRICS) if c in record):
             point = {"value": float(record[column]), "step": int(round(record["amount"] * scale))}
             metrics.setdefault(f"{key}.subset_{column}", []).append(point)
     return metrics
@@ -315,8 +341,8 @@ def build_report(
         )
     renamed = {"encoder": "Encoder", "batchnorm": "BatchNorm", "chosen": "chosen"}
     for split in ("test", CONFIRMATION, "validation"):
-        renamed[f"{split}_accuracy"] = f"{split} accuracy %"
-        renamed[f"{split}_azimuth_error"] = f"{split} error °"
+        for metric, title in METRIC_TITLES.items():
+            renamed[f"{split}_{metric}"] = f"{split} {title}"
     markdown += "\n## Linear probe under both BatchNorm protocols\n\n" + to_markdown(
         batchnorm.assign(chosen=batchnorm["chosen"].map({True: "yes", False: ""})).rename(columns=renamed)
     )

@@ -27,8 +27,9 @@ import torch
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, Schema
 
+from mc_simclr.acoustics.symmetry import DirectionLabels
 from mc_simclr.audio.io import read_multichannel
-from mc_simclr.model import PREDICTION_COLUMNS, SELDModel
+from mc_simclr.model import SELDModel, direction_columns, model_geometry
 
 #: The name of the model in its run and of its file among the model's artifacts.
 MODEL_NAME = "seld_model"
@@ -40,17 +41,24 @@ INPUT_SCHEMA = Schema(
         ColSpec("string", "path", required=False),
     ]
 )
-OUTPUT_SCHEMA = Schema(
-    [
+
+
+def output_schema(labels: DirectionLabels) -> Schema:
+    """The predictions' schema; its direction columns follow the model's labels (``azimuth_deg`` for
+    the paper's array)."""
+    columns = [
         ColSpec("long", "item"),
         ColSpec("long", "window"),
         ColSpec("double", "start_s"),
         ColSpec("double", "end_s"),
         ColSpec("string", "class"),
         ColSpec("double", "class_probability"),
-        ColSpec("double", "azimuth_deg"),
     ]
-)
+    return Schema(columns + [ColSpec("double", name) for name in direction_columns(labels)])
+
+
+#: The schema of the paper's array.
+OUTPUT_SCHEMA = output_schema(DirectionLabels())
 
 
 class SELDPyfunc(mlflow.pyfunc.PythonModel):
@@ -77,7 +85,7 @@ def predict_table(model: SELDModel, requests: pd.DataFrame) -> pd.DataFrame:
         else:
             raise ValueError(f"request row {item} has neither 'audio' (with 'sample_rate') nor 'path'")
         tables.append(model.predict(audio, rate).assign(item=item))
-    return pd.concat(tables, ignore_index=True)[list(PREDICTION_COLUMNS)]
+    return pd.concat(tables, ignore_index=True)[list(model.prediction_columns)]
 
 
 def model_file(source: str) -> Path:
@@ -93,10 +101,11 @@ def log_seld_model(state: dict[str, Any], registered_name: str | None = None) ->
     """Log the model file as a ``pyfunc`` model (``seld_model``) in the active MLflow run, with its
     signature, its feature settings and geometry as metadata and the class names as an artifact;
     register it as ``registered_name`` when given. Returns MLflow's model info."""
+    geometry, labels = model_geometry(state)
     metadata = {
         "features": dict(state["features"]),
         "sample_rate": int(state["sample_rate"]),
-        "geometry": dict(state.get("geometry") or {"n_mics": int(state.get("n_mics", 4))}),
+        "geometry": {**geometry.summary(), "labels": labels.to_dict()},
         "class_names": list(state["class_names"]),
         "encoder": dict(state["encoder_config"]),
     }
@@ -109,7 +118,7 @@ def log_seld_model(state: dict[str, Any], registered_name: str | None = None) ->
             name=MODEL_NAME,
             python_model=SELDPyfunc(),
             artifacts={MODEL_NAME: str(model_path), "class_names": str(names_path)},
-            signature=ModelSignature(inputs=INPUT_SCHEMA, outputs=OUTPUT_SCHEMA),
+            signature=ModelSignature(inputs=INPUT_SCHEMA, outputs=output_schema(labels)),
             metadata=json.loads(json.dumps(metadata, default=str)),
             registered_model_name=registered_name,
             pip_requirements=[

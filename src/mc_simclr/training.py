@@ -35,6 +35,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from mc_simclr.acoustics.array import ArrayGeometry
+from mc_simclr.acoustics.scene import table_geometry
 from mc_simclr.audio.crops import pad_or_trim
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.config import check_values, dataclass_from_params
@@ -332,17 +334,21 @@ def pretraining_fingerprint(
     encoder_config: EncoderConfig,
     augment_params: dict[str, Any],
     config: PretrainConfig,
+    geometry: ArrayGeometry | None = None,
 ) -> str:
-    """Digest of everything that shapes the trained weights: a checkpoint is resumed only when it matches."""
-    return fingerprint(
-        {
-            "pretraining": config.trained_settings(),
-            "encoder": encoder_config.to_dict(),
-            "augmentations": augment_params,
-            "features": extractor.extra_repr(),
-            "clips": hashlib.sha256("\n".join(sorted(clip_ids)).encode()).hexdigest(),
-        }
-    )
+    """Digest of everything that shapes the trained weights: a checkpoint is resumed only when it matches.
+
+    The array is part of it unless it is the paper's square (whose runs keep the digest they had)."""
+    settings = {
+        "pretraining": config.trained_settings(),
+        "encoder": encoder_config.to_dict(),
+        "augmentations": augment_params,
+        "features": extractor.extra_repr(),
+        "clips": hashlib.sha256("\n".join(sorted(clip_ids)).encode()).hexdigest(),
+    }
+    if geometry is not None and geometry != ArrayGeometry.circular():
+        settings["array"] = geometry.to_dict()
+    return fingerprint(settings)
 
 
 def build_pretraining(
@@ -358,12 +364,18 @@ def build_pretraining(
         raise ValueError(f"pretraining needs at least 2 clips, got {len(clip_ids)}")
     device = resolve_device(config.device)
     crop_samples = int(round(config.crop_seconds * extractor.sample_rate))
-    run_fingerprint = pretraining_fingerprint(clip_ids, extractor, encoder_config, augment_params, config)
+    geometry = table_geometry(audio.metadata)
+    if geometry.n_mics != extractor.n_mics:
+        raise ValueError(
+            f"spatial_audio was rendered with {geometry.n_mics} microphones, the features expect {extractor.n_mics}"
+        )
+    encoder_config = encoder_config.for_array(geometry.n_mics)
+    run_fingerprint = pretraining_fingerprint(clip_ids, extractor, encoder_config, augment_params, config, geometry)
 
     seed_everything(config.seed)
     encoder = build_encoder(encoder_config, extractor.n_mels).to(device)
     projectors = make_projectors(encoder, config).to(device)
-    views = MultiLevelAugmentation.from_params(augment_params, extractor, extractor.n_mics).to(device)
+    views = MultiLevelAugmentation.from_params(augment_params, extractor, geometry).to(device)
     params = list(encoder.parameters()) + list(projectors.parameters())
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
@@ -574,7 +586,7 @@ def _spawn_pretraining(
         args = (config.devices, folder, audio, clip_ids, extractor, encoder_config, augment_params, config, progress)
         torch.multiprocessing.spawn(_pretrain_process, args=args, nprocs=config.devices, join=True)
         state = torch.load(Path(folder) / "result.pt", map_location="cpu", weights_only=True)
-    encoder = build_encoder(encoder_config, extractor.n_mels)
+    encoder = build_encoder(encoder_config.for_array(extractor.n_mics), extractor.n_mels)
     encoder.load_state_dict(state["encoder"])
     projectors = make_projectors(encoder, config)
     projectors.load_state_dict(state["projectors"])
@@ -608,7 +620,8 @@ def pretrain_from_params(
     seconds spent training (all epochs, also those of an interrupted earlier session), plus ``extra``.
     """
     clip_ids = pretraining_clips(audio, pretraining.get("split", "unlabeled"))
-    extractor = FeatureExtractor.from_params(features, sample_rate=sample_rate)
+    geometry = table_geometry(audio.metadata)
+    extractor = FeatureExtractor.from_params(features, sample_rate=sample_rate, n_mics=geometry.n_mics)
     config = PretrainConfig.from_params({k: v for k, v in pretraining.items() if k != "split"})
     result = pretrain(audio, clip_ids, extractor, EncoderConfig.from_params(encoder), augmentations, config, progress)
     logger.info(
@@ -627,6 +640,7 @@ def pretrain_from_params(
             "pretraining_s": sum(float(h.get("seconds", 0.0)) for h in result.history),
             **(extra or {}),
         },
+        geometry,
     )
 
 
@@ -634,9 +648,17 @@ def pretrain_from_params(
 # Encoder files
 # --------------------------------------------------------------------------------------------
 def package_encoder(
-    encoder: Encoder, extractor: FeatureExtractor, features_params: dict[str, Any], extra: dict[str, Any] | None = None
+    encoder: Encoder,
+    extractor: FeatureExtractor,
+    features_params: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    geometry: ArrayGeometry | None = None,
 ) -> dict[str, Any]:
-    """Everything needed to rebuild the encoder and its feature front end, as one dict."""
+    """Everything needed to rebuild the encoder and its feature front end, as one dict, with the
+    microphone array it was trained on (``array``; the paper's square when ``geometry`` is None)."""
+    geometry = geometry or ArrayGeometry.circular(extractor.n_mics)
+    if geometry.n_mics != extractor.n_mics:
+        raise ValueError(f"the array has {geometry.n_mics} microphones, the features {extractor.n_mics}")
     return {
         "encoder": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
         "encoder_config": encoder.config.to_dict(),
@@ -644,8 +666,14 @@ def package_encoder(
         "features": dict(features_params),
         "sample_rate": extractor.sample_rate,
         "n_mics": extractor.n_mics,
+        "array": geometry.summary(),
         **(extra or {}),
     }
+
+
+def encoder_geometry(state: dict[str, Any]) -> ArrayGeometry:
+    """The microphone array of an encoder file (files without one: the circle of its ``n_mics``)."""
+    return ArrayGeometry.from_dict(state.get("array") or {"n_mics": int(state.get("n_mics", 4))})
 
 
 def unpack_encoder(state: dict[str, Any]) -> tuple[Encoder, FeatureExtractor]:

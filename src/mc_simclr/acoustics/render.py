@@ -112,9 +112,12 @@ def plan_shards(
     return plan
 
 
-def scenes_for_clips(clip_table: pd.DataFrame, simulation: dict[str, Any]) -> pd.DataFrame:
-    """One scene per clip of ``clip_table`` from the ``simulation`` parameter block (``scene``, ``seed``)."""
-    config = SceneConfig.from_params(simulation.get("scene", {}))
+def scenes_for_clips(
+    clip_table: pd.DataFrame, simulation: dict[str, Any], array: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """One scene per clip of ``clip_table`` from the ``simulation`` parameter block (``scene``, ``seed``)
+    and the ``array`` block (the paper's square when None)."""
+    config = SceneConfig.from_params(simulation.get("scene", {}), array)
     return sample_scene_table(list(clip_table["clip_id"]), config, int(simulation["seed"]))
 
 

@@ -3,22 +3,27 @@
 Conventions (see ``docs/geometry.md``):
 
 * Coordinates in metres, room corner at the origin, z up.
-* The array is a circle of ``n_mics`` omnidirectional microphones parallel to the floor. Microphone
-  ``k`` sits at angle ``orientation + 360 k / n_mics`` degrees around the centre, so with the default
-  orientation 0 microphone 0 lies on the +x axis and the others follow counter-clockwise.
-* The source azimuth is measured in the array's horizontal plane from the direction of microphone 0,
-  counter-clockwise positive, in degrees wrapped to (-180, 180]; elevation is positive upwards.
+* The array is an :class:`~mc_simclr.acoustics.array.ArrayGeometry` (the ``array`` parameter block):
+  microphone positions in the array frame, turned by ``orientation_deg`` about the vertical axis in
+  the room. The paper's array is a circle of 4 omnidirectional microphones of 0.1 m diameter
+  parallel to the floor; microphone ``k`` of a circular array sits at angle
+  ``orientation + 360 k / n_mics`` degrees around the centre, so with the default orientation 0
+  microphone 0 lies on the +x axis and the others follow counter-clockwise.
+* The source azimuth is measured in the array frame's horizontal plane from its x axis (the
+  direction of microphone 0 of a circular array), counter-clockwise positive, in degrees wrapped
+  to (-180, 180]; elevation is positive upwards.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.config import dataclass_from_params
 
 SPEED_OF_SOUND = 343.0
@@ -32,10 +37,7 @@ def wrap_degrees(angle: np.ndarray | float) -> np.ndarray | float:
 
 def circular_array(center: np.ndarray, diameter: float, n_mics: int = 4, orientation_deg: float = 0.0) -> np.ndarray:
     """Positions (n_mics, 3) of a horizontal circular array around ``center``."""
-    angles = np.deg2rad(orientation_deg + 360.0 * np.arange(n_mics) / n_mics)
-    radius = diameter / 2.0
-    offsets = np.stack([radius * np.cos(angles), radius * np.sin(angles), np.zeros(n_mics)], axis=1)
-    return np.asarray(center, dtype=np.float64)[None, :] + offsets
+    return ArrayGeometry.circular(n_mics, diameter, orientation_deg).placed(center)
 
 
 def relative_direction(
@@ -72,18 +74,37 @@ class SceneConfig:
     object_height: tuple[float, float] = (0.5, 2.0)
     min_wall_distance: float = 0.5
     min_source_array_distance: float = 0.5
-    array_diameter: float = 0.1
-    array_orientation_deg: float = 0.0
-    n_mics: int = 4
     max_draws: int = 1000
+    array: ArrayGeometry = field(default_factory=ArrayGeometry.circular)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], name: str = "simulation.scene") -> SceneConfig:
-        """Build from a parameters dictionary, naming ``name.<key>`` in every error."""
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    def from_params(
+        cls, params: dict[str, Any], array: ArrayGeometry | dict[str, Any] | None = None, name: str = "simulation.scene"
+    ) -> SceneConfig:
+        """Build from a parameters dictionary and the ``array`` block (or geometry), naming
+        ``name.<key>`` in every error."""
+        moved = sorted({"array_diameter", "array_orientation_deg", "n_mics"} & set(params))
+        if moved:
+            raise ValueError(
+                f"{name}.{moved[0]}: the array is configured by the `array` block of "
+                "parameters_data_simulation.yml now (kind, n_mics, diameter, orientation_deg, ...)"
+            )
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k != "array"}
         config = dataclass_from_params(cls, values, name)
+        if array is not None:
+            geometry = array if isinstance(array, ArrayGeometry) else ArrayGeometry.from_params(array)
+            config = replace(config, array=geometry)
         config.validate(name)
         return config
+
+    # the paper's geometry by its old names (a circular array)
+    @property
+    def array_diameter(self) -> float:
+        return self.array.diameter
+
+    @property
+    def n_mics(self) -> int:
+        return self.array.n_mics
 
     def validate(self, name: str = "simulation.scene") -> None:
         """Raise ``ValueError`` naming the parameter when the ranges cannot produce a scene."""
@@ -93,17 +114,27 @@ class SceneConfig:
                 raise ValueError(f"{name}.{key} must be [low, high] with 0 < low <= high, got {[low, high]}")
         if self.min_wall_distance < 0 or self.min_source_array_distance < 0:
             raise ValueError(f"{name}.min_wall_distance and {name}.min_source_array_distance must be >= 0")
-        if self.array_diameter <= 0:
-            raise ValueError(f"{name}.array_diameter must be > 0, got {self.array_diameter}")
-        if self.n_mics < 2:
-            raise ValueError(f"{name}.n_mics must be >= 2, got {self.n_mics}")
-        margin = self.min_wall_distance + self.array_diameter / 2.0
+        margin = self.min_wall_distance + self.array.horizontal_radius
         for key in ("room_width", "room_length"):
             if getattr(self, key)[1] <= 2.0 * margin:
                 raise ValueError(
                     f"{name}.{key} (max {getattr(self, key)[1]} m) leaves no floor area at least "
                     f"{name}.min_wall_distance = {self.min_wall_distance} m from the walls"
                 )
+        reach = self.array.horizontal_radius
+        smallest = min(self.room_width[0], self.room_length[0])
+        if smallest <= 2.0 * margin:
+            raise ValueError(
+                f"array: its microphones reach {reach:.3f} m from its centre, which with "
+                f"{name}.min_wall_distance = {self.min_wall_distance} m does not fit in the smallest room of "
+                f"{name}.room_width / room_length ({smallest} m)"
+            )
+        vertical = self.array.vertical_extent
+        if self.object_height[0] - vertical <= 0 or self.object_height[1] + vertical >= self.room_height[0]:
+            raise ValueError(
+                f"array: its microphones reach {vertical:.3f} m above and below its centre, which leaves the "
+                f"room at {name}.object_height {list(self.object_height)} in a room of height {self.room_height[0]} m"
+            )
         if self.object_height[0] < self.min_wall_distance - 1e-9:
             raise ValueError(f"{name}.object_height must start at or above {name}.min_wall_distance")
         if self.object_height[1] > self.room_height[1] - self.min_wall_distance:
@@ -137,6 +168,7 @@ class Scene:
     array_diameter: float = 0.1
     array_orientation_deg: float = 0.0
     redraws: int = field(default=0, compare=False)
+    array: ArrayGeometry | None = None  # None: the circular array of ``array_diameter``
 
     def to_record(self) -> dict[str, float | int]:
         """Flat row for the scene table (parquet-friendly scalars)."""
@@ -159,15 +191,16 @@ class Scene:
             "n_mics": len(self.mic_positions),
             "redraws": self.redraws,
         }
+        if self.array is not None:
+            row["array"] = self.array.to_json()
         return row
 
     @classmethod
     def from_record(cls, row: dict[str, Any]) -> Scene:
         """Inverse of :meth:`to_record`."""
         center = np.array([row["array_x"], row["array_y"], row["array_z"]], dtype=np.float64)
-        mics = circular_array(
-            center, float(row["array_diameter"]), int(row["n_mics"]), float(row["array_orientation_deg"])
-        )
+        geometry = scene_geometry(row)
+        mics = geometry.placed(center)
         return cls(
             room_dims=(float(row["room_x"]), float(row["room_y"]), float(row["room_z"])),
             rt60=float(row["rt60"]),
@@ -180,10 +213,39 @@ class Scene:
             array_diameter=float(row["array_diameter"]),
             array_orientation_deg=float(row["array_orientation_deg"]),
             redraws=int(row.get("redraws", 0)),
+            array=geometry if isinstance(row.get("array"), str) and row.get("array") else None,
         )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def scene_geometry(row: dict[str, Any]) -> ArrayGeometry:
+    """The array of a scene-table row: its ``array`` column, or (tables written before it) the circular
+    array of ``array_diameter``, ``n_mics`` and ``array_orientation_deg``."""
+    text = row.get("array")
+    if isinstance(text, str) and text:
+        return ArrayGeometry.from_json(text)
+    return ArrayGeometry.circular(int(row["n_mics"]), float(row["array_diameter"]), float(row["array_orientation_deg"]))
+
+
+def table_geometry(table: Any, name: str = "spatial_audio") -> ArrayGeometry:
+    """The one array of a scene table or rendered-audio metadata (a DataFrame with scene columns)."""
+    if len(table) == 0:
+        raise ValueError(f"{name} has no clip, so no microphone array")
+    if "array" not in table and "n_mics" not in table:
+        raise ValueError(
+            f"{name} does not say which microphone array recorded it (no `array` column of the scene table): "
+            "render it with the data_simulation pipeline"
+        )
+    if "array" in table:
+        values = sorted({v for v in table["array"] if isinstance(v, str) and v})
+        if len(values) > 1:
+            raise ValueError(
+                f"{name} mixes {len(values)} microphone arrays: render it again with one `array` block "
+                "(kedro run --pipeline=data_simulation)"
+            )
+    return scene_geometry(table.iloc[0].to_dict())
 
 
 def make_scene(
@@ -195,12 +257,17 @@ def make_scene(
     n_mics: int = 4,
     array_orientation_deg: float = 0.0,
     redraws: int = 0,
+    array: ArrayGeometry | None = None,
 ) -> Scene:
-    """Build a :class:`Scene` from explicit positions (used by the sampler and by tests)."""
+    """Build a :class:`Scene` from explicit positions (used by the sampler and by tests).
+
+    ``array`` is the geometry (its own ``orientation_deg``); without it, the circular array of
+    ``array_diameter``, ``n_mics`` and ``array_orientation_deg``."""
+    geometry = array or ArrayGeometry.circular(n_mics, array_diameter, array_orientation_deg)
     center = np.asarray(array_center, dtype=np.float64)
     source = np.asarray(source_position, dtype=np.float64)
-    mics = circular_array(center, array_diameter, n_mics, array_orientation_deg)
-    azimuth, elevation, distance = relative_direction(center, source, array_orientation_deg)
+    mics = geometry.placed(center)
+    azimuth, elevation, distance = relative_direction(center, source, geometry.orientation_deg)
     return Scene(
         room_dims=tuple(float(v) for v in room_dims),
         rt60=float(rt60),
@@ -210,9 +277,10 @@ def make_scene(
         azimuth_deg=azimuth,
         elevation_deg=elevation,
         distance_m=distance,
-        array_diameter=float(array_diameter),
-        array_orientation_deg=float(array_orientation_deg),
+        array_diameter=geometry.diameter,
+        array_orientation_deg=geometry.orientation_deg,
         redraws=redraws,
+        array=geometry if array is not None else None,
     )
 
 
@@ -239,7 +307,7 @@ def sample_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
         if sabine_absorption(dims, rt60) > 1.0:
             redraws += 1
             continue
-        margin = wall + config.array_diameter / 2.0
+        margin = wall + config.array.horizontal_radius
         center = np.array(
             [
                 rng.uniform(margin, dims[0] - margin),
@@ -256,16 +324,7 @@ def sample_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
                 ]
             )
             if np.linalg.norm(source - center) >= config.min_source_array_distance:
-                return make_scene(
-                    dims,
-                    rt60,
-                    center,
-                    source,
-                    config.array_diameter,
-                    config.n_mics,
-                    config.array_orientation_deg,
-                    redraws,
-                )
+                return make_scene(dims, rt60, center, source, redraws=redraws, array=config.array)
             redraws += 1
     raise RuntimeError(
         f"No valid scene after {config.max_draws} draws: check the simulation.scene ranges "

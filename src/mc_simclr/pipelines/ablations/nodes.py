@@ -28,6 +28,8 @@ from mc_simclr.ablations import (
     seed_blocks,
     variant_blocks,
 )
+from mc_simclr.acoustics.array import ArrayGeometry
+from mc_simclr.acoustics.scene import table_geometry
 from mc_simclr.evaluation import SupervisedConfig
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.models import EncoderConfig, build_encoder
@@ -56,16 +58,27 @@ def _variant(block: dict[str, Any], name: str, sweep: str) -> Variant:
 
 
 def _random_init_file(
-    features: dict[str, Any], encoder: dict[str, Any], sample_rate: int, seed: int, extra: dict[str, Any]
+    features: dict[str, Any],
+    encoder: dict[str, Any],
+    sample_rate: int,
+    seed: int,
+    extra: dict[str, Any],
+    geometry: ArrayGeometry,
 ) -> dict[str, Any]:
     """The encoder file of a ``pretrain: false`` variant: a seeded random-init encoder, no pretraining."""
-    extractor = FeatureExtractor.from_params(features, sample_rate=sample_rate)
-    config = EncoderConfig.from_params(encoder)
+    extractor = FeatureExtractor.from_params(features, sample_rate=sample_rate, n_mics=geometry.n_mics)
+    config = EncoderConfig.from_params(encoder).for_array(geometry.n_mics)
     torch.manual_seed(seed)
     model = build_encoder(config, extractor.n_mels).eval()
-    key = fingerprint({"random_init": seed, "encoder": config.to_dict(), "features": extractor.extra_repr()})
+    identity = {"random_init": seed, "encoder": config.to_dict(), "features": extractor.extra_repr()}
+    if geometry != ArrayGeometry.circular():
+        identity["array"] = geometry.to_dict()
     return package_encoder(
-        model, extractor, features, {"pretraining_fingerprint": key, "history": [], "pretraining_s": 0.0, **extra}
+        model,
+        extractor,
+        features,
+        {"pretraining_fingerprint": fingerprint(identity), "history": [], "pretraining_s": 0.0, **extra},
+        geometry,
     )
 
 
@@ -106,7 +119,8 @@ def pretrain_variant(
                     blocks = seed_blocks(pre, seed, sweep_params["work_dir"], name)
                     state = pretrain_from_params(spatial_audio, features, blocks, enc, aug, sample_rate, extra=extra)
                 else:
-                    state = _random_init_file(features, enc, sample_rate, seed, extra)
+                    geometry = table_geometry(spatial_audio.metadata)
+                    state = _random_init_file(features, enc, sample_rate, seed, extra, geometry)
                 if seeded is not None:
                     log_pretraining(state)
             files[str(seed)] = state

@@ -28,9 +28,9 @@ def prepare_corpus(corpus: dict[str, Any], audio: dict[str, Any]) -> tuple[pd.Da
     return table, report.to_dict()
 
 
-def sample_scenes(clip_table: pd.DataFrame, simulation: dict[str, Any]) -> pd.DataFrame:
+def sample_scenes(clip_table: pd.DataFrame, simulation: dict[str, Any], array: dict[str, Any]) -> pd.DataFrame:
     """Draw one scene per clip (room, RT60, array and source positions; paper section 4.1)."""
-    scenes = scenes_for_clips(clip_table, simulation)
+    scenes = scenes_for_clips(clip_table, simulation, array)
     logger.info(
         "Sampled %d scenes: RT60 %.2f-%.2f s, %d redraws",
         len(scenes),

@@ -20,7 +20,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["clip_table", "corpus_report"],
                 name="prepare_corpus",
             ),
-            Node(sample_scenes, inputs=["clip_table", "params:simulation"], outputs="scenes", name="sample_scenes"),
+            Node(
+                sample_scenes,
+                inputs=["clip_table", "params:simulation", "params:array"],
+                outputs="scenes",
+                name="sample_scenes",
+            ),
             Node(
                 spatialize_clips,
                 inputs=["clip_table", "scenes", "params:simulation", "params:audio", "params:execution"],

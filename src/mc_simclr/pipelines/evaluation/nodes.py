@@ -49,28 +49,19 @@ def supervised_azimuth_ceiling(evaluation_inputs: EvaluationInputs) -> dict[str,
 
 
 def export_seld_model(
-    pretrained_results: ProtocolResults,
-    evaluation_inputs: EvaluationInputs,
-    class_names: list[str],
-    simulation: dict[str, Any],
+    pretrained_results: ProtocolResults, evaluation_inputs: EvaluationInputs, class_names: list[str]
 ) -> dict[str, Any]:
-    """The fine-tuned MC-SimCLR encoder with its class and azimuth heads and the array geometry, for
+    """The fine-tuned MC-SimCLR encoder with its class and direction heads and the array geometry, for
     the inference pipeline, the Python API and the served model."""
     tuned = pretrained_results.model
-    scene = simulation.get("scene", {})
-    geometry = {
-        "kind": "circular",
-        "n_mics": int(scene.get("n_mics", evaluation_inputs.n_mics)),
-        "diameter_m": float(scene.get("array_diameter", 0.1)),
-        "orientation_deg": float(scene.get("array_orientation_deg", 0.0)),
-    }
     return package_seld_model(
         tuned.encoder,
         tuned.heads,
         evaluation_inputs.extractor,
         evaluation_inputs.features,
         class_names,
-        {"pretraining_run_id": evaluation_inputs.pretraining_run_id, "protocol": "fine_tune", "geometry": geometry},
+        {"pretraining_run_id": evaluation_inputs.pretraining_run_id, "protocol": "fine_tune"},
+        evaluation_inputs.geometry,
     )
 
 

@@ -34,7 +34,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 export_seld_model,
-                inputs=["pretrained_results", "evaluation_inputs", "class_names", "params:simulation"],
+                inputs=["pretrained_results", "evaluation_inputs", "class_names"],
                 outputs="seld_model",
                 name="export_seld_model",
             ),

@@ -1,4 +1,4 @@
-"""``inference``: embeddings, classes and azimuths of your own 4-channel recordings."""
+"""``inference``: embeddings, classes and azimuths of your own recordings of the array the model was trained on."""
 
 from mc_simclr.pipelines.inference.pipeline import create_pipeline
 
