@@ -286,3 +286,26 @@ def test_scenes_place_any_array_and_keep_it_in_their_records():
     np.testing.assert_allclose(offsets, geometry.array @ rz.T, atol=1e-12)
     assert scene.azimuth_deg == pytest.approx(60.0) and scene.elevation_deg == pytest.approx(26.565, abs=1e-3)
     assert type(scene).from_record(scene.to_record()) == scene
+
+
+def test_srp_phat_finds_azimuth_and_elevation_with_a_3d_array():
+    """The time-domain SRP-PHAT on a 1-degree grid (the tetrahedral array's baseline): exact in the
+    free field, within 2 degrees in the reverberant room (measured: 1), about 0.02 s a clip."""
+    from mc_simclr.baselines import SRPPhat
+
+    geometry = GEOMETRIES["tetrahedral"]
+    srp = SRPPhat(FS, 1024, (300.0, 6000.0), geometry=geometry)
+    clip = np.random.default_rng(1).standard_normal(FS).astype(np.float32)
+    for az, el in [(30.0, 0.0), (-100.0, 20.0), (150.0, -25.0), (60.0, 60.0)]:
+        d = direction_vectors(az, el)
+        assert srp.locate(free_field(geometry, d)) == {"pred_azimuth": az, "pred_elevation": el}
+        found = srp.locate(room_recording(geometry, d, clip))
+        error = np.degrees(
+            np.arccos(np.clip(direction_vectors(found["pred_azimuth"], found["pred_elevation"]) @ d, -1, 1))
+        )
+        assert error <= 2.0, (az, el, found)
+    linear = SRPPhat(FS, 1024, (300.0, 6000.0), geometry=GEOMETRIES["linear"])
+    axis_angle = linear.locate(free_field(GEOMETRIES["linear"], direction_vectors(-100.0, 20.0)))["pred_axis_angle"]
+    assert axis_angle == pytest.approx(
+        DirectionLabels.of(GEOMETRIES["linear"]).axis_angle([-100.0], [20.0])[0], abs=1.0
+    )
