@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 from mc_simclr.acoustics.render import plan_render_shards, scenes_for_clips
 from mc_simclr.audio.corpora import read_folder_corpus
 from mc_simclr.audio.io import read_mono
-from mc_simclr.execution import ExecutionConfig, ShardPlan, ShardTaskError, dask_client
+from mc_simclr.execution import ExecutionConfig, ShardPlan, ShardTaskError, dask_client, task_threads
 from mc_simclr.shards import ShardedAudio, complete_shards, save_shards
 
 RATE = 16000
@@ -97,3 +98,13 @@ def test_an_unreachable_scheduler_fails_fast_with_its_address():
 def test_execution_settings_are_checked(params, message):
     with pytest.raises(ValueError, match=message):
         ExecutionConfig.from_params(params)
+
+
+def test_workers_on_this_machine_share_its_threads(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert task_threads(ExecutionConfig.from_params({"backend": "local", "workers": 4})) == 8
+    assert task_threads(ExecutionConfig.from_params({"backend": "processes", "workers": 4})) == 2
+    assert task_threads(ExecutionConfig.from_params({"backend": "processes", "workers": 16})) == 1
+    assert task_threads(ExecutionConfig.from_params({"backend": "dask", "workers": 2})) == 4  # a LocalCluster
+    remote = {"backend": "dask", "workers": 2, "dask": {"address": "tcp://10.0.0.5:8786"}}
+    assert task_threads(ExecutionConfig.from_params(remote)) == 8

@@ -16,9 +16,11 @@ the error (which names the clip that broke it).
         address: null         # a running scheduler, e.g. tcp://10.0.0.5:8786; null: a LocalCluster
         timeout_s: 10         # how long to try to reach it
 
-Every task computes with the driver's number of torch threads, so a shard's floating-point sums are
-the same whichever backend computed it (the results are identical to the local backend's, bit for
-bit). Dask is imported only when ``backend: dask`` asks for it.
+Tasks that share this machine (``processes``, and ``dask`` with a LocalCluster) each get the driver's
+torch threads divided among the workers (at least one), so the pool does not oversubscribe the
+cores; tasks on a remote cluster use the driver's count. The shards are identical to the local
+backend's, bit for bit (``tests/test_execution.py``): the RIR rendering and the feature transforms
+give the same sums with 1 and 2 threads. Dask is imported only when ``backend: dask`` asks for it.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def run_tasks(
 
     ``client``: a ``distributed.Client`` to use (and leave open) for the dask backend.
     """
-    threads = torch.get_num_threads()
+    threads = task_threads(config)
     if config.backend == "local":
         for shard_id in tqdm(sorted(todo), desc=desc, unit="shard"):
             _with_retry(shard_id, lambda s=shard_id: _compute_and_write(str(root), s, todo[s], writer, threads))
@@ -115,6 +117,13 @@ def run_tasks(
         _run_pool(root, todo, writer, config, desc, threads)
     else:
         _run_dask(root, todo, writer, config, desc, threads, client)
+
+
+def task_threads(config: ExecutionConfig) -> int:
+    """Torch threads of one task: the driver's, shared among the workers when they share its cores."""
+    threads = torch.get_num_threads()
+    shares_machine = config.backend == "processes" or (config.backend == "dask" and not config.dask.get("address"))
+    return max(1, threads // config.workers) if shares_machine else threads
 
 
 def _with_retry(shard_id: str, task: Callable[[], Any]) -> Any:
