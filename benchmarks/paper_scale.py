@@ -9,7 +9,7 @@ Usage::
 For each fraction of FSDnoisy18k's size, a synthetic stand-in in its released layout
 (``scripts/make_fsdnoisy18k_standin.py``) is written once under ``--workdir``, then every stage
 of ``kedro run --env=paper`` runs in its own process under ``/usr/bin/time -v`` in a project folder
-of that fraction (a copy of ``conf/`` with ``conf/local`` overrides: the stand-in as corpus,
+of that fraction (a copy of ``conf/`` with overrides merged into its ``conf/paper``: the stand-in as corpus,
 ``pretraining.max_steps`` optimizer steps at the paper's batch of 512, two linear-probe epochs and
 one fine-tuning epoch, no subsets). Printed and written to ``--workdir/paper_scale.csv``: stage,
 fraction, hours of audio, wall seconds, peak resident memory (the largest process), and the disk the
@@ -57,8 +57,29 @@ def make_project(folder: Path, corpus: Path, max_steps: int, storage_dtype: str)
             "subsets": {"amounts": []},
         },
     }
-    (folder / "conf" / "local" / "parameters_scale.yml").write_text(yaml.safe_dump(overrides))
+    merge_into_environment(folder / "conf" / "paper", overrides)
     return folder
+
+
+def merge_into_environment(env: Path, overrides: dict) -> None:
+    """Deep-merge ``overrides`` into the parameter files of one environment's folder.
+
+    ``kedro run --env=paper`` loads conf/base and conf/paper, not conf/local, and a top-level key may
+    stand in only one file of an environment, so each override goes into the file that holds its key.
+    """
+
+    def merge(into: dict, update: dict) -> dict:
+        for key, value in update.items():
+            into[key] = merge(dict(into.get(key) or {}), value) if isinstance(value, dict) else value
+        return into
+
+    files = {path: yaml.safe_load(path.read_text()) or {} for path in sorted(env.glob("parameters*.yml"))}
+    for key, value in overrides.items():
+        owner = next((path for path, content in files.items() if key in content), env / "parameters_scale.yml")
+        content = files.setdefault(owner, {})
+        content[key] = merge(dict(content.get(key) or {}), value)
+    for path, content in files.items():
+        path.write_text(yaml.safe_dump(content, sort_keys=False))
 
 
 def disk_bytes(path: Path) -> int:

@@ -48,3 +48,19 @@ def test_bench_execution_renders_alike_on_every_backend(tmp_path, capsys):
     assert set(results) == {"local", "processes", "dask"}
     assert all(r["identical"] == 1.0 and r["wall_s"] > 0 and r["peak_rss_gib"] > 0 for r in results.values())
     assert "speed-up" in capsys.readouterr().out
+
+
+def test_paper_scale_projects_run_the_paper_environment_on_the_standin(tmp_path):
+    from mc_simclr.config import load_parameters
+
+    bench = load_benchmark("paper_scale")
+    project = bench.make_project(tmp_path / "project", tmp_path / "standin", max_steps=3, storage_dtype="int16")
+    params = load_parameters(project / "conf", "paper")  # what `kedro run --env=paper` reads there
+    assert params["corpus"]["source"] == "fsdnoisy18k"
+    assert params["corpus"]["fsdnoisy18k"]["root"] == str(tmp_path / "standin")
+    assert params["simulation"]["storage_dtype"] == "int16"
+    assert params["pretraining"]["max_steps"] == 3 and params["pretraining"]["batch_size"] == 512
+    evaluation = params["evaluation"]
+    assert evaluation["subsets"]["amounts"] == [] and evaluation["supervised"]["finetune_epochs"] == 1
+    paper = conf_parameters("paper")  # the paper's settings are kept apart from the overrides
+    assert params["features"] == paper["features"] and params["encoder"] == paper["encoder"]
