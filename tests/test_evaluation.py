@@ -330,3 +330,15 @@ def test_bootstrap_interval_over_clips_and_seeds():
     assert all(np.isnan(bootstrap_interval([no_class], "accuracy")))
     with pytest.raises(ValueError, match="metric"):
         bootstrap_interval([clips], "f1")
+
+
+def test_no_subset_amounts_give_an_empty_curve_and_a_figure_that_says_so():
+    import matplotlib.pyplot as plt
+
+    from mc_simclr.reporting import plot_subsets, subset_table
+
+    curves = subset_table({"MC-SimCLR": {}, "random init": {}}, "fraction")  # evaluation.subsets.amounts: []
+    assert curves.empty and {"encoder", "amount", "accuracy"} <= set(curves.columns)
+    figure = plot_subsets(curves)
+    assert "no subsets" in figure.axes[0].texts[0].get_text()
+    plt.close(figure)

@@ -118,6 +118,8 @@ def subset_table(curves: dict[str, dict[float, pd.DataFrame]], unit: str) -> pd.
         for name, curve in curves.items()
         for amount, clips in sorted(curve.items())
     ]
+    if not records:  # evaluation.subsets.amounts: [] (no subset fine-tuning)
+        return pd.DataFrame(columns=["encoder", "amount", "unit", "clips", "accuracy"])
     return pd.DataFrame.from_records(records)
 
 
@@ -125,7 +127,12 @@ def plot_subsets(table: pd.DataFrame) -> plt.Figure:
     """Accuracy and localisation error (azimuth; angular for a 3-D array, axis angle for a linear
     one) against the amount of labeled data, one line per encoder."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    unit = table["unit"].iloc[0] if len(table) else "fraction"
+    if table.empty:
+        for ax in axes:
+            ax.text(0.5, 0.5, "no subsets\n(evaluation.subsets.amounts is empty)", ha="center", va="center")
+            ax.set_axis_off()
+        return fig
+    unit = table["unit"].iloc[0]
     error = next((m for m in ("angular_error", "axis_error", "azimuth_error") if m in table), "azimuth_error")
     for name, group in table.groupby("encoder", sort=False):
         axes[0].plot(group["amount"], group["accuracy"], marker="o", label=name)
