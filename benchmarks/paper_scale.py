@@ -102,7 +102,8 @@ def run_stage(project: Path, stage: str) -> dict[str, float]:
 
 
 def dtype_check(project: Path, clips: int = 64) -> dict[str, dict[str, float]]:
-    """Max |difference| of log-Mel and GCC-PHAT features between float32 and compact storage of the same clips."""
+    """|difference| of log-Mel and GCC-PHAT features between float32 and compact storage of the same clips:
+    max, 99th percentile and mean over every bin, and the float32 features' range."""
     from mc_simclr.config import load_parameters
     from mc_simclr.features import FeatureExtractor
     from mc_simclr.shards import ShardedAudio, from_storage, to_storage
@@ -117,10 +118,19 @@ def dtype_check(project: Path, clips: int = 64) -> dict[str, dict[str, float]]:
     for dtype in ("int16", "float16"):
         stored = extractor(torch.from_numpy(from_storage(to_storage(crops, dtype)))).numpy()
         difference = np.abs(stored - reference)
+        mel, gcc = difference[:, : extractor.n_mics], difference[:, extractor.n_mics :]
         out[dtype] = {
-            "log_mel_max_abs": float(difference[:, : extractor.n_mics].max()),
-            "gcc_max_abs": float(difference[:, extractor.n_mics :].max()),
+            "log_mel_max_abs": float(mel.max()),
+            "log_mel_p99_abs": float(np.percentile(mel, 99)),
+            "log_mel_mean_abs": float(mel.mean()),
+            "gcc_max_abs": float(gcc.max()),
+            "gcc_p99_abs": float(np.percentile(gcc, 99)),
+            "gcc_mean_abs": float(gcc.mean()),
         }
+    out["float32 range"] = {
+        "log_mel": [float(reference[:, : extractor.n_mics].min()), float(reference[:, : extractor.n_mics].max())],
+        "gcc": [float(reference[:, extractor.n_mics :].min()), float(reference[:, extractor.n_mics :].max())],
+    }
     return out
 
 
