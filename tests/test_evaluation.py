@@ -10,7 +10,7 @@ import torch
 
 from mc_simclr import evaluation
 from mc_simclr.acoustics.rir import get_backend, spatialize
-from mc_simclr.acoustics.scene import make_scene
+from mc_simclr.acoustics.scene import azimuth_from_vector, azimuth_to_vector, make_scene
 from mc_simclr.baselines import SRPPhat
 from mc_simclr.evaluation import (
     Predictions,
@@ -30,8 +30,6 @@ from mc_simclr.evaluation import (
 from mc_simclr.metrics import (
     accuracy,
     azimuth_error,
-    azimuth_from_vector,
-    azimuth_to_vector,
     bootstrap_interval,
     breakdown,
     clip_scores,

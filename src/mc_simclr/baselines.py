@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.signal import stft
 from tqdm.auto import tqdm
 
-from mc_simclr.acoustics.array import ArrayGeometry
+from mc_simclr.acoustics.array import ArrayGeometry, direction_vectors
 from mc_simclr.acoustics.scene import SPEED_OF_SOUND, table_geometry, wrap_degrees
 from mc_simclr.acoustics.symmetry import DirectionLabels
 from mc_simclr.shards import ShardedAudio
@@ -48,8 +48,8 @@ class GridSRP:
             raise ValueError(f"evaluation.srp_phat.grid_3d_deg must be > 0, got {grid_deg}")
         self.azimuth = np.arange(-180.0, 180.0, grid_deg)
         self.elevation = np.arange(-90.0, 90.0 + grid_deg / 2, grid_deg)
-        az, el = np.meshgrid(np.radians(self.azimuth), np.radians(self.elevation), indexing="ij")
-        directions = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1).reshape(-1, 3)
+        az, el = np.meshgrid(self.azimuth, self.elevation, indexing="ij")
+        directions = direction_vectors(az, el).reshape(-1, 3)
         self.pairs = list(itertools.combinations(range(len(positions)), 2))
         baselines = np.array([positions[i] - positions[j] for i, j in self.pairs])  # (P, 3)
         # arrival time at a microphone: -p.d / c (nearer the source, earlier); GCC_ij peaks at t_i - t_j

@@ -74,18 +74,6 @@ def clip_errors(clips: pd.DataFrame, metric: str) -> np.ndarray:
 LOCATION_METRICS = ("azimuth_error", "elevation_error", "angular_error", "axis_error")
 
 
-def azimuth_from_vector(vector: np.ndarray) -> np.ndarray:
-    """Azimuth in degrees from ``(..., 2)`` = (cos, sin) predictions."""
-    vector = np.asarray(vector, dtype=np.float64)
-    return np.degrees(np.arctan2(vector[..., 1], vector[..., 0]))
-
-
-def azimuth_to_vector(azimuth_deg: np.ndarray) -> np.ndarray:
-    """(cos, sin) targets ``(..., 2)`` for azimuths in degrees."""
-    radians = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
-    return np.stack([np.cos(radians), np.sin(radians)], axis=-1)
-
-
 def clip_scores(clips: pd.DataFrame) -> dict[str, float]:
     """Accuracy (%) and mean localisation errors (degrees) of clip-level predictions.
 

@@ -41,6 +41,13 @@ KIND_KEYS = {
 MIN_SPACING = 1e-3
 
 
+def direction_vectors(azimuth_deg, elevation_deg) -> np.ndarray:
+    """Unit vectors ``(..., 3)`` of directions given by azimuth and elevation (degrees)."""
+    az = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
+    el = np.radians(np.asarray(elevation_deg, dtype=np.float64))
+    return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
+
+
 def _rotation_z(degrees: float) -> np.ndarray:
     angle = math.radians(degrees)
     return np.array([[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0], [0, 0, 1.0]])
@@ -68,9 +75,8 @@ class ArrayGeometry:
         cls, radius: float = 0.042, directions_deg: Any = MIC_FORMAT, orientation_deg: float = 0.0
     ) -> ArrayGeometry:
         """Capsules at ``directions_deg`` (azimuth, elevation) on a sphere of ``radius`` (default: MIC format)."""
-        directions = np.radians(np.asarray(directions_deg, dtype=np.float64))
-        az, el = directions[:, 0], directions[:, 1]
-        positions = radius * np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=1)
+        directions = np.asarray(directions_deg, dtype=np.float64)
+        positions = radius * direction_vectors(directions[:, 0], directions[:, 1])
         return cls("tetrahedral", _as_tuples(positions), float(orientation_deg))
 
     @classmethod
@@ -96,12 +102,7 @@ class ArrayGeometry:
         check_keys(settings, KIND_KEYS[kind], where)
         orientation = float(params.get("orientation_deg") or 0.0)
         if kind == "circular":
-            n_mics, diameter = int(settings.get("n_mics", 4)), float(settings.get("diameter", 0.1))
-            if n_mics < 2:
-                raise ValueError(f"{where}.n_mics must be >= 2, got {n_mics}")
-            if diameter <= 0:
-                raise ValueError(f"{where}.diameter must be > 0, got {diameter}")
-            geometry = cls.circular(n_mics, diameter, orientation)
+            geometry = cls.circular(*_count_and_size(settings, "diameter", 0.1, where), orientation)
         elif kind == "tetrahedral":
             radius = float(settings.get("radius", 0.042))
             directions = settings.get("directions_deg") or MIC_FORMAT
@@ -113,12 +114,7 @@ class ArrayGeometry:
                 )
             geometry = cls.tetrahedral(radius, directions, orientation)
         elif kind == "linear":
-            n_mics, spacing = int(settings.get("n_mics", 4)), float(settings.get("spacing", 0.05))
-            if n_mics < 2:
-                raise ValueError(f"{where}.n_mics must be >= 2, got {n_mics}")
-            if spacing <= 0:
-                raise ValueError(f"{where}.spacing must be > 0, got {spacing}")
-            geometry = cls.linear(n_mics, spacing, orientation)
+            geometry = cls.linear(*_count_and_size(settings, "spacing", 0.05, where), orientation)
         else:
             positions = settings.get("positions")
             shape = np.shape(positions) if positions is not None else ()
@@ -243,3 +239,13 @@ class ArrayGeometry:
 
 def _as_tuples(positions: np.ndarray) -> tuple[tuple[float, float, float], ...]:
     return tuple(tuple(float(v) for v in row) for row in np.asarray(positions, dtype=np.float64))
+
+
+def _count_and_size(settings: dict[str, Any], size_key: str, default_size: float, where: str) -> tuple[int, float]:
+    """``n_mics`` (default 4, at least 2) and the positive length ``size_key`` of a circular or linear block."""
+    n_mics, size = int(settings.get("n_mics", 4)), float(settings.get(size_key, default_size))
+    if n_mics < 2:
+        raise ValueError(f"{where}.n_mics must be >= 2, got {n_mics}")
+    if size <= 0:
+        raise ValueError(f"{where}.{size_key} must be > 0, got {size}")
+    return n_mics, size

@@ -40,6 +40,18 @@ def circular_array(center: np.ndarray, diameter: float, n_mics: int = 4, orienta
     return ArrayGeometry.circular(n_mics, diameter, orientation_deg).placed(center)
 
 
+def azimuth_from_vector(vector: np.ndarray) -> np.ndarray:
+    """Azimuth in degrees from ``(..., 2)`` = (cos, sin) predictions."""
+    vector = np.asarray(vector, dtype=np.float64)
+    return np.degrees(np.arctan2(vector[..., 1], vector[..., 0]))
+
+
+def azimuth_to_vector(azimuth_deg: np.ndarray) -> np.ndarray:
+    """(cos, sin) targets ``(..., 2)`` for azimuths in degrees."""
+    radians = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
+    return np.stack([np.cos(radians), np.sin(radians)], axis=-1)
+
+
 def relative_direction(
     array_center: np.ndarray, source: np.ndarray, orientation_deg: float = 0.0
 ) -> tuple[float, float, float]:

@@ -41,19 +41,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mc_simclr.acoustics.array import ArrayGeometry
-from mc_simclr.acoustics.scene import wrap_degrees
+from mc_simclr.acoustics.array import ArrayGeometry, direction_vectors
+from mc_simclr.acoustics.scene import azimuth_from_vector, azimuth_to_vector, wrap_degrees
 
 #: Default tolerance of a symmetry, as a fraction of the array's aperture (0.1 mm on a 0.1 m array).
 DEFAULT_TOLERANCE = 1e-3
 LABEL_KINDS = ("azimuth", "direction", "axis")
-
-
-def direction_vectors(azimuth_deg, elevation_deg) -> np.ndarray:
-    """Unit vectors ``(..., 3)`` of directions given by azimuth and elevation (degrees)."""
-    az = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
-    el = np.radians(np.asarray(elevation_deg, dtype=np.float64))
-    return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
 
 
 def vector_angles(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,12 +101,10 @@ class DirectionLabels:
     def vectors(self, azimuth_deg, elevation_deg) -> np.ndarray:
         """Regression targets ``(N, dim)`` float64 of directions (degrees)."""
         if self.kind == "azimuth":
-            radians = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
-            return np.stack([np.cos(radians), np.sin(radians)], axis=-1)
+            return azimuth_to_vector(azimuth_deg)
         if self.kind == "direction":
             return direction_vectors(azimuth_deg, elevation_deg)
-        radians = np.radians(self.axis_angle(azimuth_deg, elevation_deg))
-        return np.stack([np.cos(radians), np.sin(radians)], axis=-1)
+        return azimuth_to_vector(self.axis_angle(azimuth_deg, elevation_deg))  # (cos, sin) of the axis angle
 
     def truth(self, azimuth_deg, elevation_deg) -> dict[str, np.ndarray]:
         """Label columns a clip table needs besides ``azimuth_deg`` and ``elevation_deg``."""
@@ -121,13 +112,12 @@ class DirectionLabels:
 
     def decode(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
         """Prediction columns from predicted target vectors ``(N, dim)`` (any length)."""
-        v = np.asarray(vectors, dtype=np.float64)
         if self.kind == "azimuth":
-            return {"pred_azimuth": np.degrees(np.arctan2(v[..., 1], v[..., 0]))}
+            return {"pred_azimuth": azimuth_from_vector(vectors)}
         if self.kind == "direction":
-            azimuth, elevation = vector_angles(v)
+            azimuth, elevation = vector_angles(vectors)
             return {"pred_azimuth": azimuth, "pred_elevation": elevation}
-        return {"pred_axis_angle": np.abs(np.degrees(np.arctan2(v[..., 1], v[..., 0])))}
+        return {"pred_axis_angle": np.abs(azimuth_from_vector(vectors))}
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "axis": list(self.axis)}
@@ -248,7 +238,7 @@ class ArraySymmetries:
 
     def check(self, symmetry) -> None:
         """Raise when a symmetry index (scalar, array or tensor) is out of range."""
-        values = symmetry.detach().cpu().numpy() if isinstance(symmetry, torch.Tensor) else np.asarray(symmetry)
+        values = _numpy(symmetry)
         if values.size and (values.min() < 0 or values.max() >= len(self)):
             raise ValueError(f"symmetry indices must lie in [0, {len(self)}), got {values.min()}..{values.max()}")
 
