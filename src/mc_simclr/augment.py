@@ -296,8 +296,12 @@ class MultiLevelAugmentation(nn.Module):
         uses the symmetries of ``array``."""
         check_keys(params, AUGMENTATIONS, "augmentations")
 
-        modules = {"channel_swap": ChannelSwap, "mixup": Mixup, "random_resized_crop": RandomResizedCrop}
-        modules["channel_drop"] = ChannelDrop
+        modules = {
+            "channel_swap": ChannelSwap,
+            "mixup": Mixup,
+            "random_resized_crop": RandomResizedCrop,
+            "channel_drop": ChannelDrop,
+        }
         fixed = {"channel_swap": {"array"}, "random_resized_crop": {"attempts"}}  # not settings of a block
 
         def options(name: str) -> dict | None:

@@ -25,7 +25,6 @@ Defaults (each a parameter in ``parameters_feature_extraction.yml``):
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -38,6 +37,7 @@ import torch
 import torchaudio
 from torch import nn
 
+from mc_simclr.acoustics.array import mic_pairs
 from mc_simclr.acoustics.scene import table_geometry
 from mc_simclr.audio.crops import fixed_patches
 from mc_simclr.config import check_keys, check_values
@@ -64,11 +64,6 @@ ITEM_COLUMNS = (
     "room_y",
     "room_z",
 )
-
-
-def mic_pairs(n_mics: int) -> list[tuple[int, int]]:
-    """Microphone pairs in the feature order: (0,1), (0,2), ..., (M-2, M-1)."""
-    return list(itertools.combinations(range(n_mics), 2))
 
 
 class FeatureExtractor(nn.Module):

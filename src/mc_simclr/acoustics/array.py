@@ -17,6 +17,7 @@ What the array can tell about a direction (``resolves``):
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -46,6 +47,11 @@ def direction_vectors(azimuth_deg, elevation_deg) -> np.ndarray:
     az = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
     el = np.radians(np.asarray(elevation_deg, dtype=np.float64))
     return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
+
+
+def mic_pairs(n_mics: int) -> list[tuple[int, int]]:
+    """Microphone pairs in the feature order (the GCC-PHAT channels): (0,1), (0,2), ..., (M-2, M-1)."""
+    return list(itertools.combinations(range(n_mics), 2))
 
 
 def _rotation_z(degrees: float) -> np.ndarray:

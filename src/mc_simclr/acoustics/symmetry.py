@@ -34,14 +34,13 @@ paper's square gives the same numbers as before.
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from mc_simclr.acoustics.array import ArrayGeometry, direction_vectors
+from mc_simclr.acoustics.array import ArrayGeometry, direction_vectors, mic_pairs
 from mc_simclr.acoustics.scene import azimuth_from_vector, azimuth_to_vector, wrap_degrees
 
 #: Default tolerance of a symmetry, as a fraction of the array's aperture (0.1 mm on a 0.1 m array).
@@ -245,7 +244,7 @@ class ArraySymmetries:
     def feature_permutation(self, symmetry: int) -> tuple[list[int], list[bool]]:
         """Feature-channel order and lag flips that make ``features(x)`` into ``features(swap(x))``."""
         perm = self.permutation(symmetry)
-        pairs = list(itertools.combinations(range(self.n_mics), 2))
+        pairs = mic_pairs(self.n_mics)
         index = {pair: k for k, pair in enumerate(pairs)}
         channels, flips = list(perm), [False] * self.n_mics
         for a, b in pairs:
