@@ -122,10 +122,14 @@ class Split:
             raise ValueError("these feature patches have no elevation_deg: extract the features again")
         return torch.tensor(self.items["elevation_deg"].to_numpy(), dtype=torch.float32)
 
-    def directions(self, labels: DirectionLabels) -> tuple[np.ndarray, np.ndarray | None]:
+    def direction_tensors(self, labels: DirectionLabels) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Azimuths and (for labels that need them) elevations of the patches, float32, in degrees."""
-        elevation = self.elevation.numpy() if labels.kind != "azimuth" else None
-        return self.azimuth.numpy(), elevation
+        return self.azimuth, self.elevation if labels.kind != "azimuth" else None
+
+    def directions(self, labels: DirectionLabels) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`direction_tensors` as NumPy arrays."""
+        azimuth, elevation = self.direction_tensors(labels)
+        return azimuth.numpy(), None if elevation is None else elevation.numpy()
 
     def subset(self, clip_ids: set[str]) -> Split:
         mask = self.items["clip_id"].isin(clip_ids).to_numpy()
@@ -278,11 +282,6 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _label_tensors(split: Split, symmetries: ArraySymmetries) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Azimuths and (when the labels need them) elevations of a split's patches, as tensors."""
-    return split.azimuth, split.elevation if symmetries.labels.kind != "azimuth" else None
-
-
 def _direction_targets(
     directions: tuple[torch.Tensor, torch.Tensor | None],
     batch: torch.Tensor,
@@ -290,7 +289,7 @@ def _direction_targets(
     symmetries: ArraySymmetries,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Regression targets of the ``batch`` patches' directions (:func:`_label_tensors`) mapped by the
+    """Regression targets of the ``batch`` patches' directions (:meth:`Split.direction_tensors`) mapped by the
     applied array symmetries ((cos, sin) of the azimuth for the paper's array)."""
     azimuth, elevation = directions
     targets = symmetries.targets(azimuth[batch], None if elevation is None else elevation[batch], symmetry)
@@ -347,7 +346,7 @@ def train_probe_heads(
     optimizer, scheduler = _sgd(heads.parameters(), config, steps, config.probe_epochs)
     selection = direction_selection_metric(symmetries.labels)
     best = {"accuracy": (-1.0, None), selection: (float("inf"), None)}
-    directions = _label_tensors(train, symmetries)
+    directions = train.direction_tensors(symmetries.labels)
     for epoch in tqdm(range(config.probe_epochs), desc="linear probe", unit="epoch", leave=False, disable=not progress):
         generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
         symmetry = _sample_symmetries(len(labels), config, generator, symmetries)
@@ -483,7 +482,7 @@ def _fine_tune_epoch(
     generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
     torch.manual_seed(epoch_seed(config.seed, epoch))
     labels = train.class_index
-    directions = _label_tensors(train, swap.symmetries)
+    directions = train.direction_tensors(swap.symmetries.labels)
     symmetry = _sample_symmetries(len(labels), config, generator, swap.symmetries)
     encoder.train()
     heads.train()
