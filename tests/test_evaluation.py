@@ -36,6 +36,7 @@ from mc_simclr.metrics import (
     mean_azimuth_error,
 )
 from mc_simclr.models import CRNNEncoder, EncoderConfig
+from mc_simclr.shards import FeatureRows, FeatureShard, FeatureShards, write_feature_shard
 
 
 def test_wrapped_azimuth_error():
@@ -340,3 +341,35 @@ def test_no_subset_amounts_give_an_empty_curve_and_a_figure_that_says_so():
     figure = plot_subsets(curves)
     assert "no subsets" in figure.axes[0].texts[0].get_text()
     plt.close(figure)
+
+
+def test_protocols_read_from_feature_shards_as_from_memory(tmp_path):
+    """load_splits leaves the patches in the shards; every protocol gives the in-memory results."""
+    train, val, test = _toy_splits()
+    in_memory = {"labeled": train, "validation": val, "test": test}
+    for number, (name, split) in enumerate(in_memory.items()):  # two shards per split, rows interleaved
+        order = np.r_[0 : len(split) : 2, 1 : len(split) : 2]
+        items = split.items.assign(split=name)
+        for part, rows in enumerate(np.array_split(order, 2)):
+            shard = FeatureShard(split.features[rows].numpy(), items.iloc[rows].reset_index(drop=True))
+            write_feature_shard(tmp_path, f"{name}-{part}-{number}", shard)
+    streamed = evaluation.load_splits(FeatureShards(tmp_path))
+    for name, split in streamed.items():
+        assert isinstance(split.features, FeatureRows) and len(split) == len(in_memory[name])
+    # the same patches in the shards' order
+    reordered = {}
+    for name, split in streamed.items():
+        position = {clip: i for i, clip in enumerate(in_memory[name].items["clip_id"])}
+        rows = torch.tensor([position[c] for c in split.items["clip_id"]])
+        reordered[name] = Split(in_memory[name].features[rows], split.items)
+        np.testing.assert_array_equal(split.features[:], reordered[name].features.numpy())
+    torch.manual_seed(0)
+    encoder = CRNNEncoder(ENCODER, n_bins=8)
+    config = dataclasses.replace(CONFIG, channel_swap=True)
+    for batchnorm in ("keep", "recalibrate"):
+        lazy = run_protocols(encoder, True, streamed, 3, config, [0.5], batchnorm=batchnorm)
+        eager = run_protocols(encoder, True, reordered, 3, config, [0.5], batchnorm=batchnorm)
+        for protocol, frame in eager.test.items():
+            pd.testing.assert_frame_equal(lazy.test[protocol], frame)
+        pd.testing.assert_frame_equal(lazy.subsets[0.5], eager.subsets[0.5])
+        np.testing.assert_array_equal(lazy.embeddings, eager.embeddings)

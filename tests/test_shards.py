@@ -1,11 +1,22 @@
 """Sharded multichannel storage: atomic, resumable, bounded-memory reads."""
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 from kedro.io import DatasetError
 
 from mc_simclr.datasets import MultichannelAudioShardsDataset
-from mc_simclr.shards import ShardData, ShardedAudio, complete_shards, save_shards, write_shard
+from mc_simclr.shards import (
+    FeatureShard,
+    FeatureShards,
+    ShardData,
+    ShardedAudio,
+    complete_shards,
+    save_shards,
+    write_feature_shard,
+    write_shard,
+)
 
 
 def _shard(n: int, seed: int, skip: int | None = None) -> ShardData:
@@ -107,3 +118,54 @@ def test_compact_storage_dtypes_read_back_as_float32(tmp_path, dtype, tolerance)
         loaded = store.load_clip(f"c{i}")
         assert loaded.dtype == np.float32 and np.abs(loaded - audio).max() <= tolerance
         np.testing.assert_array_equal(store.load_clip(f"c{i}", 10, 20), loaded[:, 10:30])
+
+
+def _feature_store(tmp_path, sizes=(5, 3, 4)):
+    """Feature shards of ``sizes`` items (C, T, F) = (3, 4, 2), each item's values unique."""
+    rng = np.random.default_rng(0)
+    arrays = []
+    for number, size in enumerate(sizes):
+        features = rng.normal(size=(size, 3, 4, 2)).astype(np.float32)
+        items = pd.DataFrame(
+            {"clip_id": [f"s{number}c{i}" for i in range(size)], "split": ["a", "b"] * (size // 2) + ["a"] * (size % 2)}
+        )
+        write_feature_shard(tmp_path, f"shard-{number:05d}", FeatureShard(features, items))
+        arrays.append(features)
+    return FeatureShards(tmp_path), np.concatenate(arrays)
+
+
+def test_feature_rows_read_exactly_the_indexed_items(tmp_path):
+    store, expected = _feature_store(tmp_path)
+    rows, items = store.rows()
+    assert rows.shape == (12, 3, 4, 2) and list(items["clip_id"]) == list(store.items["clip_id"])
+    np.testing.assert_array_equal(rows[:], expected)
+    np.testing.assert_array_equal(store.load()[0], expected)
+    # unsorted, repeated, across shards, negative; slices with steps; masks; tensors; one item
+    for index in ([11, 0, 5, 5, 6, 4, 3], [-1, 2], np.array([7, 8, 9, 10]), torch.tensor([9, 1])):
+        np.testing.assert_array_equal(rows[index], expected[np.asarray(index)])
+    np.testing.assert_array_equal(rows[1:11:3], expected[1:11:3])
+    mask = np.arange(12) % 3 == 0
+    np.testing.assert_array_equal(rows[mask], expected[mask])
+    np.testing.assert_array_equal(rows[7], expected[7])
+    assert rows[[]].shape == (0, 3, 4, 2)
+    # a selection is lazy and indexes within itself
+    chosen = rows.select(np.array([10, 2, 6]))
+    np.testing.assert_array_equal(chosen[[2, 0]], expected[[6, 10]])
+    # a split's rows and items stay aligned
+    b_rows, b_items = store.rows(store.items["split"] == "b")
+    positions = np.flatnonzero((store.items["split"] == "b").to_numpy())
+    np.testing.assert_array_equal(b_rows[:], expected[positions])
+    assert list(b_items["clip_id"]) == list(store.items["clip_id"].iloc[positions])
+    with pytest.raises(IndexError, match="out of range"):
+        rows[[12]]
+    with pytest.raises(IndexError, match="boolean index"):
+        rows[np.ones(3, bool)]
+
+
+def test_feature_rows_name_a_truncated_shard(tmp_path):
+    store, _ = _feature_store(tmp_path)
+    rows, _ = store.rows()
+    path = tmp_path / "shard-00001" / "features.npy"
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(ValueError, match="shard-00001.*ends before row 3"):
+        rows[[5, 6, 7]]

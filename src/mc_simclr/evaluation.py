@@ -53,6 +53,7 @@ from mc_simclr.devices import resolve_device
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.metrics import clip_scores
 from mc_simclr.models import Encoder, SELDHeads, build_encoder
+from mc_simclr.shards import FeatureRows
 from mc_simclr.training import encoder_geometry, unpack_encoder, warmup_cosine
 from mc_simclr.utils import epoch_seed, seed_everything
 
@@ -101,12 +102,31 @@ class SupervisedConfig:
         return config
 
 
+#: Feature patches ``(N, C, T, F)``: in memory, or read from the feature shards batch by batch.
+Patches = torch.Tensor | FeatureRows
+
+
+def take(features: Patches, index: slice | torch.Tensor) -> torch.Tensor:
+    """Patches ``index`` (a slice or an index tensor) of in-memory or sharded features, as a float32 tensor."""
+    if isinstance(features, torch.Tensor):
+        return features[index]
+    return torch.from_numpy(features[index])
+
+
 @dataclass
 class Split:
-    """Feature patches of one split with their labels."""
+    """Feature patches of one split with their labels.
 
-    features: torch.Tensor  # (N, C, T, F)
+    ``features`` is a tensor, or (as :func:`load_splits` gives them) a lazy
+    :class:`~mc_simclr.shards.FeatureRows` whose patches every protocol reads batch by batch, so the
+    memory of an evaluation does not grow with the size of its splits.
+    """
+
+    features: Patches  # (N, C, T, F)
     items: pd.DataFrame  # one row per patch: clip_id, class_index, azimuth_deg, ...
+
+    def __len__(self) -> int:
+        return len(self.items)
 
     @property
     def class_index(self) -> torch.Tensor:
@@ -133,7 +153,9 @@ class Split:
 
     def subset(self, clip_ids: set[str]) -> Split:
         mask = self.items["clip_id"].isin(clip_ids).to_numpy()
-        return Split(self.features[torch.from_numpy(mask)], self.items[mask].reset_index(drop=True))
+        if isinstance(self.features, torch.Tensor):
+            return Split(self.features[torch.tensor(mask)], self.items[mask].reset_index(drop=True))
+        return Split(self.features.select(mask), self.items[mask].reset_index(drop=True))
 
 
 @dataclass
@@ -163,35 +185,34 @@ def scale_gradients(module: nn.Module, factor: float) -> list[torch.utils.hooks.
     return [p.register_hook(lambda grad, f=factor: grad * f) for p in module.parameters() if p.requires_grad]
 
 
-def embed(encoder: Encoder, features: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+def embed(encoder: Encoder, features: Patches, device: torch.device, batch_size: int = 256) -> torch.Tensor:
     """Embeddings ``(N, D)`` of features (eval mode, no gradients), returned on CPU."""
-    encoder = encoder.to(device).eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(features), batch_size):
-            out.append(encoder(features[start : start + batch_size].to(device)).cpu())
-    return torch.cat(out)
+    return embed_symmetries(encoder, features, device, None, batch_size)[0]
 
 
 def embed_symmetries(
-    encoder: Encoder, features: torch.Tensor, device: torch.device, array: ArrayLike = 4
+    encoder: Encoder, features: Patches, device: torch.device, array: ArrayLike | None = 4, batch_size: int = 256
 ) -> torch.Tensor:
-    """Embeddings ``(S, N, D)`` of the features under each of the S array symmetries."""
-    swap = FeatureChannelSwap(array)
-    return torch.stack(
-        [
-            embed(encoder, swap(features, torch.full((len(features),), s, dtype=torch.long)), device)
-            for s in range(len(swap.symmetries))
-        ]
-    )
+    """Embeddings ``(S, N, D)`` of the features under each of the S array symmetries (``array`` None:
+    the features as they are, S = 1), in eval mode without gradients, on CPU. Each batch of patches
+    is read once."""
+    swap = None if array is None else FeatureChannelSwap(array)
+    n_sym = 1 if swap is None else len(swap.symmetries)
+    encoder = encoder.to(device).eval()
+    out: list[list[torch.Tensor]] = [[] for _ in range(n_sym)]
+    with torch.no_grad():
+        for start in range(0, len(features), batch_size):
+            x = take(features, slice(start, start + batch_size))
+            for s in range(n_sym):
+                view = x if swap is None else swap(x, torch.full((len(x),), s, dtype=torch.long))
+                out[s].append(encoder(view.to(device)).cpu())
+    return torch.stack([torch.cat(parts) for parts in out])
 
 
 BATCHNORM_MODES = ("recalibrate", "keep")
 
 
-def recalibrate_batchnorm(
-    encoder: Encoder, features: torch.Tensor, device: torch.device, batch_size: int = 256
-) -> Encoder:
+def recalibrate_batchnorm(encoder: Encoder, features: Patches, device: torch.device, batch_size: int = 256) -> Encoder:
     """A copy of ``encoder`` whose BatchNorm running statistics are re-estimated on ``features``.
 
     Layer by layer in forward order, each BatchNorm's mean and (unbiased) variance become the exact
@@ -215,7 +236,7 @@ def recalibrate_batchnorm(
         handle = layer.register_forward_pre_hook(collect)
         with torch.no_grad():
             for start in range(0, len(features), batch_size):
-                model(features[start : start + batch_size].to(device))
+                model(take(features, slice(start, start + batch_size)).to(device))
         handle.remove()
         n = int(totals["n"])
         mean = totals["sum"] / n
@@ -408,6 +429,10 @@ def linear_probe(
     return out
 
 
+#: Queries whose similarities to every reference are computed at once by :func:`knn_predict`.
+KNN_QUERY_BLOCK = 1024
+
+
 def knn_predict(
     encoder: Encoder,
     train: Split,
@@ -438,7 +463,9 @@ def knn_predict(
     out = {}
     for name, split in tests.items():
         queries = F.normalize(standardise(embed(encoder, split.features, device)), dim=1)
-        neighbours = (queries @ references.T).topk(k, dim=1).indices  # (Q, k)
+        neighbours = torch.cat(  # (Q, k); queries in blocks, so the similarities stay (block, S * N)
+            [(block @ references.T).topk(k, dim=1).indices for block in queries.split(KNN_QUERY_BLOCK)]
+        )
         labels = ref_labels[neighbours]
         votes = torch.zeros(len(queries), n_classes)
         valid = labels >= 0
@@ -460,7 +487,7 @@ def _predict(
     probs, vectors = [], []
     with torch.no_grad():
         for start in range(0, len(split.features), 256):
-            logits, vector = heads(encoder(split.features[start : start + 256].to(device)))
+            logits, vector = heads(encoder(take(split.features, slice(start, start + 256)).to(device)))
             probs.append(logits.softmax(-1).cpu())
             vectors.append(vector.cpu())
     return Predictions(torch.cat(probs).numpy(), torch.cat(vectors).numpy(), labels=labels)
@@ -489,7 +516,7 @@ def _fine_tune_epoch(
     for batch in _batches(len(labels), config.batch_size, generator):
         if len(batch) < 2:  # batch norm needs two samples
             continue
-        x = swap(train.features[batch].to(device), symmetry[batch].to(device))
+        x = swap(take(train.features, batch).to(device), symmetry[batch].to(device))
         target_az = _direction_targets(directions, batch, symmetry[batch], swap.symmetries, device)
         target_class = labels[batch].to(device)
         logits, vector = heads(encoder(x))
@@ -617,7 +644,8 @@ CONFIRMATION = "confirmation"
 
 
 def load_splits(store, names: tuple[str, ...] = REQUIRED_SPLITS) -> dict[str, Split]:
-    """Feature patches of each evaluation split from a :class:`~mc_simclr.shards.FeatureShards`.
+    """Each evaluation split of a :class:`~mc_simclr.shards.FeatureShards`: its item rows, and its
+    feature patches as :class:`~mc_simclr.shards.FeatureRows` that the protocols read batch by batch.
 
     ``names`` must all be present; the ``confirmation`` split is loaded too when the store has it.
     """
@@ -628,8 +656,8 @@ def load_splits(store, names: tuple[str, ...] = REQUIRED_SPLITS) -> dict[str, Sp
             if name == CONFIRMATION:
                 continue
             raise ValueError(f"feature_patches has no patch of the {name!r} split: run feature_extraction with it")
-        features, items = store.load(store.items["split"] == name)
-        splits[name] = Split(torch.from_numpy(features), items)
+        features, items = store.rows(store.items["split"] == name)
+        splits[name] = Split(features, items)
     return splits
 
 

@@ -207,6 +207,17 @@ def read_shard_tables(root: Path, table_file: str, what: str) -> tuple[list[str]
     return shard_ids, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
+def npy_layout(path: Path, ndim: int, what: str) -> tuple[int, tuple[int, ...], np.dtype]:
+    """``(data offset in bytes, shape, dtype)`` of a C-order ``.npy`` file of ``ndim`` dimensions, from its header."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(file)
+        if fortran or len(shape) != ndim:
+            raise ValueError(f"{path}: expected a C-order {what} array, got shape {shape}")
+        return file.tell(), tuple(int(n) for n in shape), np.dtype(dtype)
+
+
 class ShardedAudio:
     """Read-only view of a shard folder: metadata in memory, audio read on demand.
 
@@ -236,16 +247,8 @@ class ShardedAudio:
     def layout(self, shard_id: str) -> tuple[int, int, int, np.dtype]:
         """``(data offset in bytes, channels, samples per channel, dtype)`` of a shard's ``audio.npy``."""
         if shard_id not in self._layout:
-            path = self.root / shard_id / AUDIO_FILE
-            with open(path, "rb") as file:
-                version = np.lib.format.read_magic(file)
-                read_header = (
-                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                )
-                shape, fortran, dtype = read_header(file)
-                if fortran or len(shape) != 2:
-                    raise ValueError(f"{path}: expected a C-order (channels, samples) array, got shape {shape}")
-                self._layout[shard_id] = (file.tell(), int(shape[0]), int(shape[1]), np.dtype(dtype))
+            offset, shape, dtype = npy_layout(self.root / shard_id / AUDIO_FILE, 2, "(channels, samples)")
+            self._layout[shard_id] = (offset, int(shape[0]), int(shape[1]), dtype)
         return self._layout[shard_id]
 
     def shard_audio(self, shard_id: str) -> np.ndarray:
@@ -345,13 +348,120 @@ class FeatureShards:
     def shard_features(self, shard_id: str) -> np.ndarray:
         return np.load(self.root / shard_id / FEATURES_FILE, mmap_mode="r")
 
-    def load(self, mask: pd.Series | np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame]:
-        """Features ``(n, C, T, F)`` and their item rows for the selected rows (all when ``mask`` is None)."""
+    def rows(self, mask: pd.Series | np.ndarray | None = None) -> tuple[FeatureRows, pd.DataFrame]:
+        """The selected items (all when ``mask`` is None), shard by shard, as lazily read features
+        (:class:`FeatureRows`, nothing read yet) and their item rows in the same order."""
         items = self.items if mask is None else self.items[np.asarray(mask, dtype=bool)]
         if items.empty:
             raise ValueError(f"{self.root}: no feature items selected")
-        groups = list(items.groupby("shard_id", sort=True))
-        features = np.concatenate(
-            [np.asarray(self.shard_features(sid)[rows["row"].to_numpy()], dtype=np.float32) for sid, rows in groups]
-        )
-        return features, pd.concat([rows for _, rows in groups], ignore_index=True)
+        items = pd.concat([rows for _, rows in items.groupby("shard_id", sort=True)], ignore_index=True)
+        return FeatureRows(self.root, items["shard_id"].to_numpy(), items["row"].to_numpy()), items
+
+    def load(self, mask: pd.Series | np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+        """Features ``(n, C, T, F)`` and their item rows for the selected rows (all when ``mask`` is None),
+        read into memory."""
+        rows, items = self.rows(mask)
+        return rows[:], items
+
+
+class FeatureRows:
+    """Feature items ``(n, C, T, F)`` of feature shards, read when indexed.
+
+    Indexing (an integer, a slice, an integer array or tensor, a boolean mask) returns a float32
+    NumPy array of just those items, read with one positional read per run of consecutive rows of a
+    shard; no memory map stays open and nothing is cached, so resident memory does not grow with
+    the number of items (the operating system's page cache keeps repeated reads fast).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        shard_ids: np.ndarray,
+        rows: np.ndarray,
+        layouts: dict[str, tuple[int, tuple[int, ...], np.dtype]] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.shard_ids = np.asarray(shard_ids, dtype=object)
+        self.rows = np.asarray(rows, dtype=np.int64)
+        if self.shard_ids.shape != self.rows.shape or self.rows.ndim != 1:
+            raise ValueError("FeatureRows needs one shard id per row")
+        self._layouts = {} if layouts is None else layouts  # shared with selections
+
+    def _layout(self, shard_id: str) -> tuple[int, tuple[int, ...], np.dtype]:
+        if shard_id not in self._layouts:
+            self._layouts[shard_id] = npy_layout(self.root / shard_id / FEATURES_FILE, 4, "(items, C, T, F)")
+        return self._layouts[shard_id]
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """``(C, T, F)`` of one item."""
+        if not len(self):
+            raise ValueError(f"{self.root}: no feature items selected")
+        return self._layout(self.shard_ids[0])[1][1:]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.item_shape)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return f"FeatureRows(root={str(self.root)!r}, items={len(self)})"
+
+    def _positions(self, index) -> np.ndarray:
+        if isinstance(index, slice):
+            return np.arange(len(self))[index]
+        if hasattr(index, "numpy"):  # a torch tensor
+            index = index.numpy()
+        index = np.asarray(index)
+        if index.size == 0:
+            return np.zeros(0, np.int64)
+        if index.dtype == bool:
+            if index.shape != (len(self),):
+                raise IndexError(f"boolean index of shape {index.shape} for {len(self)} feature items")
+            return np.flatnonzero(index)
+        if not np.issubdtype(index.dtype, np.integer):
+            raise IndexError(f"feature items are indexed by integers, slices or boolean masks, got {index.dtype}")
+        positions = np.where(index < 0, index + len(self), index).astype(np.int64)
+        if positions.size and (positions.min() < 0 or positions.max() >= len(self)):
+            raise IndexError(f"index out of range for {len(self)} feature items")
+        return positions
+
+    def select(self, index) -> FeatureRows:
+        """The items at ``index`` as another lazy :class:`FeatureRows` (nothing is read)."""
+        positions = self._positions(index)
+        return FeatureRows(self.root, self.shard_ids[positions], self.rows[positions], self._layouts)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return self[np.array([index])][0]
+        positions = self._positions(index)
+        out = np.empty((len(positions), *self.item_shape), dtype=np.float32)
+        if not len(positions):
+            return out
+        shards, rows = self.shard_ids[positions], self.rows[positions]
+        for shard_id in dict.fromkeys(shards):
+            offset, shape, dtype = self._layout(shard_id)
+            if tuple(shape[1:]) != out.shape[1:]:
+                raise ValueError(f"{self.root / shard_id}: items of shape {shape[1:]}, expected {out.shape[1:]}")
+            item_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+            where = np.flatnonzero(shards == shard_id)
+            order = where[np.argsort(rows[where], kind="stable")]
+            wanted = rows[order]
+            if wanted[-1] >= shape[0]:
+                raise IndexError(f"{self.root / shard_id}: row {wanted[-1]} of a shard of {shape[0]} items")
+            breaks = np.flatnonzero(np.diff(wanted) != 1) + 1  # runs of consecutive rows, each one read
+            fd = os.open(self.root / shard_id / FEATURES_FILE, os.O_RDONLY)
+            try:
+                for run in np.split(np.arange(len(order)), breaks):
+                    first, count = int(wanted[run[0]]), len(run)
+                    data = os.pread(fd, count * item_bytes, offset + first * item_bytes)
+                    if len(data) != count * item_bytes:
+                        path = self.root / shard_id / FEATURES_FILE
+                        raise ValueError(f"{path}: the file ends before row {first + count}")
+                    block = np.frombuffer(data, dtype=dtype, count=count * int(np.prod(shape[1:])))
+                    out[order[run]] = block.reshape(count, *shape[1:])[wanted[run] - first]
+            finally:
+                os.close(fd)
+        return out
