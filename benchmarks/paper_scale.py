@@ -13,8 +13,9 @@ of that fraction (a copy of ``conf/`` with overrides merged into its ``conf/pape
 ``pretraining.max_steps`` optimizer steps at the paper's batch of 512, two linear-probe epochs and
 one fine-tuning epoch, no subsets). Printed and written to ``--workdir/paper_scale.csv``: stage,
 fraction, hours of audio, wall seconds, peak resident memory (the largest process), and the disk the
-stage added. With ``--dtype-check``, the largest difference between the features of shards stored
-as float32 and as int16 / float16 (the same clips) is printed too.
+stage added (a stage and fraction measured again replaces its row). With ``--dtype-check``, the
+largest difference between the features of shards stored as float32 and as int16 / float16 (the
+same clips) is printed too.
 
 A script for the CPU machine (it runs Kedro); the GPU path is ``benchmarks/gpu_experiment.py``.
 """
@@ -171,11 +172,26 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         if args.clean:  # the next fraction needs the disk
             shutil.rmtree(project / "data", ignore_errors=True)
             shutil.rmtree(corpus, ignore_errors=True)
-    with open(args.workdir / "paper_scale.csv", "w", newline="") as file:
+    save_rows(args.workdir / "paper_scale.csv", rows)
+    return rows
+
+
+def save_rows(path: Path, rows: list[dict[str, object]]) -> None:
+    """Merge ``rows`` into the CSV at ``path``: a (stage, fraction) measured again replaces its old row."""
+    if not rows:
+        return
+    kept = []
+    if path.is_file():
+        with open(path, newline="") as file:
+            new = {(row["stage"], float(row["fraction"])) for row in rows}
+            kept = [row for row in csv.DictReader(file) if (row["stage"], float(row["fraction"])) not in new]
+    merged = sorted([*kept, *rows], key=lambda row: (float(row["fraction"]), STAGES.index(row["stage"])))
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
-    return rows
+        writer.writerows(merged)
+    temporary.replace(path)
 
 
 def audio_hours(corpus: Path) -> float:

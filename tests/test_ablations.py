@@ -13,6 +13,7 @@ from mc_simclr.ablations import (
     aggregate_seeds,
     clip_records,
     evaluation_fingerprint,
+    evaluation_params,
     load_cached,
     parse_seeds,
     parse_variants,
@@ -97,11 +98,47 @@ def test_variant_blocks_precedence_and_own_checkpoint():
         ({"tables": ["table2"]}, "needs channel_drop_p"),
         ({"pretrain": False, "augmentations": ["cs"]}, "pretrain is false"),
         ({"augmentation": ["cs"]}, "ablations.variants.bad.augmentation"),
+        ({"encoder_from": "bad"}, "ablations.variants.bad.encoder_from: expected the name of another variant"),
+        (
+            {"encoder_from": "cs", "augmentations": ["cs"]},
+            "encoder_from reuses the encoders of 'cs', so",
+        ),
+        ({"evaluation": [1]}, "ablations.variants.bad.evaluation: expected a mapping"),
     ],
 )
 def test_bad_variants_are_named(params, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         Variant.from_params("bad", params)
+
+
+def test_a_variant_can_evaluate_another_variants_encoders():
+    variants = parse_variants(
+        {
+            "variants": {
+                "ft": {"encoder_from": "full", "evaluation": {"supervised": {"encoder_grad_scale": 1.0}}},
+                "full": {"augmentations": ["cs", "cd"], "channel_drop_p": 0.2},
+                "random": {"pretrain": False},
+            }
+        }
+    )
+    ft, full, _ = variants
+    # it describes the encoders it evaluates, and only its evaluation differs
+    assert (ft.pretrain, ft.augmentations, ft.channel_drop_p) == (full.pretrain, full.augmentations, 0.2)
+    assert ft.settings()["encoder_from"] == "full" and full.settings()["encoder_from"] == ""
+    assert ft.settings()["evaluation"] == "evaluation.supervised.encoder_grad_scale=1.0"
+    evaluation = {"batchnorm": "keep", "supervised": {"encoder_grad_scale": 0.1, "finetune_epochs": 60}}
+    sweep = {"evaluation": {"supervised": {"finetune_epochs": 40}}}
+    assert evaluation_params(evaluation, sweep, ft)["supervised"] == {"encoder_grad_scale": 1.0, "finetune_epochs": 40}
+    assert evaluation_params(evaluation, sweep, full)["supervised"] == {
+        "encoder_grad_scale": 0.1,
+        "finetune_epochs": 40,
+    }
+    assert evaluation_params(evaluation, sweep) == evaluation_params(evaluation, sweep, full)
+    # a random-init source passes its pretrain flag on (fine-tuning from scratch stays at full rate)
+    assert parse_variants({"variants": {"r": {"pretrain": False}, "f": {"encoder_from": "r"}}})[1].pretrain is False
+    for missing in ("nowhere", "ft"):  # not a variant, or one that reuses encoders itself
+        with pytest.raises(ValueError, match=f"variants.x.encoder_from: '{missing}' is not a variant"):
+            parse_variants({"variants": {"ft": {"encoder_from": "full"}, "full": {}, "x": {"encoder_from": missing}}})
 
 
 def test_variant_list_must_not_be_empty():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from conftest import conf_parameters, load_benchmark
@@ -64,3 +65,18 @@ def test_paper_scale_projects_run_the_paper_environment_on_the_standin(tmp_path)
     assert evaluation["subsets"]["amounts"] == [] and evaluation["supervised"]["finetune_epochs"] == 1
     paper = conf_parameters("paper")  # the paper's settings are kept apart from the overrides
     assert params["features"] == paper["features"] and params["encoder"] == paper["encoder"]
+
+
+def test_paper_scale_results_merge_by_stage_and_fraction(tmp_path):
+    bench = load_benchmark("paper_scale")
+    path = tmp_path / "paper_scale.csv"
+    row = {"stage": "evaluation", "fraction": 0.25, "audio_h": 9.5, "wall_s": 1.0, "peak_rss_gib": 2.0, "disk_gb": 0}
+    bench.save_rows(path, [row, {**row, "stage": "data_simulation", "fraction": 0.5}])
+    bench.save_rows(path, [{**row, "wall_s": 7.0}, {**row, "fraction": 0.125}])  # 0.25 measured again
+    saved = pd.read_csv(path)
+    assert list(zip(saved["stage"], saved["fraction"], strict=True)) == [
+        ("evaluation", 0.125),
+        ("evaluation", 0.25),
+        ("data_simulation", 0.5),
+    ]
+    assert saved.loc[1, "wall_s"] == 7.0 and not list(tmp_path.glob(".*"))

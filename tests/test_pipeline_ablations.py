@@ -137,7 +137,8 @@ def test_seed_study(simulated_project):
     run_pipeline(simulated_project, "seeds")
     reporting = simulated_project / "data/08_reporting/seeds"
     summary = pd.read_csv(reporting / "summary.csv")
-    assert sorted(summary["variant"].unique()) == ["mc_simclr", "random"]
+    names = ["mc_simclr", "mc_simclr_ft_0_3", "mc_simclr_ft_1_0", "random"]
+    assert sorted(summary["variant"].unique()) == names
     assert set(summary["split"]) == {"test", "confirmation"} and (summary["seeds"] == 2).all()
     for column in ("linear_probe_azimuth_error", "linear_probe_keep_accuracy", "linear_probe_recalibrate_accuracy"):
         assert summary[f"{column}_std"].notna().all()
@@ -151,9 +152,22 @@ def test_seed_study(simulated_project):
     assert test["fine_tune_azimuth_error_std"] == pytest.approx(per_seed["fine_tune_azimuth_error"].std(ddof=1))
     assert "± " in (reporting / "summary.md").read_text()
 
+    # the fine-tuning variants evaluate mc_simclr's encoders: no pretraining of their own, the same
+    # linear probe and k-NN, their own fine-tuning
+    models = simulated_project / "data/06_models/seeds"
+    for name in ("mc_simclr_ft_0_3", "mc_simclr_ft_1_0"):
+        assert not list((models / name).glob("**/*.pt")) and (models / name / "seed_1" / "evaluation.json").is_file()
+        tuned = pd.DataFrame(json.loads((reporting / name / "results.json").read_text())["per_seed"])
+        for column in ("linear_probe_accuracy", "linear_probe_azimuth_error", "knn_azimuth_error"):
+            np.testing.assert_array_equal(tuned[column], per_seed[column])
+        assert not np.array_equal(tuned["fine_tune_azimuth_error"], per_seed["fine_tune_azimuth_error"])
+
     runs, sweeps = _sweep_runs(simulated_project, "seeds")
     variants = runs[runs["tags.mlflow.parentRunId"] == sweeps[0]]
-    assert sorted(variants["tags.mlflow.runName"]) == ["mc_simclr", "random"]
+    assert sorted(variants["tags.mlflow.runName"]) == names
+    assert set(variants.loc[variants["tags.mlflow.runName"] == "mc_simclr_ft_1_0", "params.encoder_from"]) == {
+        "mc_simclr"
+    }
     seeds = runs[runs["tags.mlflow.parentRunId"].isin(variants["run_id"])]
-    assert sorted(seeds["tags.seed"]) == ["0", "0", "1", "1"]
-    assert (simulated_project / "data/06_models/seeds/mc_simclr/seed_1/pretraining_checkpoint.pt").is_file()
+    assert sorted(seeds["tags.seed"]) == ["0", "0", "0", "0", "1", "1", "1", "1"]
+    assert (models / "mc_simclr/seed_1/pretraining_checkpoint.pt").is_file()

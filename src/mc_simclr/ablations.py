@@ -19,6 +19,7 @@ to MLflow.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -45,11 +46,23 @@ from mc_simclr.evaluation import (
 from mc_simclr.metrics import LOCATION_METRICS, bootstrap_interval, clip_scores, location_metrics
 from mc_simclr.reporting import METRIC_TITLES, metric_headers, to_markdown
 from mc_simclr.training import encoder_geometry, unpack_encoder
-from mc_simclr.utils import deep_merge, fingerprint, write_text_atomic
+from mc_simclr.utils import deep_merge, fingerprint, flatten, write_text_atomic
 
 SHORT_NAMES = {"cs": "channel_swap", "mu": "mixup", "rrc": "random_resized_crop", "cd": "channel_drop"}
 TABLES = ("table1", "table2")
-VARIANT_KEYS = {"label", "pretrain", "augmentations", "channel_drop_p", "tables", "pretraining", "encoder"}
+VARIANT_KEYS = {
+    "label",
+    "pretrain",
+    "augmentations",
+    "channel_drop_p",
+    "tables",
+    "pretraining",
+    "encoder",
+    "evaluation",
+    "encoder_from",
+}
+#: Keys of a variant that change its encoders, meaningless for one that reuses another's (``encoder_from``).
+PRETRAINING_KEYS = ("pretrain", "augmentations", "channel_drop_p", "pretraining", "encoder")
 SWEEP_KEYS = {"title", "work_dir", "seeds", "pretraining", "evaluation", "variants"}
 #: Protocols of every variant's results: the paper's three, and the linear probe under both
 #: BatchNorm protocols (``linear_probe`` is the one ``evaluation.batchnorm`` chose).
@@ -83,6 +96,8 @@ class Variant:
     tables: tuple[str, ...] = ("table1",)
     pretraining: dict[str, Any] = field(default_factory=dict)
     encoder: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)  # overrides of the evaluation block
+    encoder_from: str | None = None  # evaluate that variant's encoders instead of pretraining its own
 
     @classmethod
     def from_params(cls, name: str, params: dict[str, Any] | None, sweep: str = "ablations") -> Variant:
@@ -112,9 +127,19 @@ class Variant:
         pretrain = bool(params.get("pretrain", True))
         if not pretrain and (augmentations or params.get("pretraining")):
             raise ValueError(f"{where}: pretrain is false, so augmentations and pretraining overrides mean nothing")
-        for block in ("pretraining", "encoder"):
+        for block in ("pretraining", "encoder", "evaluation"):
             if not isinstance(params.get(block, {}) or {}, dict):
                 raise ValueError(f"{where}.{block}: expected a mapping of overrides, got {params[block]!r}")
+        source = params.get("encoder_from")
+        if source is not None:
+            if not isinstance(source, str) or source == name:
+                raise ValueError(f"{where}.encoder_from: expected the name of another variant, got {source!r}")
+            mixed = [key for key in PRETRAINING_KEYS if key in params]
+            if mixed:
+                raise ValueError(
+                    f"{where}: encoder_from reuses the encoders of {source!r}, so {mixed} mean nothing here; "
+                    "a variant with encoder_from changes only the evaluation"
+                )
         return cls(
             name=name,
             label=str(params.get("label", name)),
@@ -124,6 +149,20 @@ class Variant:
             tables=tables,
             pretraining=dict(params.get("pretraining", {}) or {}),
             encoder=dict(params.get("encoder", {}) or {}),
+            evaluation=dict(params.get("evaluation", {}) or {}),
+            encoder_from=source,
+        )
+
+    def reusing(self, source: Variant) -> Variant:
+        """This variant (``encoder_from`` = ``source.name``) with the source's pretraining settings, so that
+        its rows describe the encoders it evaluates."""
+        return dataclasses.replace(
+            self,
+            pretrain=source.pretrain,
+            augmentations=source.augmentations,
+            channel_drop_p=source.channel_drop_p,
+            pretraining=source.pretraining,
+            encoder=source.encoder,
         )
 
     def augmentation_params(self, base: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +183,8 @@ class Variant:
             "augmentations": "+".join(k for k, v in SHORT_NAMES.items() if v in self.augmentations) or "none",
             "channel_drop_p": self.channel_drop_p if "channel_drop" in self.augmentations else 0.0,
             "tables": ",".join(self.tables),
+            "encoder_from": self.encoder_from or "",
+            "evaluation": ", ".join(f"{k}={v}" for k, v in flatten("evaluation", self.evaluation).items()),
         }
 
 
@@ -152,7 +193,18 @@ def parse_variants(block: dict[str, Any], sweep: str = "ablations") -> list[Vari
     variants = (block or {}).get("variants")
     if not isinstance(variants, dict) or not variants:
         raise ValueError(f"{sweep}.variants: expected a non-empty mapping of variant name -> settings")
-    return [Variant.from_params(str(name), params, sweep) for name, params in variants.items()]
+    parsed = {str(name): Variant.from_params(str(name), params, sweep) for name, params in variants.items()}
+    for name, variant in parsed.items():
+        source = parsed.get(variant.encoder_from) if variant.encoder_from else None
+        if variant.encoder_from and (source is None or source.encoder_from):
+            trained = sorted(n for n, v in parsed.items() if not v.encoder_from)
+            raise ValueError(
+                f"{sweep}.variants.{name}.encoder_from: {variant.encoder_from!r} is not a variant of this sweep "
+                f"that trains its own encoders; expected one of {trained}"
+            )
+        if source is not None:
+            parsed[name] = variant.reusing(source)
+    return list(parsed.values())
 
 
 def parse_seeds(block: dict[str, Any], sweep: str = "ablations") -> list[int]:
@@ -230,9 +282,13 @@ def save_cached(path: Path, result: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(result, indent=2, sort_keys=True))
 
 
-def evaluation_params(evaluation: dict[str, Any], ablations: dict[str, Any]) -> dict[str, Any]:
-    """The ``evaluation`` block with ``ablations.evaluation`` merged over it (shorter schedules)."""
-    return deep_merge(evaluation, ablations.get("evaluation", {}) or {})
+def evaluation_params(
+    evaluation: dict[str, Any], ablations: dict[str, Any], variant: Variant | None = None
+) -> dict[str, Any]:
+    """The ``evaluation`` block with ``<sweep>.evaluation`` (shorter schedules), then the variant's own
+    ``evaluation`` overrides merged over it."""
+    merged = deep_merge(evaluation, ablations.get("evaluation", {}) or {})
+    return deep_merge(merged, variant.evaluation) if variant is not None else merged
 
 
 def clip_records(clips: pd.DataFrame) -> dict[str, list[Any]]:
@@ -264,7 +320,7 @@ def evaluate_seed(
     protocol of :data:`RESULT_PROTOCOLS`; validation scores; wall times; fingerprint) and whether it
     came from the cache (same encoder, settings and data).
     """
-    params = evaluation_params(evaluation, ablations)
+    params = evaluation_params(evaluation, ablations, variant)
     expected = evaluation_fingerprint(
         encoder_state["pretraining_fingerprint"],
         {

@@ -8,6 +8,7 @@ files) and the evaluation node reopens them by id (metrics, result file).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -138,21 +139,34 @@ def evaluate_variant(
     sweep: str = "ablations",
 ) -> dict[str, Any]:
     """Linear probing, k-NN and fine-tuning of each seed's encoder (cached by fingerprint), then the
-    variant's result over its seeds."""
+    variant's result over its seeds.
+
+    A variant with ``encoder_from`` gets the encoders of that variant and its own MLflow runs (the
+    variant's run with its settings and evaluation overrides, one nested run per seed).
+    """
     variant = _variant(sweep_params, name, sweep)
+    own = variant.encoder_from is None
     per_seed = []
+    variant_run_id = encoder.get("variant_run_id", "") if own else ""
+    if not own:
+        with variant_run(name) as run:
+            if run is not None:
+                log_params({**variant.settings(), **flatten("evaluation", variant.evaluation)})
+                variant_run_id = run.info.run_id
     for seed, state in encoder["seeds"].items():
         result, cached = evaluate_seed(
             variant, state, int(seed), feature_patches, class_names, evaluation, sweep_params
         )
         if cached:
             logger.info("%s %s, seed %s: evaluation found in the cache, not repeated", sweep, name, seed)
-        with seed_run(name, int(seed), run_id=state.get("ablation_run_id") or None) as run:
+        # a variant's own seed runs are reopened; one with encoder_from opens new ones under its run
+        parent = contextlib.nullcontext() if own else variant_run(name, run_id=variant_run_id or None)
+        with parent, seed_run(name, int(seed), run_id=(state.get("ablation_run_id") if own else None) or None) as run:
             if run is not None:
                 log_seed_evaluation(result, cached)
         per_seed.append(result)
-    aggregate = {**aggregate_seeds(variant, per_seed), "run_id": encoder.get("variant_run_id", "")}
-    with variant_run(name, run_id=encoder.get("variant_run_id") or None) as run:
+    aggregate = {**aggregate_seeds(variant, per_seed), "run_id": variant_run_id}
+    with variant_run(name, run_id=variant_run_id or None) as run:
         if run is not None:
             log_variant_evaluation(aggregate)
     return aggregate

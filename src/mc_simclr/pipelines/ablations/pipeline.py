@@ -1,7 +1,7 @@
 """The sweeps (``ablations``; ``seeds``): one pretraining + evaluation template, instantiated per variant.
 
 The variants are read from the ``<sweep>.variants`` parameter block when the pipeline is created
-(:func:`mc_simclr.pipelines.ablations.variants.variant_names`), so adding a variant is a YAML edit.
+(:func:`mc_simclr.pipelines.ablations.variants.variant_sources`), so adding a variant is a YAML edit.
 Variant ``cs`` of the ablations becomes the namespace ``ablations.cs`` with the datasets
 ``ablations.cs.encoder`` and ``ablations.cs.results`` (dataset factories in the catalog); the
 simulated audio and feature patches are shared inputs, computed once by the other pipelines. Each
@@ -21,7 +21,7 @@ from mc_simclr.pipelines.ablations.nodes import (
     evaluate_variant,
     pretrain_variant,
 )
-from mc_simclr.pipelines.ablations.variants import variant_names
+from mc_simclr.pipelines.ablations.variants import variant_sources
 from mc_simclr.pipelines.pretraining.pipeline import PRETRAINING_INPUTS
 
 #: Datasets every variant shares (written once by data_simulation and feature_extraction).
@@ -48,14 +48,17 @@ def _bind(func, name: str, sweep: str):
     return functools.update_wrapper(functools.partial(func, name=name, sweep=sweep), func)
 
 
-def template(name: str, sweep: str = "ablations") -> Pipeline:
-    """Pretrain one variant's encoders (every seed), then evaluate them (un-namespaced dataset names)."""
-    return Pipeline(
-        [
-            Node(_bind(pretrain_variant, name, sweep), pretrain_inputs(sweep), "encoder", name="pretrain_variant"),
-            Node(_bind(evaluate_variant, name, sweep), evaluate_inputs(sweep), "results", name="evaluate_variant"),
-        ]
-    )
+def template(name: str, sweep: str = "ablations", encoder_from: str | None = None) -> Pipeline:
+    """Pretrain one variant's encoders (every seed), then evaluate them (un-namespaced dataset names).
+
+    A variant with ``encoder_from`` has only the evaluation node; :func:`sweep_pipeline` maps its
+    ``encoder`` input to the other variant's.
+    """
+    evaluate = Node(_bind(evaluate_variant, name, sweep), evaluate_inputs(sweep), "results", name="evaluate_variant")
+    if encoder_from:
+        return Pipeline([evaluate])
+    pretrain = Node(_bind(pretrain_variant, name, sweep), pretrain_inputs(sweep), "encoder", name="pretrain_variant")
+    return Pipeline([pretrain, evaluate])
 
 
 #: The report node of each sweep: its function and its outputs (below the sweep's namespace).
@@ -87,18 +90,20 @@ def sweep_pipeline(sweep: str, variants: list[str] | None = None) -> Pipeline:
     """
     if sweep not in SWEEPS:
         raise ValueError(f"unknown sweep {sweep!r}; expected one of {SWEEPS}")
-    names = variant_names(sweep=sweep) if variants is None else list(variants)
+    sources = variant_sources(sweep=sweep) if variants is None else {name: None for name in variants}
+    names = list(sources)
     if not names:
         return Pipeline([])
-    per_variant = [
-        Pipeline(
-            template(name, sweep),
-            namespace=f"{sweep}.{name}",
-            inputs=SHARED_INPUTS,
-            parameters=shared_parameters(sweep),
+    per_variant = []
+    for name, source in sources.items():
+        nodes = template(name, sweep, source)
+        used = nodes.inputs()
+        inputs = {dataset: dataset for dataset in SHARED_INPUTS & used}
+        if source:  # the encoders of another variant
+            inputs["encoder"] = f"{sweep}.{source}.encoder"
+        per_variant.append(
+            Pipeline(nodes, namespace=f"{sweep}.{name}", inputs=inputs, parameters=shared_parameters(sweep) & used)
         )
-        for name in names
-    ]
     function, outputs = REPORTS[sweep]
     report = Node(
         function,

@@ -32,6 +32,14 @@ def run_env() -> str:
 
 def variant_names(project_path: Path | None = None, env: str | None = None, sweep: str = "ablations") -> list[str]:
     """Names of ``<sweep>.variants`` in the project's configuration (empty if it has none)."""
+    return list(variant_sources(project_path, env, sweep))
+
+
+def variant_sources(
+    project_path: Path | None = None, env: str | None = None, sweep: str = "ablations"
+) -> dict[str, str | None]:
+    """``<sweep>.variants`` of the project's configuration in their order: name -> the variant whose
+    encoders it evaluates (``encoder_from``), None for one that has its own."""
     project = project_path or find_kedro_project(Path.cwd())
     if project is None:
         raise RuntimeError(
@@ -45,5 +53,5 @@ def variant_names(project_path: Path | None = None, env: str | None = None, swee
     )
     params = loader["parameters"]
     if sweep not in params:
-        return []
-    return [variant.name for variant in parse_variants(params[sweep], sweep)]
+        return {}
+    return {variant.name: variant.encoder_from for variant in parse_variants(params[sweep], sweep)}
