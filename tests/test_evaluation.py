@@ -228,6 +228,16 @@ def test_knn_reads_class_and_direction_from_the_embedding_geometry():
     assert mean_azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"]) > 45.0
 
 
+def test_knn_in_blocks_of_queries_finds_the_same_neighbours(monkeypatch):
+    train, _, test = _toy_splits(n_per_class=16)
+    config = dataclasses.replace(CONFIG, channel_swap=True)
+    whole = knn_predict(_ChannelMeans(), train, {"test": test}, 3, config)["test"]
+    monkeypatch.setattr(evaluation, "KNN_BLOCK_VALUES", 3 * 8 * len(train))  # 3 queries per block
+    blocks = knn_predict(_ChannelMeans(), train, {"test": test}, 3, config)["test"]
+    np.testing.assert_array_equal(blocks.class_probs, whole.class_probs)
+    np.testing.assert_array_equal(blocks.direction_vector, whole.direction_vector)
+
+
 def test_supervised_azimuth_ceiling_trains_azimuth_only(monkeypatch):
     train, val, test = _toy_splits()
     torch.manual_seed(0)

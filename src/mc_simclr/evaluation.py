@@ -429,8 +429,8 @@ def linear_probe(
     return out
 
 
-#: Queries whose similarities to every reference are computed at once by :func:`knn_predict`.
-KNN_QUERY_BLOCK = 1024
+#: Similarities :func:`knn_predict` holds at once (queries x references; 2**26 float32 values = 256 MiB).
+KNN_BLOCK_VALUES = 2**26
 
 
 def knn_predict(
@@ -463,8 +463,9 @@ def knn_predict(
     out = {}
     for name, split in tests.items():
         queries = F.normalize(standardise(embed(encoder, split.features, device)), dim=1)
-        neighbours = torch.cat(  # (Q, k); queries in blocks, so the similarities stay (block, S * N)
-            [(block @ references.T).topk(k, dim=1).indices for block in queries.split(KNN_QUERY_BLOCK)]
+        block = max(1, KNN_BLOCK_VALUES // len(references))  # queries per block: bounded memory at any size
+        neighbours = torch.cat(  # (Q, k)
+            [(chunk @ references.T).topk(k, dim=1).indices for chunk in queries.split(block)]
         )
         labels = ref_labels[neighbours]
         votes = torch.zeros(len(queries), n_classes)
