@@ -3,14 +3,14 @@
 Usage::
 
     python benchmarks/paper_scale.py --workdir /big/disk/paper_scale [--fractions 0.125 0.25 0.5 1]
-        [--stages data_simulation feature_extraction pretraining evaluation] [--max-steps 3]
+        [--stages data_simulation feature_extraction pretraining evaluation] [--max-steps 3] [--batch-size 512]
         [--storage-dtype float32] [--dtype-check] [--clean]
 
 For each fraction of FSDnoisy18k's size, a synthetic stand-in in its released layout
 (``scripts/make_fsdnoisy18k_standin.py``) is written once under ``--workdir``, then every stage
 of ``kedro run --env=paper`` runs in its own process under ``/usr/bin/time -v`` in a project folder
 of that fraction (a copy of ``conf/`` with overrides merged into its ``conf/paper``: the stand-in as corpus,
-``pretraining.max_steps`` optimizer steps at the paper's batch of 512, two linear-probe epochs and
+``pretraining.max_steps`` optimizer steps at the paper's batch of 512 (``--batch-size``), two linear-probe epochs and
 one fine-tuning epoch, no subsets). Printed and written to ``--workdir/paper_scale.csv``: stage,
 fraction, hours of audio, wall seconds, peak resident memory (the largest process), and the disk the
 stage added (a stage and fraction measured again replaces its row). With ``--dtype-check``, the
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ("data_simulation", "feature_extraction", "pretraining", "evaluation")
 
 
-def make_project(folder: Path, corpus: Path, max_steps: int, storage_dtype: str) -> Path:
+def make_project(folder: Path, corpus: Path, max_steps: int, storage_dtype: str, batch_size: int = 512) -> Path:
     """A project folder of one fraction: ``conf/`` and ``pyproject.toml`` of this checkout, bounded runs."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "pyproject.toml", folder / "pyproject.toml")
@@ -52,7 +52,7 @@ def make_project(folder: Path, corpus: Path, max_steps: int, storage_dtype: str)
     overrides = {
         "corpus": {"fsdnoisy18k": {"root": str(corpus)}},
         "simulation": {"storage_dtype": storage_dtype},
-        "pretraining": {"max_steps": max_steps, "num_workers": 2},
+        "pretraining": {"max_steps": max_steps, "num_workers": 2, "batch_size": batch_size},
         "evaluation": {
             "supervised": {"probe_epochs": 2, "finetune_epochs": 1, "warmup_epochs": 0},
             "subsets": {"amounts": []},
@@ -140,7 +140,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--workdir", type=Path, required=True, help="folder for the stand-ins and the runs (large)")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.125, 0.25, 0.5, 1.0])
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
-    parser.add_argument("--max-steps", type=int, default=3, help="pretraining optimizer steps (batch 512)")
+    parser.add_argument("--max-steps", type=int, default=3, help="pretraining optimizer steps")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=512,
+        help="pretraining batch (default 512, the paper's: about 22 GiB on a CPU; a smaller one leaves memory "
+        "for other work when only the other stages are measured)",
+    )
     parser.add_argument("--storage-dtype", default="float32", choices=("float32", "int16", "float16"))
     parser.add_argument("--dtype-check", action="store_true", help="features of compact storage against float32")
     parser.add_argument("--clean", action="store_true", help="delete each fraction's data and stand-in once measured")
@@ -156,7 +163,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
             f"stand-in {fraction:g}: {time.perf_counter() - started:.0f} s, {disk_bytes(corpus) / 1e9:.1f} GB",
             flush=True,
         )
-        project = make_project(args.workdir / f"project_{fraction:g}", corpus, args.max_steps, args.storage_dtype)
+        project = make_project(
+            args.workdir / f"project_{fraction:g}", corpus, args.max_steps, args.storage_dtype, args.batch_size
+        )
         hours = audio_hours(corpus)
         for stage in args.stages:
             result = run_stage(project, stage)
