@@ -198,6 +198,11 @@ def test_one_namespace_per_variant(tmp_path):
     outputs = pipeline.all_outputs()
     assert {"ablations.cs.encoder", "ablations.cs.results", "ablations.table1", "feature_patches"} <= outputs
     assert "params:ablations" in pipeline.inputs() and "params:ablations.cs.pretraining" not in pipeline.inputs()
+    # a variant with encoder_from evaluates the other variant's encoders and trains none
+    reusing = create_pipeline(variants={"cs": None, "ft": "cs"})
+    ft = [node for node in reusing.nodes if node.namespace == "ablations.ft"]
+    assert [node.name for node in ft] == ["ablations.ft.evaluate_variant"]
+    assert "ablations.cs.encoder" in ft[0].inputs and "ablations.ft.encoder" not in reusing.datasets()
     # the shared inputs are not namespaced, so simulation and features run once
     assert not any(
         d.startswith("ablations.") and d.endswith(("spatial_audio", "feature_patches")) for d in pipeline.datasets()

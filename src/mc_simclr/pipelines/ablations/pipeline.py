@@ -81,16 +81,21 @@ REPORTS = {
 }
 
 
-def sweep_pipeline(sweep: str, variants: list[str] | None = None) -> Pipeline:
+def sweep_pipeline(sweep: str, variants: list[str] | dict[str, str | None] | None = None) -> Pipeline:
     """Simulation and features (shared), every variant's namespaced template, then the sweep's report.
 
+    ``variants`` (default: the project's ``<sweep>.variants``) are names of variants that train their
+    own encoders, or a mapping name -> the variant whose encoders it evaluates (None: its own).
     Both shared pipelines skip finished shards, so running them first costs little once they are
     done, and the sweep also runs on a fresh checkout. ``--namespaces=<sweep>.<name>`` leaves them
     out (their outputs must then exist).
     """
     if sweep not in SWEEPS:
         raise ValueError(f"unknown sweep {sweep!r}; expected one of {SWEEPS}")
-    sources = variant_sources(sweep=sweep) if variants is None else {name: None for name in variants}
+    if variants is None:
+        sources = variant_sources(sweep=sweep)
+    else:
+        sources = dict(variants) if isinstance(variants, dict) else dict.fromkeys(variants)
     names = list(sources)
     if not names:
         return Pipeline([])
@@ -116,6 +121,6 @@ def sweep_pipeline(sweep: str, variants: list[str] | None = None) -> Pipeline:
     return shared + Pipeline([*per_variant, report])
 
 
-def create_pipeline(variants: list[str] | None = None, **kwargs) -> Pipeline:
+def create_pipeline(variants: list[str] | dict[str, str | None] | None = None, **kwargs) -> Pipeline:
     """The ablation sweep: the paper's Table 1 and Table 2."""
     return sweep_pipeline("ablations", variants)

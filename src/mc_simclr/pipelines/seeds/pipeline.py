@@ -10,6 +10,6 @@ from kedro.pipeline import Pipeline
 from mc_simclr.pipelines.ablations.pipeline import sweep_pipeline
 
 
-def create_pipeline(variants: list[str] | None = None, **kwargs) -> Pipeline:
+def create_pipeline(variants: list[str] | dict[str, str | None] | None = None, **kwargs) -> Pipeline:
     """The seed study."""
     return sweep_pipeline("seeds", variants)
