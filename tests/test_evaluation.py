@@ -294,6 +294,17 @@ def test_recalibrated_batchnorm_normalises_a_random_encoders_activations():
         frozen_encoder(encoder, train, "freeze", torch.device("cpu"))
 
 
+def test_recalibration_sums_a_few_patches_at_a_time_to_the_same_statistics(monkeypatch):
+    train, _, _ = _toy_splits()
+    torch.manual_seed(0)
+    encoder = CRNNEncoder(ENCODER, n_bins=8).eval()
+    whole = recalibrate_batchnorm(encoder, train.features, torch.device("cpu"), batch_size=36).state_dict()
+    monkeypatch.setattr(evaluation, "RECALIBRATION_CHUNK", 5)  # 36 patches in chunks of 5
+    chunked = recalibrate_batchnorm(encoder, train.features, torch.device("cpu"), batch_size=36).state_dict()
+    for key, value in whole.items():
+        torch.testing.assert_close(chunked[key], value, rtol=1e-6, atol=1e-7)
+
+
 def test_run_protocols_reports_both_batchnorm_probes_and_the_confirmation_split():
     train, val, test = _toy_splits()
     confirmation = _toy_splits(seed=5)[2]

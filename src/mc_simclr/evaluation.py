@@ -210,6 +210,8 @@ def embed_symmetries(
 
 
 BATCHNORM_MODES = ("recalibrate", "keep")
+#: Patches whose BatchNorm inputs :func:`recalibrate_batchnorm` sums in float64 at once.
+RECALIBRATION_CHUNK = 16
 
 
 def recalibrate_batchnorm(encoder: Encoder, features: Patches, device: torch.device, batch_size: int = 256) -> Encoder:
@@ -228,10 +230,13 @@ def recalibrate_batchnorm(encoder: Encoder, features: Patches, device: torch.dev
         totals: dict[str, torch.Tensor | int] = {}
 
         def collect(_module, inputs, totals=totals):
-            x = inputs[0].detach().to(torch.float64).transpose(0, 1).flatten(1)  # (channels, values)
-            totals["sum"] = totals.get("sum", 0) + x.sum(1)
-            totals["squares"] = totals.get("squares", 0) + x.square().sum(1)
-            totals["n"] = totals.get("n", 0) + x.shape[1]
+            # float64 sums, a few patches at a time (a float64 copy of a whole batch's first-layer
+            # activations would be several GiB for the paper's encoder)
+            for part in inputs[0].detach().split(RECALIBRATION_CHUNK):
+                x = part.to(torch.float64).transpose(0, 1).flatten(1)  # (channels, values)
+                totals["sum"] = totals.get("sum", 0) + x.sum(1)
+                totals["squares"] = totals.get("squares", 0) + x.square().sum(1)
+                totals["n"] = totals.get("n", 0) + x.shape[1]
 
         handle = layer.register_forward_pre_hook(collect)
         with torch.no_grad():
