@@ -2,8 +2,8 @@
 
 Audio: a shard is a folder ``<root>/<shard_id>/`` holding
 
-* ``audio.npy``: float32 ``(channels, total_samples)``, the shard's clips one after another
-  (memory-mapped on read, so a reader touches only the samples it needs), and
+* ``audio.npy``: ``(channels, total_samples)`` in the storage dtype, the shard's clips one after
+  another (read with positional reads of just the samples a reader needs), and
 * ``clips.parquet``: one row per clip with ``clip_id``, ``offset``, ``length``, ``status`` and any
   metadata columns (scene, label, split, ...).
 
@@ -333,7 +333,7 @@ def write_feature_shard(root: str | Path, shard_id: str, data: FeatureShard) -> 
 
 
 class FeatureShards:
-    """Read-only view of feature shards: the item index in memory, features memory-mapped."""
+    """Read-only view of feature shards: the item index in memory, features read on demand (:class:`FeatureRows`)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -344,9 +344,6 @@ class FeatureShards:
 
     def __repr__(self) -> str:
         return f"FeatureShards(root={str(self.root)!r}, shards={len(self.shard_ids)}, items={len(self)})"
-
-    def shard_features(self, shard_id: str) -> np.ndarray:
-        return np.load(self.root / shard_id / FEATURES_FILE, mmap_mode="r")
 
     def rows(self, mask: pd.Series | np.ndarray | None = None) -> tuple[FeatureRows, pd.DataFrame]:
         """The selected items (all when ``mask`` is None), shard by shard, as lazily read features
