@@ -11,7 +11,6 @@ domain search of pyroomacoustics on such a grid takes seconds per clip; this one
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ import pandas as pd
 from scipy.signal import stft
 from tqdm.auto import tqdm
 
-from mc_simclr.acoustics.array import ArrayGeometry, direction_vectors
+from mc_simclr.acoustics.array import ArrayGeometry, direction_vectors, mic_pairs
 from mc_simclr.acoustics.scene import SPEED_OF_SOUND, table_geometry, wrap_degrees
 from mc_simclr.acoustics.symmetry import DirectionLabels
 from mc_simclr.shards import ShardedAudio
@@ -50,7 +49,7 @@ class GridSRP:
         self.elevation = np.arange(-90.0, 90.0 + grid_deg / 2, grid_deg)
         az, el = np.meshgrid(self.azimuth, self.elevation, indexing="ij")
         directions = direction_vectors(az, el).reshape(-1, 3)
-        self.pairs = list(itertools.combinations(range(len(positions)), 2))
+        self.pairs = mic_pairs(len(positions))
         baselines = np.array([positions[i] - positions[j] for i, j in self.pairs])  # (P, 3)
         # arrival time at a microphone: -p.d / c (nearer the source, earlier); GCC_ij peaks at t_i - t_j
         self.lags = -(directions @ baselines.T) / SPEED_OF_SOUND * sample_rate * upsample  # (G, P) fine lags
