@@ -163,6 +163,57 @@ def test_config_errors():
         PretrainConfig.from_params({"batch_size": 1})
     with pytest.raises(ValueError, match="pretraining.optimizer"):
         PretrainConfig.from_params({"optimizer": "adam"})
+    with pytest.raises(ValueError, match=r"pretraining.precision \(one of float32, bf16\)"):
+        PretrainConfig.from_params({"precision": "fp16"})
+
+
+def test_precision_and_layout_in_the_fingerprint_only_where_they_change_the_weights():
+    # float32 runs keep the fingerprint (and checkpoints) of runs from before the setting existed
+    float32 = PretrainConfig.from_params({"precision": "float32", "cuda_channels_last": True}).trained_settings()
+    assert float32 == PretrainConfig().trained_settings()
+    assert "precision" not in float32 and "cuda_channels_last" not in float32
+    assert PretrainConfig.from_params({"precision": "bf16"}).trained_settings()["precision"] == "bf16"
+
+
+def test_bf16_pretraining_runs_on_cpu_close_to_float32(audio, tmp_path):
+    config = PretrainConfig.from_params({"precision": "bf16", "device": "cpu"})
+    encoder = training.build_encoder(ENCODER, 16)
+    model = training.ContrastiveModel(encoder, training.make_projectors(encoder, config)).train()
+    f1, f2 = torch.randn(6, 10, 12, 16), torch.randn(6, 10, 12, 16)
+    with training.autocast(f1.device, "bf16"):
+        assert model(f1)["joint"].dtype == torch.bfloat16  # the model really runs in bfloat16
+    mixed = training.contrastive_loss(model, f1, f2, config)
+    full = training.contrastive_loss(model, f1, f2, PretrainConfig())
+    assert mixed.dtype == torch.float32 and mixed.item() != full.item()
+    assert mixed.item() == pytest.approx(full.item(), rel=0.05)
+    mixed.backward()
+    assert all(
+        p.grad is None or (p.grad.dtype == torch.float32 and p.grad.isfinite().all()) for p in model.parameters()
+    )
+
+    # a whole bf16 run: finite losses, float32 weights, other weights than float32, resumable
+    path = tmp_path / "bf16.pt"
+    run = _run(audio, tmp_path, precision="bf16", checkpoint_path=str(path))
+    reference = _run(audio, tmp_path)
+    assert all(math.isfinite(h["loss"]) for h in run.history)
+    weights = run.encoder.state_dict()
+    assert all(v.dtype == reference.encoder.state_dict()[k].dtype for k, v in weights.items())
+    assert any(not torch.equal(v, reference.encoder.state_dict()[k]) for k, v in weights.items())
+    with pytest.raises(CheckpointError, match="other settings"):  # a bf16 checkpoint is not a float32 run's
+        _run(audio, tmp_path, checkpoint_path=str(path))
+    assert _run(audio, tmp_path, precision="bf16", checkpoint_path=str(path)).resumed_from_epoch == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_channels_last_matches_contiguous():
+    from mc_simclr.models import set_cuda_channels_last
+
+    encoder = training.build_encoder(ENCODER, 16).cuda().eval()
+    x = torch.randn(8, 10, 24, 16, device="cuda")
+    with torch.no_grad():
+        plain = encoder(x)
+        fast = set_cuda_channels_last(encoder, True)(x)
+    torch.testing.assert_close(fast, plain, rtol=1e-3, atol=1e-4)
 
 
 def test_encoder_package_round_trip(audio, tmp_path):

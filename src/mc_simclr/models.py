@@ -94,8 +94,10 @@ class CRNNEncoder(nn.Module):
     On CPU the convolution stack runs in the channels-last memory format (``cpu_channels_last``,
     on by default): oneDNN's convolutions and max pooling are faster that way (1.2-1.4x per
     training step, 1.4-2.1x per embedding pass in ``benchmarks/bench_encoder.py``) and the
-    results are the same up to float rounding. CUDA inputs keep their layout. The flag is a
-    run-time choice, not part of :class:`EncoderConfig`.
+    results are the same up to float rounding. CUDA inputs keep their layout unless
+    ``cuda_channels_last`` is set (off by default; ``pretraining.cuda_channels_last``), for GPUs
+    whose convolutions are faster in it. The flags are run-time choices, not part of
+    :class:`EncoderConfig`.
     """
 
     def __init__(self, config: EncoderConfig, n_bins: int) -> None:
@@ -103,6 +105,7 @@ class CRNNEncoder(nn.Module):
         self.config = config
         self.n_bins = n_bins
         self.cpu_channels_last = True
+        self.cuda_channels_last = False
         self.input_norm = nn.BatchNorm2d(config.in_channels)
         blocks = []
         channels, bins = config.in_channels, n_bins
@@ -131,7 +134,7 @@ class CRNNEncoder(nn.Module):
             raise ValueError(
                 f"CRNNEncoder expects (batch, {self.config.in_channels}, T, {self.n_bins}), got {tuple(x.shape)}"
             )
-        if self.cpu_channels_last and x.device.type == "cpu":
+        if (self.cpu_channels_last and x.device.type == "cpu") or (self.cuda_channels_last and x.is_cuda):
             x = x.contiguous(memory_format=torch.channels_last)
         y = self.conv(self.input_norm(x))  # (B, C', T', F')
         y = y.permute(0, 2, 1, 3).flatten(2)  # (B, T', C' F')
@@ -225,6 +228,14 @@ def set_cpu_channels_last(module: nn.Module, enabled: bool) -> nn.Module:
     for child in module.modules():
         if isinstance(child, CRNNEncoder):
             child.cpu_channels_last = bool(enabled)
+    return module
+
+
+def set_cuda_channels_last(module: nn.Module, enabled: bool) -> nn.Module:
+    """Switch the channels-last CUDA path of every :class:`CRNNEncoder` inside ``module``; returns it."""
+    for child in module.modules():
+        if isinstance(child, CRNNEncoder):
+            child.cuda_channels_last = bool(enabled)
     return module
 
 

@@ -17,6 +17,7 @@ CPU; CUDA kernels may add non-determinism).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -53,13 +54,21 @@ from mc_simclr.distributed import (
 )
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.losses import nt_xent
-from mc_simclr.models import Encoder, EncoderConfig, ProjectionHead, SplitCRNNEncoder, build_encoder
+from mc_simclr.models import (
+    Encoder,
+    EncoderConfig,
+    ProjectionHead,
+    SplitCRNNEncoder,
+    build_encoder,
+    set_cuda_channels_last,
+)
 from mc_simclr.shards import OK, ShardedAudio
 from mc_simclr.utils import epoch_seed, fingerprint, seed_everything, torch_save_atomic
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
+PRECISIONS = ("float32", "bf16")
 
 
 class CheckpointError(RuntimeError):
@@ -146,6 +155,8 @@ class PretrainConfig:
     num_workers: int = 0
     devices: int = 1
     max_steps: int | None = None
+    precision: str = "float32"
+    cuda_channels_last: bool = False
     checkpoint_path: str | None = None
     restart: bool = False
 
@@ -168,6 +179,7 @@ class PretrainConfig:
             "num_workers": config.num_workers >= 0,
             "devices": config.devices >= 1,
             "max_steps": config.max_steps is None or config.max_steps >= 1,
+            f"precision (one of {', '.join(PRECISIONS)})": config.precision in PRECISIONS,
         }
         check_values(checks, name, asdict(config))
         return config
@@ -177,8 +189,13 @@ class PretrainConfig:
         return scaled_lr(self.base_lr, self.batch_size, self.reference_batch_size)
 
     def trained_settings(self) -> dict[str, Any]:
-        """Settings that shape the trained weights (device, workers and paths do not)."""
-        skip = {"device", "num_workers", "devices", "max_steps", "checkpoint_path", "restart"}
+        """Settings that shape the trained weights (device, workers, memory layout and paths do not).
+
+        ``precision`` is one of them only when it is not float32, so that float32 runs keep the
+        fingerprint (and the checkpoints) they had before the setting existed."""
+        skip = {"device", "num_workers", "devices", "max_steps", "cuda_channels_last", "checkpoint_path", "restart"}
+        if self.precision == "float32":
+            skip.add("precision")
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -264,17 +281,32 @@ class ContrastiveModel(nn.Module):
         return {name: head(parts[name]) for name, head in self.projectors.items()}
 
 
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The mixed-precision context of ``precision`` (:data:`PRECISIONS`) on ``device``: bf16 autocast
+    (convolutions, GRU and linear layers in bfloat16, weights and their gradients in float32; no loss
+    scaling is needed with bfloat16), or nothing for float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"pretraining.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def contrastive_loss(model: nn.Module, f1: torch.Tensor, f2: torch.Tensor, config: PretrainConfig) -> torch.Tensor:
     """``joint_loss_weight`` x NT-Xent on h plus ``branch_loss_weight`` x NT-Xent of each branch.
 
     ``model`` is a :class:`ContrastiveModel` (or it wrapped for data parallelism); with several
     processes, each holds its share of the batch and the projections of every share are gathered,
-    so each NT-Xent is over the whole global batch.
+    so each NT-Xent is over the whole global batch. With ``config.precision: bf16`` the model runs
+    under autocast and NT-Xent (normalisation, similarities at temperature 0.1, softmax) in float32.
     """
     n = len(f1)
     loss = f1.new_zeros(())
-    for name, z in model(torch.cat([f1, f2])).items():
+    with autocast(f1.device, config.precision):
+        projections = model(torch.cat([f1, f2]))
+    for name, z in projections.items():
         weight = config.joint_loss_weight if name == "joint" else config.branch_loss_weight
+        z = z.float()
         loss = loss + weight * nt_xent(gather(z[:n]), gather(z[n:]), config.temperature)
     return loss
 
@@ -373,7 +405,8 @@ def build_pretraining(
     run_fingerprint = pretraining_fingerprint(clip_ids, extractor, encoder_config, augment_params, config, geometry)
 
     seed_everything(config.seed)
-    encoder = build_encoder(encoder_config, extractor.n_mels).to(device)
+    encoder = set_cuda_channels_last(build_encoder(encoder_config, extractor.n_mels), config.cuda_channels_last)
+    encoder = encoder.to(device)
     projectors = make_projectors(encoder, config).to(device)
     views = MultiLevelAugmentation.from_params(augment_params, extractor, geometry).to(device)
     params = list(encoder.parameters()) + list(projectors.parameters())
