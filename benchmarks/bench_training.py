@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_training.py [--batch 64] [--steps 10] [--clips 256] [--encoder base|paper_crnn|paper]
                                         [--device auto|cpu|cuda] [--workers 0] [--gpu-batch 512]
+                                        [--precision float32 [bf16]] [--cuda-layout contiguous [channels_last]]
 
 A script, not a test; it imports only the Kedro-free library (``mc_simclr.training``,
 ``augment``, ``features``, ``models``, ``losses``, ``shards``), so it also runs on a GPU machine
@@ -22,25 +23,36 @@ that has torch but no Kedro.
    b. features + augmentation: :class:`~mc_simclr.augment.MultiLevelAugmentation` under
       ``torch.no_grad()``;
    c. forward + backward + SGD step: :func:`~mc_simclr.training.contrastive_loss` of the encoder
-      and its projection heads (:func:`~mc_simclr.training.make_projectors`).
+      and its projection heads (:func:`~mc_simclr.training.make_projectors`), in the
+      ``pretraining.precision`` of the run (``--precision``: float32, or bf16 autocast).
 
    ``torch.cuda.synchronize()`` closes every part on CUDA. 2 warm-up steps, then ``--steps`` timed
    ones. The loader samples clips with replacement, so any ``--clips`` feeds any batch size.
-   Also counted: minor page faults per step (Unix), the cost of large fresh CPU allocations.
+   With ``--workers`` > 0 the workers read ahead while the device computes, so (a) is the time a
+   step waits for its data. Also counted: minor page faults per step (Unix), the cost of large
+   fresh CPU allocations; on CUDA, the GPU utilisation that the driver reports (``nvidia-smi``,
+   sampled every 0.1 s over the timed steps: the share of time a kernel was running).
 3. A short breakdown of (b) by stage (ChannelSwap, Mixup, STFT, log-Mel, GCC-PHAT,
    RandomResizedCrop, ChannelDrop) on the last batch.
 
 Runs: ``--device cpu``: the CPU at ``--batch`` with ``--encoder``. ``--device cuda``: only the GPU
-run, below. ``--device auto``: the CPU run and, when CUDA is available, also the GPU run: the paper
+runs, below. ``--device auto``: the CPU run and, when CUDA is available, also the GPU runs: the paper
 encoder at ``--gpu-batch``, with the GPU busy share (time in (b) + (c) over the wall time of a
-step) and the projected time of the paper's pretraining, 500 epochs x 15,813 clips / clips per s.
+step), the utilisation and the projected time of the paper's pretraining, 500 epochs x 15,813
+clips / clips per s. Every ``--precision`` gets its own run on each device (the CPU keeps its
+channels-last convolutions), and on CUDA every ``--cuda-layout`` too (``pretraining.cuda_channels_last``),
+so that float32 against bf16 and contiguous against channels-last are measured in the same process.
+A compute limit is printed too: clips/s if a step took only its (b) + (c) time.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import shutil
+import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +76,9 @@ except ImportError:  # pragma: no cover - Windows
 
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.models import build_encoder
+from mc_simclr.models import build_encoder, set_cuda_channels_last
 from mc_simclr.shards import ShardData, ShardedAudio, write_shard
-from mc_simclr.training import ContrastiveModel, CropPairs, contrastive_loss, make_projectors
+from mc_simclr.training import PRECISIONS, ContrastiveModel, CropPairs, contrastive_loss, make_projectors
 
 from setups import SETUPS, extractor, load_setup, pretrain_config
 
@@ -75,7 +87,11 @@ WARMUP_STEPS = 2
 CLIPS_PER_SHARD = 64
 PAPER_EPOCHS = 500
 PAPER_CLIPS = 15_813
-GOAL = "goal on one H100: < 1 h, GPU busy > 80%"
+GOAL = (
+    "goal on one H100/H200 (paper encoder, batch 512): >= 2,500 clips/s (500 epochs in < 0.9 h), data wait < 10% "
+    "of a step; with bf16, 4,400 clips/s (30 min)"
+)
+LAYOUTS = ("contiguous", "channels_last")
 SAMPLE_RATE = load_setup("base")["sample_rate"]
 
 
@@ -92,6 +108,9 @@ class RunResult:
     wall_s: float  # whole steps, summed
     faults: int | None  # minor page faults of this process over the timed steps (CPU side)
     breakdown: dict[str, float]  # (b) by stage, seconds per batch
+    precision: str = "float32"
+    layout: str = "contiguous"  # of the convolutions on CUDA (the CPU always runs channels-last)
+    utilisation: float | None = None  # mean GPU utilisation over the timed steps (nvidia-smi), 0..1
 
     @property
     def clips_per_s(self) -> float:
@@ -108,6 +127,53 @@ class RunResult:
     @property
     def projected_hours(self) -> float:
         return PAPER_EPOCHS * PAPER_CLIPS / self.clips_per_s / 3600.0
+
+    @property
+    def compute_limit(self) -> float:
+        """Clips/s if a step took only (b) + (c): no wait for data."""
+        return self.batch * self.steps / (self.augment_s + self.train_s)
+
+
+class UtilisationSampler:
+    """Mean GPU utilisation (``nvidia-smi``'s utilization.gpu, every ``interval`` s) between start and stop.
+
+    ``mean`` is None when there is no ``nvidia-smi`` or it answered nothing."""
+
+    def __init__(self, device: torch.device, interval: float = 0.1) -> None:
+        self.index = device.index if device.index is not None else torch.cuda.current_device()
+        self.interval = interval
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _poll(self) -> None:
+        command = [
+            "nvidia-smi",
+            f"--id={self.index}",
+            "--query-gpu=utilization.gpu",
+            "--format=csv,noheader,nounits",
+        ]
+        while not self._stop.is_set():
+            try:
+                out = subprocess.run(command, capture_output=True, text=True, timeout=5, check=True).stdout
+                self.samples.append(float(out.strip().splitlines()[0]) / 100.0)
+            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+                return
+            self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        if shutil.which("nvidia-smi"):
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.samples)) if self.samples else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,12 +263,15 @@ def run(
     device: torch.device,
     workers: int,
     seed: int = 0,
+    precision: str = "float32",
+    layout: str = "contiguous",
 ) -> RunResult:
     torch.manual_seed(seed)
     setup = load_setup(encoder_name)
-    config = pretrain_config(setup, batch_size=batch, num_workers=workers, seed=seed)
+    config = pretrain_config(setup, batch_size=batch, num_workers=workers, seed=seed, precision=precision)
     front_end = extractor(setup, N_MICS)
-    encoder = build_encoder(setup["encoder"], front_end.n_mels).to(device).train()
+    encoder = build_encoder(setup["encoder"], front_end.n_mels)
+    encoder = set_cuda_channels_last(encoder, layout == "channels_last").to(device).train()
     projectors = make_projectors(encoder, config).to(device).train()
     model = ContrastiveModel(encoder, projectors).train()
     views = MultiLevelAugmentation.from_params(setup["augmentations"], front_end, N_MICS).to(device)
@@ -232,7 +301,10 @@ def run(
     batches = iter(loader)
     x1 = x2 = None
     bar = tqdm(range(total_steps), desc=f"{label}: {encoder_name} b{batch} on {device.type}", unit="step", leave=False)
+    sampler = UtilisationSampler(device) if device.type == "cuda" else None
     for step in bar:
+        if step == WARMUP_STEPS and sampler is not None:
+            sampler.start()
         sync(device)
         faults0 = minor_faults()
         t0 = time.perf_counter()
@@ -265,11 +337,26 @@ def run(
             faults = None if faults0 is None or faults is None else faults + minor_faults() - faults0
             bar.set_postfix(clips_per_s=f"{batch * (step - WARMUP_STEPS + 1) / wall_s:.0f}", loss=f"{loss_value:.3f}")
     bar.close()
+    if sampler is not None:
+        sampler.stop()
     del batches
 
     breakdown = augment_breakdown(views, x1, x2, device)
     return RunResult(
-        label, str(device), encoder_name, batch, steps, data_s, augment_s, train_s, wall_s, faults, breakdown
+        label,
+        str(device),
+        encoder_name,
+        batch,
+        steps,
+        data_s,
+        augment_s,
+        train_s,
+        wall_s,
+        faults,
+        breakdown,
+        precision,
+        layout,
+        None if sampler is None else sampler.mean,
     )
 
 
@@ -278,23 +365,26 @@ def run(
 # --------------------------------------------------------------------------------------------
 def print_table(results: list[RunResult]) -> None:
     header = (
-        f"{'run':<5} {'device':<7} {'encoder':<7} {'batch':>5} {'steps':>5} {'s/step':>7} {'clips/s':>8} "
-        f"{'(a) data':>9} {'(b) feat+aug':>12} {'(c) fwd+bwd':>11} {'busy':>6} {'faults/step':>11}"
+        f"{'run':<24} {'device':<7} {'encoder':<10} {'batch':>5} {'steps':>5} {'s/step':>7} {'clips/s':>8} "
+        f"{'(a) data':>9} {'(b) feat+aug':>12} {'(c) fwd+bwd':>11} {'busy':>6} {'limit/s':>8} {'util':>5} "
+        f"{'faults/step':>11}"
     )
     print()
     print(header)
     print("-" * len(header))
     for r in results:
         print(
-            f"{r.label:<5} {r.device:<7} {r.encoder:<7} {r.batch:>5} {r.steps:>5} {r.wall_s / r.steps:>7.3f} "
+            f"{r.label:<24} {r.device:<7} {r.encoder:<10} {r.batch:>5} {r.steps:>5} {r.wall_s / r.steps:>7.3f} "
             f"{r.clips_per_s:>8.1f} {r.share(r.data_s):>9.1%} {r.share(r.augment_s):>12.1%} "
-            f"{r.share(r.train_s):>11.1%} {r.busy:>6.1%} "
+            f"{r.share(r.train_s):>11.1%} {r.busy:>6.1%} {r.compute_limit:>8.0f} "
+            f"{'n/a' if r.utilisation is None else f'{r.utilisation:.0%}':>5} "
             f"{'n/a' if r.faults is None else f'{r.faults / r.steps:,.0f}':>11}"
         )
     print(
-        "(shares of the wall time of a step; busy = (b) + (c), the GPU busy estimate on CUDA; faults/step = minor\n"
-        " page faults of this process per step: each is a fresh 4 KiB page, mostly from tensors too large for\n"
-        " malloc's heap, and costly in a VM)"
+        "(shares of the wall time of a step; (a) is the wait for data; busy = (b) + (c), the GPU busy estimate on\n"
+        " CUDA; limit/s = clips/s if a step took only (b) + (c); util = GPU utilisation reported by nvidia-smi;\n"
+        " faults/step = minor page faults of this process per step: each is a fresh 4 KiB page, mostly from\n"
+        " tensors too large for malloc's heap, and costly in a VM)"
     )
 
     for r in results:
@@ -304,9 +394,12 @@ def print_table(results: list[RunResult]) -> None:
 
     for r in results:
         if r.device.startswith("cuda"):
+            utilisation = "n/a" if r.utilisation is None else f"{r.utilisation:.0%}"
             print(
-                f"\n{r.label}: {r.clips_per_s:.0f} clips/s, GPU busy ~{r.busy:.0%}; paper pretraining "
-                f"{PAPER_EPOCHS} epochs x {PAPER_CLIPS:,} clips -> {r.projected_hours:.2f} h projected"
+                f"\n{r.label}: {r.clips_per_s:.0f} clips/s ({r.clips_per_s / r.compute_limit:.0%} of its compute "
+                f"limit {r.compute_limit:.0f}), data wait {r.share(r.data_s):.0%}, GPU busy ~{r.busy:.0%}, "
+                f"utilisation {utilisation}; paper pretraining {PAPER_EPOCHS} epochs x {PAPER_CLIPS:,} clips -> "
+                f"{r.projected_hours:.2f} h projected"
             )
     print(GOAL)
 
@@ -321,7 +414,7 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
             "              features hop 320 / 64 mels (51 x 64 per 1 s crop)\n"
             "  paper_crnn  conf/base with the ablation variant paper_crnn: one CRNN on all 10 channels, one NT-Xent\n"
             "  paper       conf/paper: 128 filters of 5x5, GRU 128, one NT-Xent; hop 160 / 96 mels (101 x 96)\n"
-            "The GPU run always uses the paper encoder at --gpu-batch.\n"
+            "The GPU runs always use the paper encoder at --gpu-batch.\n"
             f"{GOAL}"
         ),
     )
@@ -341,17 +434,35 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
     )
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
     parser.add_argument("--gpu-batch", type=int, default=512, help="clips per batch of the GPU run (default 512)")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["float32"],
+        help="pretraining.precision of the runs, one run each (default float32)",
+    )
+    parser.add_argument(
+        "--cuda-layout",
+        nargs="+",
+        choices=LAYOUTS,
+        default=["contiguous"],
+        help="memory layout of the convolutions in the GPU runs, one run each (default contiguous)",
+    )
     args = parser.parse_args(argv)
     if args.batch < 2 or args.gpu_batch < 2 or args.steps < 1 or args.clips < 2 or args.workers < 0:
         parser.error("need --batch >= 2, --gpu-batch >= 2, --steps >= 1, --clips >= 2, --workers >= 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch.cuda.is_available() is False")
 
-    plan: list[tuple[str, torch.device, str, int]] = []
+    plan: list[tuple[str, torch.device, str, int, str, str]] = []
     if args.device in ("auto", "cpu"):
-        plan.append(("cpu", torch.device("cpu"), args.encoder, args.batch))
+        for precision in args.precision:
+            plan.append((f"cpu {precision}", torch.device("cpu"), args.encoder, args.batch, precision, "contiguous"))
     if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
-        plan.append(("gpu", torch.device("cuda"), "paper", args.gpu_batch))
+        for precision in args.precision:
+            for layout in args.cuda_layout:
+                label = f"gpu {precision} {layout}"
+                plan.append((label, torch.device("cuda"), "paper", args.gpu_batch, precision, layout))
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     cpu = platform.processor() or platform.machine()
@@ -368,8 +479,10 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
             f"{audio}: {audio.metadata['length'].sum() / SAMPLE_RATE / 3600:.2f} h of audio, "
             f"written in {time.perf_counter() - started:.1f} s"
         )
-        for label, device, encoder_name, batch in plan:
-            results.append(run(label, audio, encoder_name, batch, args.steps, device, args.workers))
+        for label, device, encoder_name, batch, precision, layout in plan:
+            results.append(
+                run(label, audio, encoder_name, batch, args.steps, device, args.workers, 0, precision, layout)
+            )
     print_table(results)
     return results
 

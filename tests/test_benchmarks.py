@@ -35,6 +35,29 @@ def test_bench_training_times_the_split_default(capsys):
     assert "(b) by stage" in capsys.readouterr().out
 
 
+def test_bench_training_runs_each_precision(capsys):
+    bench = load_benchmark("bench_training")
+    results = bench.main(
+        ["--device", "cpu", "--batch", "2", "--steps", "1", "--clips", "3", "--precision", "float32", "bf16"]
+    )
+    assert [r.precision for r in results] == ["float32", "bf16"] and [r.label for r in results] == [
+        "cpu float32",
+        "cpu bf16",
+    ]
+    assert all(r.compute_limit >= r.clips_per_s > 0 and r.utilisation is None for r in results)
+    out = capsys.readouterr().out
+    assert "cpu bf16" in out and "limit/s" in out
+
+
+def test_utilisation_sampler_reports_nothing_without_nvidia_smi(monkeypatch):
+    bench = load_benchmark("bench_training")
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None)
+    sampler = bench.UtilisationSampler(bench.torch.device("cuda", 0))
+    sampler.start()
+    sampler.stop()
+    assert sampler.mean is None
+
+
 def test_bench_features_compares_with_the_reference(capsys):
     bench = load_benchmark("bench_features")
     bench.main(["--patches", "2", "--batch", "2", "--repeats", "1"])
