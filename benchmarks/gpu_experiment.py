@@ -5,7 +5,7 @@ Usage::
     python benchmarks/gpu_experiment.py [--encoder split|paper] [--epochs N] [--batch-size N]
         [--device auto|cpu|cuda] [--unlabeled N] [--labeled N] [--validation N] [--test N]
         [--probe-epochs N] [--finetune-epochs N] [--num-workers N] [--workdir DIR] [--out DIR]
-        [--set SECTION.KEY=VALUE ...]
+        [--precision float32 [bf16]] [--set SECTION.KEY=VALUE ...]
 
 The data_simulation -> feature_extraction -> pretraining -> evaluation chain of the Kedro
 pipelines, run with the Kedro-free library alone (no Kedro, no MLflow), so that it also runs on a
@@ -36,6 +36,12 @@ degrees of the test clips per protocol, one row per encoder) and ``gpu_experimen
 (the table, the wall time of each stage, pretraining clips/s and loss per epoch, the settings used,
 the device). Stage times close with ``torch.cuda.synchronize()`` on CUDA.
 
+``--precision float32 bf16`` pretrains and evaluates once per ``pretraining.precision`` in the same
+process and work dir (the second run finds the shards complete and goes straight to pretraining);
+a run other than float32 writes ``gpu_experiment_<encoder>_<precision>.*``, and a last table puts
+the runs side by side: pretraining time and clips/s, final loss, and the linear-probe and
+fine-tuning numbers of the pretrained encoder.
+
 Settings come from the YAML files of the checkout's ``conf/base`` (features at 16 kHz, scenes,
 augmentations, supervised protocols, ...), with ``--encoder paper`` taking the ``encoder`` block and
 the loss weights of ``conf/paper`` over them; then ``--set`` overrides (a YAML value at a dotted
@@ -51,6 +57,7 @@ stage times then measure only that check, which the output notes.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -88,7 +95,7 @@ from mc_simclr.features import EVALUATION_SPLITS, FeatureExtractor, class_names,
 from mc_simclr.models import EncoderConfig
 from mc_simclr.reporting import results_table, to_markdown
 from mc_simclr.shards import OK, FeatureShards, ShardedAudio, save_shards, write_feature_shard, write_shard
-from mc_simclr.training import PretrainConfig, pretrain_from_params, pretraining_clips
+from mc_simclr.training import PRECISIONS, PretrainConfig, pretrain_from_params, pretraining_clips
 from mc_simclr.utils import deep_merge, write_text_atomic
 
 ENCODERS = ("split", "paper")
@@ -304,6 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", type=Path, help="folder for the result files (default: $OUT if set, else the work dir)"
     )
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["float32"],
+        help="pretraining.precision; several: one pretraining + evaluation each, compared (default: float32)",
+    )
     return parser
 
 
@@ -349,8 +363,9 @@ def clips_per_epoch(n_clips: int, batch_size: int) -> int:
     return n_clips // batch_size * batch_size if n_clips > batch_size else n_clips
 
 
-def run_experiment(params: dict[str, Any], workdir: Path, device: torch.device) -> dict[str, Any]:
-    """All stages, timed; returns the results table and what the report needs."""
+def run_experiment(params: dict[str, Any], workdir: Path, device: torch.device, tag: str = "") -> dict[str, Any]:
+    """All stages, timed; returns the results table and what the report needs. The encoder is saved
+    as ``encoder<tag>.pt`` in ``workdir``."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     sample_rate = int(params["audio"]["sample_rate"])
@@ -370,7 +385,7 @@ def run_experiment(params: dict[str, Any], workdir: Path, device: torch.device) 
         encoder_file = pretrain_from_params(
             audio, params["features"], params["pretraining"], params["encoder"], params["augmentations"], sample_rate
         )
-    torch.save(encoder_file, workdir / "encoder.pt")
+    torch.save(encoder_file, workdir / f"encoder{tag}.pt")
     history = encoder_file["history"]
 
     results = {}
@@ -439,27 +454,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"MC-SimCLR experiment: {args.encoder} encoder on {device} ({device_name}), work dir {workdir}", flush=True)
 
-    outcome = run_experiment(params, workdir, device)
-    print_summary(args.encoder, outcome, workdir)
-    csv_path = out / f"gpu_experiment_{args.encoder}.csv"
-    json_path = out / f"gpu_experiment_{args.encoder}.json"
-    outcome["table"].to_csv(csv_path, index=False)
-    report = {
-        "encoder": args.encoder,
-        "device": {
-            "type": device.type,
-            "name": device_name,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "results": outcome.pop("table").to_dict("records"),
-        **outcome,
-        "parameters": params,
-        "workdir": str(workdir),
-    }
-    write_text_atomic(json_path, json.dumps(_finite(report), indent=2, default=str) + "\n")
-    print(f"wrote {csv_path} and {json_path}", flush=True)
+    compared = {}
+    for precision in dict.fromkeys(args.precision):
+        run_params = copy.deepcopy(params)
+        run_params["pretraining"]["precision"] = precision
+        tag = "" if precision == "float32" else f"_{precision}"
+        if len(args.precision) > 1:
+            print(f"\n==== pretraining.precision: {precision}", flush=True)
+        outcome = run_experiment(run_params, workdir, device, tag)
+        print_summary(args.encoder, outcome, workdir)
+        compared[precision] = comparison_row(outcome)
+        csv_path = out / f"gpu_experiment_{args.encoder}{tag}.csv"
+        json_path = out / f"gpu_experiment_{args.encoder}{tag}.json"
+        outcome["table"].to_csv(csv_path, index=False)
+        report = {
+            "encoder": args.encoder,
+            "precision": precision,
+            "device": {
+                "type": device.type,
+                "name": device_name,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+            "results": outcome.pop("table").to_dict("records"),
+            **outcome,
+            "parameters": run_params,
+            "workdir": str(workdir),
+        }
+        write_text_atomic(json_path, json.dumps(_finite(report), indent=2, default=str) + "\n")
+        print(f"wrote {csv_path} and {json_path}", flush=True)
+    if len(compared) > 1:
+        print(f"\nPrecision compared ({args.encoder} encoder, MC-SimCLR row; accuracy %, azimuth error degrees)")
+        print(to_markdown(pd.DataFrame([{"precision": k, **v} for k, v in compared.items()])))
     return 0
+
+
+def comparison_row(outcome: dict[str, Any]) -> dict[str, float]:
+    """Pretraining speed and loss and the pretrained encoder's test numbers of one run."""
+    table = outcome["table"].set_index("encoder")
+    pretrained = table.loc["MC-SimCLR"]
+    return {
+        "pretraining_s": outcome["timings_s"]["pretraining"],
+        "clips_per_s": outcome["pretraining"]["clips_per_s_steady"],
+        "final_loss": outcome["pretraining"]["final_loss"],
+        **{k: float(pretrained[k]) for k in table.columns if k.endswith(("_accuracy", "_azimuth_error"))},
+    }
 
 
 if __name__ == "__main__":

@@ -82,6 +82,20 @@ def test_tiny_run_writes_both_rows_with_finite_numbers(experiment, tmp_path):
     assert report["parameters"]["pretraining"]["warmup_epochs"] == 0  # 10 of conf/base, capped at 1 / 4
 
 
+def test_precisions_run_side_by_side_in_one_work_dir(experiment, tmp_path, capsys):
+    argv = [*TINY, "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    assert experiment.main([*argv, "--precision", "float32", "bf16"]) == 0
+    float32 = json.loads((tmp_path / "out" / "gpu_experiment_split.json").read_text())
+    bf16 = json.loads((tmp_path / "out" / "gpu_experiment_split_bf16.json").read_text())
+    assert (float32["precision"], bf16["precision"]) == ("float32", "bf16")
+    assert bf16["parameters"]["pretraining"]["precision"] == "bf16"
+    assert bf16["shards"]["audio"]["skipped"] > 0  # the second run reuses the first one's shards
+    assert float32["pretraining"]["final_loss"] != bf16["pretraining"]["final_loss"]
+    assert (tmp_path / "work" / "encoder.pt").exists() and (tmp_path / "work" / "encoder_bf16.pt").exists()
+    out = capsys.readouterr().out
+    assert "Precision compared" in out and "| bf16 " in out
+
+
 @pytest.mark.parametrize(
     ("argv", "option"),
     [
@@ -91,6 +105,7 @@ def test_tiny_run_writes_both_rows_with_finite_numbers(experiment, tmp_path):
         (["--encoder", "big"], "--encoder"),
         (["--set", "features.n_mels"], "--set"),
         (["--set", "nothing.here=1"], "--set"),
+        (["--precision", "fp16"], "--precision"),
     ],
 )
 def test_bad_values_name_the_option(experiment, capsys, argv, option):
