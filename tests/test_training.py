@@ -204,16 +204,47 @@ def test_bf16_pretraining_runs_on_cpu_close_to_float32(audio, tmp_path):
     assert _run(audio, tmp_path, precision="bf16", checkpoint_path=str(path)).resumed_from_epoch == 3
 
 
+def test_cuda_channels_last_reaches_the_encoder(audio):
+    from mc_simclr.models import CRNNEncoder
+
+    extractor = FeatureExtractor(sample_rate=8000, n_fft=256, hop_length=128, n_mels=16)
+    ids = [f"c{i}" for i in range(8)]
+    for enabled in (False, True):
+        config = PretrainConfig.from_params({"device": "cpu", "batch_size": 4, "cuda_channels_last": enabled})
+        run = training.build_pretraining(audio, ids, extractor, ENCODER, AUGMENT, config)
+        (encoder,) = [m for m in run.encoder.modules() if isinstance(m, CRNNEncoder)]
+        assert encoder.cuda_channels_last is enabled
+        weight = encoder.conv[0].weight
+        assert weight.is_contiguous(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+    with pytest.raises(ValueError, match="pretraining.cuda_channels_last"):
+        PretrainConfig.from_params({"cuda_channels_last": "false"})
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_channels_last_matches_contiguous():
+def test_cuda_channels_last_matches_contiguous(monkeypatch):
     from mc_simclr.models import set_cuda_channels_last
 
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # both layouts in full float32
     encoder = training.build_encoder(ENCODER, 16).cuda().eval()
     x = torch.randn(8, 10, 24, 16, device="cuda")
     with torch.no_grad():
         plain = encoder(x)
         fast = set_cuda_channels_last(encoder, True)(x)
     torch.testing.assert_close(fast, plain, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_step_on_cuda():
+    """The GRU and convolutions in bfloat16 through cuDNN, forward and backward."""
+    config = PretrainConfig.from_params({"precision": "bf16", "device": "cuda"})
+    encoder = training.build_encoder(ENCODER, 16).cuda()
+    model = training.ContrastiveModel(encoder, training.make_projectors(encoder, config).cuda()).train()
+    f1, f2 = torch.randn(8, 10, 24, 16, device="cuda"), torch.randn(8, 10, 24, 16, device="cuda")
+    loss = training.contrastive_loss(model, f1, f2, config)
+    loss.backward()
+    assert loss.dtype == torch.float32 and math.isfinite(loss.item())
+    assert loss.item() == pytest.approx(training.contrastive_loss(model, f1, f2, PretrainConfig()).item(), rel=0.05)
+    assert all(p.grad is None or p.grad.isfinite().all() for p in model.parameters())
 
 
 def test_encoder_package_round_trip(audio, tmp_path):
@@ -298,6 +329,16 @@ def test_two_processes_train_like_one_with_the_same_global_batch(audio, tmp_path
     resumed = _run(audio, tmp_path, checkpoint_path=str(path), **kwargs)
     assert resumed.resumed_from_epoch == 1 and [h["epoch"] for h in resumed.history] == [1, 2]
     np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in one.history], rtol=1e-4)
+
+
+def test_two_processes_in_bf16_train_like_one(audio, tmp_path):
+    """bf16 autocast under data parallelism (global BatchNorm, gathered projections): the loss curve of
+    one bf16 process with the same global batch, to bfloat16's precision."""
+    kwargs = {"epochs": 2, "batch_size": 4, "warmup_epochs": 1, "seed": 5, "precision": "bf16"}
+    one = _run(audio, tmp_path, **kwargs)
+    two = _run(audio, tmp_path, devices=2, **kwargs)
+    assert all(math.isfinite(h["loss"]) for h in two.history)
+    np.testing.assert_allclose([h["loss"] for h in two.history], [h["loss"] for h in one.history], rtol=0.05)
 
 
 def test_max_steps_stops_within_an_epoch_without_a_checkpoint_of_it(audio, tmp_path):

@@ -91,10 +91,9 @@ class _GlobalBatchNorm:
                 self.running_var.mul_(1 - momentum).add_(momentum * unbiased.to(self.running_var.dtype))
         shape = [1, channels] + [1] * (x.ndim - 2)
         y = (local - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        y = y.to(x.dtype)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+        if self.affine:  # in the parameters' dtype, then the input's (bfloat16 under autocast)
+            y = y.to(self.weight.dtype) * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(x.dtype)
 
 
 class GlobalBatchNorm1d(_GlobalBatchNorm, nn.BatchNorm1d):

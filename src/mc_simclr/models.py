@@ -232,10 +232,15 @@ def set_cpu_channels_last(module: nn.Module, enabled: bool) -> nn.Module:
 
 
 def set_cuda_channels_last(module: nn.Module, enabled: bool) -> nn.Module:
-    """Switch the channels-last CUDA path of every :class:`CRNNEncoder` inside ``module``; returns it."""
+    """Switch the channels-last CUDA path of every :class:`CRNNEncoder` inside ``module``; returns it.
+
+    The convolution weights take the same memory format, so that cuDNN does not convert them at
+    every call (the values are unchanged)."""
+    layout = torch.channels_last if enabled else torch.contiguous_format
     for child in module.modules():
         if isinstance(child, CRNNEncoder):
             child.cuda_channels_last = bool(enabled)
+            child.conv.to(memory_format=layout)
     return module
 
 

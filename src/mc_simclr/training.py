@@ -180,6 +180,7 @@ class PretrainConfig:
             "devices": config.devices >= 1,
             "max_steps": config.max_steps is None or config.max_steps >= 1,
             f"precision (one of {', '.join(PRECISIONS)})": config.precision in PRECISIONS,
+            "cuda_channels_last (true or false)": isinstance(config.cuda_channels_last, bool),
         }
         check_values(checks, name, asdict(config))
         return config
