@@ -109,7 +109,7 @@ class RunResult:
     faults: int | None  # minor page faults of this process over the timed steps (CPU side)
     breakdown: dict[str, float]  # (b) by stage, seconds per batch
     precision: str = "float32"
-    layout: str = "contiguous"  # of the convolutions on CUDA (the CPU always runs channels-last)
+    layout: str = "contiguous"  # of the convolutions (on the CPU always channels-last)
     utilisation: float | None = None  # mean GPU utilisation over the timed steps (nvidia-smi), 0..1
 
     @property
@@ -135,41 +135,70 @@ class RunResult:
 
 
 class UtilisationSampler:
-    """Mean GPU utilisation (``nvidia-smi``'s utilization.gpu, every ``interval`` s) between start and stop.
+    """GPU utilisation between :meth:`start` and :meth:`stop`, as ``nvidia-smi`` reports it
+    (utilization.gpu, the share of the last sample period in which a kernel ran), sampled every
+    ``interval_ms`` by one ``nvidia-smi --loop-ms`` process.
 
-    ``mean`` is None when there is no ``nvidia-smi`` or it answered nothing."""
+    The GPU is named by its UUID, so the sample is of the device torch uses whatever
+    ``CUDA_VISIBLE_DEVICES`` says. ``mean`` is None when ``nvidia-smi`` is missing or answered
+    nothing; ``samples`` holds every value read (0..1).
+    """
 
-    def __init__(self, device: torch.device, interval: float = 0.1) -> None:
-        self.index = device.index if device.index is not None else torch.cuda.current_device()
-        self.interval = interval
+    def __init__(self, device: torch.device, interval_ms: int = 100) -> None:
+        self.device = device
+        self.interval_ms = interval_ms
         self.samples: list[float] = []
-        self._stop = threading.Event()
+        self.error: str | None = None
+        self._process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
 
-    def _poll(self) -> None:
-        command = [
-            "nvidia-smi",
-            f"--id={self.index}",
-            "--query-gpu=utilization.gpu",
-            "--format=csv,noheader,nounits",
-        ]
-        while not self._stop.is_set():
+    def _gpu_id(self) -> str:
+        """The device's UUID as nvidia-smi spells it (``GPU-...``), or its torch index without CUDA."""
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        try:
+            uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", "") or "")
+        except (RuntimeError, AssertionError):  # no CUDA here
+            return str(index)
+        if not uuid:
+            return str(index)
+        return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+
+    def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
             try:
-                out = subprocess.run(command, capture_output=True, text=True, timeout=5, check=True).stdout
-                self.samples.append(float(out.strip().splitlines()[0]) / 100.0)
-            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-                return
-            self._stop.wait(self.interval)
+                self.samples.append(float(line.strip()) / 100.0)
+            except ValueError:
+                self.error = line.strip()
 
     def start(self) -> None:
-        if shutil.which("nvidia-smi"):
-            self._thread = threading.Thread(target=self._poll, daemon=True)
-            self._thread.start()
+        if shutil.which("nvidia-smi") is None:
+            self.error = "nvidia-smi not found"
+            return
+        command = [
+            "nvidia-smi",
+            f"--id={self._gpu_id()}",
+            "--query-gpu=utilization.gpu",
+            "--format=csv,noheader,nounits",
+            f"--loop-ms={self.interval_ms}",
+        ]
+        try:
+            self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError as err:
+            self.error = str(err)
+            return
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=5)
 
     @property
     def mean(self) -> float | None:
@@ -271,7 +300,9 @@ def run(
     config = pretrain_config(setup, batch_size=batch, num_workers=workers, seed=seed, precision=precision)
     front_end = extractor(setup, N_MICS)
     encoder = build_encoder(setup["encoder"], front_end.n_mels)
-    encoder = set_cuda_channels_last(encoder, layout == "channels_last").to(device).train()
+    if device.type == "cuda":
+        encoder = set_cuda_channels_last(encoder, layout == "channels_last")
+    encoder = encoder.to(device).train()
     projectors = make_projectors(encoder, config).to(device).train()
     model = ContrastiveModel(encoder, projectors).train()
     views = MultiLevelAugmentation.from_params(setup["augmentations"], front_end, N_MICS).to(device)
@@ -302,43 +333,47 @@ def run(
     x1 = x2 = None
     bar = tqdm(range(total_steps), desc=f"{label}: {encoder_name} b{batch} on {device.type}", unit="step", leave=False)
     sampler = UtilisationSampler(device) if device.type == "cuda" else None
-    for step in bar:
-        if step == WARMUP_STEPS and sampler is not None:
-            sampler.start()
-        sync(device)
-        faults0 = minor_faults()
-        t0 = time.perf_counter()
-        # (a) data
-        x1, x2 = next(batches)
-        x1 = x1.to(device, non_blocking=True)
-        x2 = x2.to(device, non_blocking=True)
-        sync(device)
-        t1 = time.perf_counter()
-        # (b) features + augmentation
-        with torch.no_grad():
-            f1, f2 = views(x1, x2, generator)
-        sync(device)
-        t2 = time.perf_counter()
-        # (c) forward + backward + optimiser step
-        loss = contrastive_loss(model, f1, f2, config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_value = float(loss.detach())  # pretrain() reads the loss every step, which syncs too
-        sync(device)
-        t3 = time.perf_counter()
-        if not np.isfinite(loss_value):
-            raise RuntimeError(f"non-finite loss {loss_value} at step {step}")
-        if step >= WARMUP_STEPS:
-            data_s += t1 - t0
-            augment_s += t2 - t1
-            train_s += t3 - t2
-            wall_s += t3 - t0
-            faults = None if faults0 is None or faults is None else faults + minor_faults() - faults0
-            bar.set_postfix(clips_per_s=f"{batch * (step - WARMUP_STEPS + 1) / wall_s:.0f}", loss=f"{loss_value:.3f}")
-    bar.close()
-    if sampler is not None:
-        sampler.stop()
+    try:
+        for step in bar:
+            if step == WARMUP_STEPS and sampler is not None:
+                sampler.start()
+            sync(device)
+            faults0 = minor_faults()
+            t0 = time.perf_counter()
+            # (a) data
+            x1, x2 = next(batches)
+            x1 = x1.to(device, non_blocking=True)
+            x2 = x2.to(device, non_blocking=True)
+            sync(device)
+            t1 = time.perf_counter()
+            # (b) features + augmentation
+            with torch.no_grad():
+                f1, f2 = views(x1, x2, generator)
+            sync(device)
+            t2 = time.perf_counter()
+            # (c) forward + backward + optimiser step
+            loss = contrastive_loss(model, f1, f2, config)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_value = float(loss.detach())  # pretrain() reads the loss every step, which syncs too
+            sync(device)
+            t3 = time.perf_counter()
+            if not np.isfinite(loss_value):
+                raise RuntimeError(f"non-finite loss {loss_value} at step {step}")
+            if step >= WARMUP_STEPS:
+                data_s += t1 - t0
+                augment_s += t2 - t1
+                train_s += t3 - t2
+                wall_s += t3 - t0
+                faults = None if faults0 is None or faults is None else faults + minor_faults() - faults0
+                bar.set_postfix(
+                    clips_per_s=f"{batch * (step - WARMUP_STEPS + 1) / wall_s:.0f}", loss=f"{loss_value:.3f}"
+                )
+    finally:
+        bar.close()
+        if sampler is not None:
+            sampler.stop()
     del batches
 
     breakdown = augment_breakdown(views, x1, x2, device)
@@ -457,13 +492,15 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
     plan: list[tuple[str, torch.device, str, int, str, str]] = []
     if args.device in ("auto", "cpu"):
         for precision in args.precision:
-            plan.append((f"cpu {precision}", torch.device("cpu"), args.encoder, args.batch, precision, "contiguous"))
+            plan.append((f"cpu {precision}", torch.device("cpu"), args.encoder, args.batch, precision, "channels_last"))
     if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
         for precision in args.precision:
             for layout in args.cuda_layout:
                 label = f"gpu {precision} {layout}"
                 plan.append((label, torch.device("cuda"), "paper", args.gpu_batch, precision, layout))
 
+    if args.cuda_layout != ["contiguous"] and not any(device.type == "cuda" for _, device, *_ in plan):
+        print("note: --cuda-layout applies to the GPU runs only; there are none")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     cpu = platform.processor() or platform.machine()
     print(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pandas as pd
 import pytest
 
@@ -44,18 +47,38 @@ def test_bench_training_runs_each_precision(capsys):
         "cpu float32",
         "cpu bf16",
     ]
-    assert all(r.compute_limit >= r.clips_per_s > 0 and r.utilisation is None for r in results)
+    for r in results:
+        assert r.utilisation is None and r.layout == "channels_last"  # no GPU; the CPU always runs channels-last
+        assert r.compute_limit == pytest.approx(r.batch * r.steps / (r.augment_s + r.train_s))
     out = capsys.readouterr().out
     assert "cpu bf16" in out and "limit/s" in out
 
 
-def test_utilisation_sampler_reports_nothing_without_nvidia_smi(monkeypatch):
+def test_utilisation_sampler_reads_nvidia_smi_until_stopped(tmp_path, monkeypatch):
     bench = load_benchmark("bench_training")
     monkeypatch.setattr(bench.shutil, "which", lambda name: None)
-    sampler = bench.UtilisationSampler(bench.torch.device("cuda", 0))
+    missing = bench.UtilisationSampler(bench.torch.device("cuda", 0))
+    missing.start()
+    missing.stop()
+    assert missing.mean is None and missing.error == "nvidia-smi not found"
+
+    # a stand-in nvidia-smi: two samples, then it loops on as the real one does with --loop-ms
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\necho 50\necho 70\nexec sleep 60\n')
+    fake.chmod(0o755)
+    monkeypatch.undo()  # shutil.which finds programs again
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    sampler = bench.UtilisationSampler(bench.torch.device("cuda", 0), interval_ms=50)
     sampler.start()
+    deadline = time.monotonic() + 10
+    while len(sampler.samples) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
     sampler.stop()
-    assert sampler.mean is None
+    assert time.monotonic() - started < 5  # stop() ends the looping process
+    assert sampler.samples == [0.5, 0.7] and sampler.mean == pytest.approx(0.6)
+    args = (tmp_path / "args").read_text().split()
+    assert "--query-gpu=utilization.gpu" in args and "--loop-ms=50" in args and any(a.startswith("--id=") for a in args)
 
 
 def test_bench_features_compares_with_the_reference(capsys):
