@@ -38,9 +38,10 @@ the device). Stage times close with ``torch.cuda.synchronize()`` on CUDA.
 
 ``--precision float32 bf16`` pretrains and evaluates once per ``pretraining.precision`` in the same
 process and work dir (the second run finds the shards complete and goes straight to pretraining);
-a run other than float32 writes ``gpu_experiment_<encoder>_<precision>.*``, and a last table puts
-the runs side by side: pretraining time and clips/s, final loss, and the linear-probe and
-fine-tuning numbers of the pretrained encoder.
+a run other than float32 writes ``gpu_experiment_<encoder>_<precision>.*``, and a last table
+(printed, and ``gpu_experiment_<encoder>_precisions.csv``) puts the runs side by side: pretraining
+time and clips/s, final loss, and the linear-probe and fine-tuning numbers of the pretrained
+encoder. Without ``--precision``, the one of conf/base (or of ``--set pretraining.precision=...``).
 
 Settings come from the YAML files of the checkout's ``conf/base`` (features at 16 kHz, scenes,
 augmentations, supervised protocols, ...), with ``--encoder paper`` taking the ``encoder`` block and
@@ -315,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         nargs="+",
         choices=PRECISIONS,
-        default=["float32"],
-        help="pretraining.precision; several: one pretraining + evaluation each, compared (default: float32)",
+        help="pretraining.precision; several: one pretraining + evaluation each, compared "
+        "(default: conf/base or --set pretraining.precision, float32)",
     )
     return parser
 
@@ -454,12 +455,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"MC-SimCLR experiment: {args.encoder} encoder on {device} ({device_name}), work dir {workdir}", flush=True)
 
+    precisions = list(dict.fromkeys(args.precision or [params["pretraining"].get("precision", "float32")]))
     compared = {}
-    for precision in dict.fromkeys(args.precision):
+    for precision in precisions:
         run_params = copy.deepcopy(params)
         run_params["pretraining"]["precision"] = precision
         tag = "" if precision == "float32" else f"_{precision}"
-        if len(args.precision) > 1:
+        if len(precisions) > 1:
             print(f"\n==== pretraining.precision: {precision}", flush=True)
         outcome = run_experiment(run_params, workdir, device, tag)
         print_summary(args.encoder, outcome, workdir)
@@ -484,8 +486,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_text_atomic(json_path, json.dumps(_finite(report), indent=2, default=str) + "\n")
         print(f"wrote {csv_path} and {json_path}", flush=True)
     if len(compared) > 1:
-        print(f"\nPrecision compared ({args.encoder} encoder, MC-SimCLR row; accuracy %, azimuth error degrees)")
-        print(to_markdown(pd.DataFrame([{"precision": k, **v} for k, v in compared.items()])))
+        table = pd.DataFrame([{"precision": k, **v} for k, v in compared.items()])
+        csv_path = out / f"gpu_experiment_{args.encoder}_precisions.csv"
+        write_text_atomic(csv_path, table.to_csv(index=False))
+        print(f"\nPrecision compared ({args.encoder} encoder, MC-SimCLR row; accuracy %, angle errors degrees)")
+        print(to_markdown(table))
+        print(f"wrote {csv_path}", flush=True)
     return 0
 
 
@@ -497,7 +503,7 @@ def comparison_row(outcome: dict[str, Any]) -> dict[str, float]:
         "pretraining_s": outcome["timings_s"]["pretraining"],
         "clips_per_s": outcome["pretraining"]["clips_per_s_steady"],
         "final_loss": outcome["pretraining"]["final_loss"],
-        **{k: float(pretrained[k]) for k in table.columns if k.endswith(("_accuracy", "_azimuth_error"))},
+        **{k: float(pretrained[k]) for k in table.columns if k.endswith(("_accuracy", "_error"))},
     }
 
 

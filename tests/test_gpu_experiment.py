@@ -94,6 +94,14 @@ def test_precisions_run_side_by_side_in_one_work_dir(experiment, tmp_path, capsy
     assert (tmp_path / "work" / "encoder.pt").exists() and (tmp_path / "work" / "encoder_bf16.pt").exists()
     out = capsys.readouterr().out
     assert "Precision compared" in out and "| bf16 " in out
+    compared = pd.read_csv(tmp_path / "out" / "gpu_experiment_split_precisions.csv")
+    assert list(compared["precision"]) == ["float32", "bf16"] and "linear_probe_accuracy" in compared
+
+
+def test_set_precision_is_the_default_of_precision(experiment, tmp_path):
+    argv = [*TINY, "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    assert experiment.main([*argv, "--set", "pretraining.precision=bf16"]) == 0
+    assert json.loads((tmp_path / "out" / "gpu_experiment_split_bf16.json").read_text())["precision"] == "bf16"
 
 
 @pytest.mark.parametrize(
