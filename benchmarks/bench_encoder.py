@@ -5,16 +5,16 @@ Usage::
     python benchmarks/bench_encoder.py [--encoders base paper_crnn [paper]] [--batch 128]
                                        [--steps 5] [--repeats 3] [--threads N] [--seed 0]
 
-A script, not a test; it imports only the Kedro-free library (``mc_simclr.models``), so it also
+A script, not a test; it imports only the Kedro-free library (``mc_simclr.networks``), so it also
 runs where Kedro is not installed.
 
-:class:`~mc_simclr.models.CRNNEncoder` converts its input to the channels-last memory format on
+:class:`~mc_simclr.networks.CRNNEncoder` converts its input to the channels-last memory format on
 CPU (``cpu_channels_last``, on by default). For each encoder this script builds one model, copies
 it, switches the copy back to the contiguous layout with
-:func:`~mc_simclr.models.set_cpu_channels_last` and times, on the same random ``--batch`` of
+:func:`~mc_simclr.networks.set_cpu_channels_last` and times, on the same random ``--batch`` of
 features:
 
-* train step: forward + backward + SGD step of encoder + :class:`~mc_simclr.models.SELDHeads`
+* train step: forward + backward + SGD step of encoder + :class:`~mc_simclr.networks.SELDHeads`
   (what fine-tuning does each step; pretraining's encoder step is the same work);
 * embed: forward in eval mode under ``torch.no_grad()`` (linear probe, k-NN, inference).
 
@@ -41,7 +41,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mc_simclr.models import EncoderConfig, SELDHeads, build_encoder, set_cpu_channels_last
+from mc_simclr.networks import EncoderConfig, SELDHeads, build_encoder, set_cpu_channels_last
 
 from setups import SETUPS, extractor, load_setup
 

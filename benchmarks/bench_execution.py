@@ -29,8 +29,8 @@ except ImportError:
 
 from mc_simclr.acoustics.render import plan_render_shards, scenes_for_clips
 from mc_simclr.audio.corpora import build_clip_table
-from mc_simclr.config import load_parameters
 from mc_simclr.execution import ShardPlan, dask_client, run_tasks
+from mc_simclr.params import load_parameters
 from mc_simclr.shards import complete_shards, save_shards, write_shard
 
 

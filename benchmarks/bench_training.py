@@ -6,24 +6,24 @@ Usage::
                                         [--device auto|cpu|cuda] [--workers 0] [--gpu-batch 512]
                                         [--precision float32 [bf16]] [--cuda-layout contiguous [channels_last]]
 
-A script, not a test; it imports only the Kedro-free library (``mc_simclr.training``,
+A script, not a test; it imports only the Kedro-free library (``mc_simclr.pretraining``,
 ``augment``, ``features``, ``models``, ``losses``, ``shards``), so it also runs on a GPU machine
 that has torch but no Kedro.
 
 1. ``--clips`` random 4-channel clips at 16 kHz, 2-12 s long (white noise times a random gain),
    are written with :func:`~mc_simclr.shards.write_shard` into a temporary shard folder and read
    back through :class:`~mc_simclr.shards.ShardedAudio` (memory-mapped).
-2. A pretraining step as :func:`mc_simclr.training.train_epoch` runs it, with the encoder, losses,
+2. A pretraining step as :func:`mc_simclr.pretraining.train_epoch` runs it, with the encoder, losses,
    front end and augmentations of ``--encoder``, read from ``conf/`` (``benchmarks/setups.py``:
    ``base`` is conf/base, the split Mel/GCC encoder with one NT-Xent per branch; ``paper_crnn`` the
    ablation variant of the paper's single CRNN; ``paper`` conf/paper), is timed in three parts:
 
-   a. data: the next batch from a ``DataLoader`` over :class:`~mc_simclr.training.CropPairs`
+   a. data: the next batch from a ``DataLoader`` over :class:`~mc_simclr.pretraining.CropPairs`
       (two random 1 s crops per clip), moved to the device;
    b. features + augmentation: :class:`~mc_simclr.augment.MultiLevelAugmentation` under
       ``torch.no_grad()``;
-   c. forward + backward + SGD step: :func:`~mc_simclr.training.contrastive_loss` of the encoder
-      and its projection heads (:func:`~mc_simclr.training.make_projectors`), in the
+   c. forward + backward + SGD step: :func:`~mc_simclr.pretraining.contrastive_loss` of the encoder
+      and its projection heads (:func:`~mc_simclr.pretraining.make_projectors`), in the
       ``pretraining.precision`` of the run (``--precision``: float32, or bf16 autocast).
 
    ``torch.cuda.synchronize()`` closes every part on CUDA. 2 warm-up steps, then ``--steps`` timed
@@ -76,9 +76,9 @@ except ImportError:  # pragma: no cover - Windows
 
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.models import build_encoder, set_cuda_channels_last
+from mc_simclr.networks import build_encoder, set_cuda_channels_last
+from mc_simclr.pretraining import PRECISIONS, ContrastiveModel, CropPairs, contrastive_loss, make_projectors
 from mc_simclr.shards import ShardData, ShardedAudio, write_shard
-from mc_simclr.training import PRECISIONS, ContrastiveModel, CropPairs, contrastive_loss, make_projectors
 
 from setups import SETUPS, extractor, load_setup, pretrain_config
 

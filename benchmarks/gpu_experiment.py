@@ -23,7 +23,7 @@ Each stage calls the same library function as the pipeline's node:
    with the RIRs runs on the CPU, as in the pipeline).
 3. features: :func:`~mc_simclr.features.plan_feature_shards`, log-Mel + GCC-PHAT patches of the
    labeled, validation and test clips (feature shards).
-4. pretraining: :func:`~mc_simclr.training.pretrain_from_params` on the unlabeled clips;
+4. pretraining: :func:`~mc_simclr.pretraining.pretrain_from_params` on the unlabeled clips;
    ``--encoder split`` is the encoder of conf/base (split_crnn, one NT-Xent per branch),
    ``--encoder paper`` the paper's single CRNN of conf/paper (128 filters of 5 x 5, one NT-Xent on h).
 5. evaluation: :func:`~mc_simclr.evaluation.prepare_evaluation` and
@@ -89,14 +89,14 @@ from mc_simclr.acoustics.rir import get_backend
 from mc_simclr.acoustics.scene import SceneConfig
 from mc_simclr.audio.corpora import SPLITS, build_clip_table
 from mc_simclr.audio.synthetic import CLASSES
-from mc_simclr.config import load_parameters
 from mc_simclr.devices import resolve_device
 from mc_simclr.evaluation import PROTOCOLS, SupervisedConfig, evaluate_encoder, prepare_evaluation
 from mc_simclr.features import EVALUATION_SPLITS, FeatureExtractor, class_names, plan_feature_shards
-from mc_simclr.models import EncoderConfig
-from mc_simclr.reporting import results_table, to_markdown
+from mc_simclr.networks import EncoderConfig
+from mc_simclr.params import load_parameters
+from mc_simclr.pretraining import PRECISIONS, PretrainConfig, pretrain_from_params, pretraining_clips
+from mc_simclr.reporting.run import results_table, to_markdown
 from mc_simclr.shards import OK, FeatureShards, ShardedAudio, save_shards, write_feature_shard, write_shard
-from mc_simclr.training import PRECISIONS, PretrainConfig, pretrain_from_params, pretraining_clips
 from mc_simclr.utils import deep_merge, write_text_atomic
 
 ENCODERS = ("split", "paper")

@@ -105,8 +105,8 @@ def run_stage(project: Path, stage: str) -> dict[str, float]:
 def dtype_check(project: Path, clips: int = 64) -> dict[str, dict[str, float]]:
     """|difference| of log-Mel and GCC-PHAT features between float32 and compact storage of the same clips:
     max, 99th percentile and mean over every bin, and the float32 features' range."""
-    from mc_simclr.config import load_parameters
     from mc_simclr.features import FeatureExtractor
+    from mc_simclr.params import load_parameters
     from mc_simclr.shards import ShardedAudio, from_storage, to_storage
 
     params = load_parameters(project / "conf", "paper")

@@ -23,11 +23,11 @@ try:  # the checkout's package when mc_simclr is not installed (a bare GPU machi
 except ImportError:
     sys.path.insert(0, str(REPO / "src"))
 
-from mc_simclr.ablations import Variant, variant_blocks
-from mc_simclr.config import load_parameters
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.models import EncoderConfig
-from mc_simclr.training import PretrainConfig
+from mc_simclr.networks import EncoderConfig
+from mc_simclr.params import load_parameters
+from mc_simclr.pretraining import PretrainConfig
+from mc_simclr.sweeps import Variant, variant_blocks
 
 SETUPS = ("base", "paper_crnn", "paper")
 #: Keys of the pretraining block that describe where and how a pipeline run stores its work.
@@ -37,7 +37,7 @@ RUN_KEYS = ("split", "device", "num_workers", "checkpoint_path", "restart")
 def load_setup(name: str) -> dict[str, Any]:
     """``{"features", "encoder", "pretraining", "augmentations", "sample_rate"}`` of one setup.
 
-    ``pretraining`` holds the keys of :class:`~mc_simclr.training.PretrainConfig` that shape
+    ``pretraining`` holds the keys of :class:`~mc_simclr.pretraining.PretrainConfig` that shape
     training (batch size, loss weights, projection, ...), without the run-time keys of
     :data:`RUN_KEYS`.
     """

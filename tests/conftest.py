@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mc_simclr.config import load_parameters
+from mc_simclr.params import load_parameters
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = PROJECT_ROOT / "benchmarks"

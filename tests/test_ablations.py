@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from mc_simclr.ablations import (
+from mc_simclr.pipelines.ablations.pipeline import create_pipeline
+from mc_simclr.pipelines.ablations.variants import variant_names
+from mc_simclr.reporting.sweep import sweep_frame, table1, table2, tables_markdown
+from mc_simclr.sweeps import (
     RESULT_PROTOCOLS,
     Variant,
     aggregate_seeds,
@@ -19,14 +22,8 @@ from mc_simclr.ablations import (
     parse_variants,
     save_cached,
     seed_blocks,
-    sweep_frame,
-    table1,
-    table2,
-    tables_markdown,
     variant_blocks,
 )
-from mc_simclr.pipelines.ablations.pipeline import create_pipeline
-from mc_simclr.pipelines.ablations.variants import variant_names
 from mc_simclr.utils import deep_merge
 
 from conftest import PROJECT_ROOT

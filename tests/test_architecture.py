@@ -20,6 +20,8 @@ FRAMEWORKS = {"kedro", "kedro_datasets", "kedro_mlflow", "kedro_viz", "mlflow"}
 GLUE = {"settings.py", "hooks.py", "pipeline_registry.py", "__main__.py", "__init__.py"}
 #: The one library module that is the MLflow model (docs/architecture.md says so in its row).
 MLFLOW_MODULES = {"serving"}
+#: Library folders whose modules have rows of their own (`audio/io`, `evaluation/knn`, ...).
+SUBPACKAGES = ("audio", "acoustics", "evaluation", "reporting")
 
 
 def allowed_imports() -> dict[str, set[str]]:
@@ -50,7 +52,7 @@ def imports_of(path: Path) -> tuple[set[str], set[str]]:
                 parts = name.split(".")[1:]
                 if parts[0] in ("pipelines", "datasets"):
                     project.add(parts[0])
-                elif parts[0] in ("audio", "acoustics") and len(parts) > 1:
+                elif parts[0] in SUBPACKAGES and len(parts) > 1:
                     project.add("/".join(parts[:2]))
                 else:
                     project.add(parts[0])

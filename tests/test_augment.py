@@ -1,4 +1,4 @@
-"""Tests for ``mc_simclr.augment``: ChannelSwap (against simulated geometry), map_azimuth, Mixup,
+"""Tests for ``mc_simclr.augment``: ChannelSwap (against simulated geometry), the square's azimuth map, Mixup,
 RandomResizedCrop (identity, shared box, lag-0 shift), ChannelDrop, reprs, and CPU/CUDA runs.
 
 Measured on the 2-core CPU this was written on:
@@ -32,17 +32,16 @@ import numpy as np
 import pytest
 import torch
 
+from mc_simclr import augment
 from mc_simclr.acoustics.rir import get_backend, spatialize
 from mc_simclr.acoustics.scene import make_scene
+from mc_simclr.acoustics.symmetry import ArraySymmetries
 from mc_simclr.augment import (
     ChannelDrop,
     ChannelSwap,
     Mixup,
     MultiLevelAugmentation,
     RandomResizedCrop,
-    map_azimuth,
-    n_symmetries,
-    symmetry_permutation,
 )
 from mc_simclr.features import FeatureExtractor
 
@@ -52,6 +51,8 @@ RADIUS = 0.05  # 0.1 m diameter
 MIC_XY = RADIUS * np.stack([np.cos(np.arange(4) * np.pi / 2), np.sin(np.arange(4) * np.pi / 2)], axis=1)
 AZIMUTHS = (0.0, 30.0, 45.0, 100.0, 200.0, -170.0)
 SYMMETRIES = list(range(8))
+
+SQUARE = ArraySymmetries.of(4)  # the paper's square
 
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))
 
@@ -79,7 +80,7 @@ def transform_of_symmetry(symmetry: int) -> np.ndarray:
     Swapped channel ``m`` is what microphone ``perm[m]`` heard; a source moved by ``G`` is heard at
     microphone ``m`` exactly as the original source was at ``perm[m]``.
     """
-    perm = symmetry_permutation(symmetry)
+    perm = SQUARE.permutation(symmetry)
     u, _, vt = np.linalg.svd(MIC_XY.T @ MIC_XY[perm])
     g = u @ vt
     np.testing.assert_allclose(g @ MIC_XY[perm].T, MIC_XY.T, atol=1e-12)
@@ -138,14 +139,14 @@ def test_free_field_distinguishes_azimuths():
 
 
 @pytest.mark.parametrize("symmetry", SYMMETRIES)
-def test_map_azimuth_agrees_with_geometry(symmetry):
+def test_square_map_azimuth_agrees_with_geometry(symmetry):
     expected = np.array([geometric_azimuth(a, symmetry) for a in AZIMUTHS])
-    scalars = np.array([map_azimuth(a, symmetry) for a in AZIMUTHS])
-    assert all(isinstance(map_azimuth(a, symmetry), float) for a in AZIMUTHS)
-    as_numpy = map_azimuth(np.array(AZIMUTHS), symmetry)
-    as_numpy_sym = map_azimuth(np.array(AZIMUTHS), np.full(len(AZIMUTHS), symmetry))
-    as_torch = map_azimuth(torch.tensor(AZIMUTHS), torch.tensor(symmetry))
-    as_torch_sym = map_azimuth(torch.tensor(AZIMUTHS), torch.full((len(AZIMUTHS),), symmetry))
+    scalars = np.array([SQUARE.map_azimuth(a, symmetry) for a in AZIMUTHS])
+    assert all(isinstance(SQUARE.map_azimuth(a, symmetry), float) for a in AZIMUTHS)
+    as_numpy = SQUARE.map_azimuth(np.array(AZIMUTHS), symmetry)
+    as_numpy_sym = SQUARE.map_azimuth(np.array(AZIMUTHS), np.full(len(AZIMUTHS), symmetry))
+    as_torch = SQUARE.map_azimuth(torch.tensor(AZIMUTHS), torch.tensor(symmetry))
+    as_torch_sym = SQUARE.map_azimuth(torch.tensor(AZIMUTHS), torch.full((len(AZIMUTHS),), symmetry))
     assert isinstance(as_numpy, np.ndarray) and isinstance(as_torch, torch.Tensor)
     cases = ((scalars, 1e-9), (as_numpy, 1e-9), (as_numpy_sym, 1e-9), (as_torch, 1e-4), (as_torch_sym, 1e-4))
     for mapped, tol in cases:
@@ -154,23 +155,24 @@ def test_map_azimuth_agrees_with_geometry(symmetry):
         assert np.all((mapped > -180.0) & (mapped <= 180.0))
 
 
-def test_map_azimuth_elementwise_over_symmetries():
+def test_square_map_azimuth_elementwise_over_symmetries():
     azimuths = np.array([10.0, -20.0, 170.0, 180.0, 0.0, 95.0, -135.0, 60.0])
     symmetries = np.arange(8)
     expected = [geometric_azimuth(a, s) for a, s in zip(azimuths, symmetries, strict=True)]
-    assert np.abs(angular_difference(map_azimuth(azimuths, symmetries), expected)).max() < 1e-9
-    as_torch = map_azimuth(torch.tensor(azimuths), torch.tensor(symmetries)).numpy()
+    assert np.abs(angular_difference(SQUARE.map_azimuth(azimuths, symmetries), expected)).max() < 1e-9
+    as_torch = SQUARE.map_azimuth(torch.tensor(azimuths), torch.tensor(symmetries)).numpy()
     assert np.abs(angular_difference(as_torch, expected)).max() < 1e-4
-    assert map_azimuth(-180.0, 0) == 180.0
+    assert SQUARE.map_azimuth(-180.0, 0) == 180.0
 
 
 def test_symmetry_permutations_are_the_eight_square_symmetries():
-    perms = {tuple(symmetry_permutation(s)) for s in range(n_symmetries(4))}
-    assert len(perms) == 8 and symmetry_permutation(0) == [0, 1, 2, 3]
+    perms = {tuple(SQUARE.permutation(s)) for s in range(len(SQUARE))}
+    assert len(perms) == 8
+    assert SQUARE.permutation(0) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="symmetry must be in"):
-        symmetry_permutation(8)
+        SQUARE.permutation(8)
     with pytest.raises(ValueError, match="symmetry must be in"):
-        symmetry_permutation(-1)
+        SQUARE.permutation(-1)
 
 
 def _room_rirs(backend_name: str, scene):
@@ -199,7 +201,7 @@ def test_swap_equals_reverberant_simulation_with_permuted_microphones(backend_na
         n_exact = rirs.shape[1]
     early = rirs[:, :n_exact]
     for symmetry in SYMMETRIES:
-        perm = symmetry_permutation(symmetry)
+        perm = SQUARE.permutation(symmetry)
         permuted = dataclasses.replace(scene, mic_positions=tuple(scene.mic_positions[p] for p in perm))
         other = _room_rirs(backend_name, permuted)[:, :n_exact]
         swapped = swap(torch.from_numpy(early), symmetry).numpy()
@@ -242,7 +244,7 @@ def test_swap_explicit_symmetry_is_reused_for_the_second_view():
     out2, sym2 = cs(view2, sym)
     assert torch.equal(sym2, sym) and sym.shape == (16,) and sym.min() >= 0 and sym.max() < 8
     for b in range(16):
-        perm = symmetry_permutation(int(sym[b]))
+        perm = SQUARE.permutation(int(sym[b]))
         torch.testing.assert_close(out1[b], view1[b, perm])
         torch.testing.assert_close(out2[b], view2[b, perm])
 
@@ -452,7 +454,7 @@ def test_modules_run_on_device(device):
     swapped, sym = ChannelSwap().to(device)(waves.to(device), generator=g)
     assert swapped.device.type == device.type and sym.device.type == device.type
     for b in range(4):
-        torch.testing.assert_close(swapped[b].cpu(), waves[b, symmetry_permutation(int(sym[b]))])
+        torch.testing.assert_close(swapped[b].cpu(), waves[b, SQUARE.permutation(int(sym[b]))])
     mixed = Mixup(0.01)(waves.to(device), generator=g)
     assert mixed.shape == waves.shape and mixed.device.type == device.type
 
@@ -471,3 +473,85 @@ def test_an_unknown_key_of_an_augmentation_block_is_named_with_its_path():
     blocks["mixup"]["alpha_maxx"] = 0.1
     with pytest.raises(ValueError, match=r"augmentations\.mixup\.alpha_maxx.*expected some of \['alpha_max'"):
         MultiLevelAugmentation.from_params(blocks, FeatureExtractor())
+
+
+ALL_ON = {
+    "channel_swap": {"enabled": True},
+    "mixup": {"enabled": True, "alpha_max": 0.3},
+    "random_resized_crop": {"enabled": True, "scale": [0.5, 1.0], "max_lag_shift": 2},
+    "channel_drop": {"enabled": True, "p": 0.3},
+}
+
+
+@pytest.mark.parametrize("rows", [None, slice(1, 4)])
+def test_the_chain_makes_the_papers_draws_in_the_papers_order(rows):
+    """The chain built from the registry equals the paper's order written out by hand, draw for draw:
+    one symmetry for both views, Mixup of view 1 then view 2, features, a box for view 1 then view 2,
+    the drop mask of view 1 then view 2 (with ``rows``: draws for the whole batch, those rows kept)."""
+    x1 = torch.from_numpy(noise((5, 4, FS // 2), seed=20).astype(np.float32))
+    x2 = torch.from_numpy(noise((5, 4, FS // 2), seed=21).astype(np.float32))
+    features = FeatureExtractor()
+    chain = MultiLevelAugmentation.from_params(ALL_ON, features)
+    f1, f2 = chain(x1, x2, torch.Generator().manual_seed(3), rows)
+
+    g = torch.Generator().manual_seed(3)
+    swap, mix = ChannelSwap(), Mixup(0.3)
+    crop, drop = RandomResizedCrop(scale=(0.5, 1.0), max_lag_shift=2), ChannelDrop(0.3)
+    a, symmetry = swap(x1, generator=g)
+    b, _ = swap(x2, symmetry)
+    a, b = mix(a, g), mix(b, g)
+    part = None if rows is None else (rows, len(a))
+    if rows is not None:
+        a, b = a[rows], b[rows]
+    a, b = features(a), features(b)
+    a, b = crop(a, g, part), crop(b, g, part)
+    a, b = drop(a, g, part), drop(b, g, part)
+    assert torch.equal(f1, a)
+    assert torch.equal(f2, b)
+
+
+def test_an_augmentation_switched_off_is_skipped_and_named_by_its_entry():
+    chain = MultiLevelAugmentation.from_params({**ALL_ON, "mixup": {"enabled": False}}, FeatureExtractor())
+    assert chain.mixup is None
+    assert isinstance(chain.channel_swap, ChannelSwap)
+    assert [type(step) for step in chain.steps("waveform")] == [ChannelSwap]
+    assert [type(step) for step in chain.steps("features")] == [RandomResizedCrop, ChannelDrop]
+
+
+class _Gain(torch.nn.Module):
+    """A made-up waveform augmentation: one random gain in [1 - depth, 1] per clip and view."""
+
+    def __init__(self, depth: float = 0.5) -> None:
+        super().__init__()
+        self.depth = depth
+
+    def forward(self, x, generator=None):
+        return x * (1 - self.depth * torch.rand((len(x), 1, 1), generator=generator))
+
+    def pair(self, x1, x2, generator=None, part=None):
+        return self(x1, generator), self(x2, generator)
+
+
+def test_adding_an_augmentation_is_one_registry_entry(monkeypatch):
+    """An entry appended to the registry is read from its parameter block and applied in its stage."""
+    gain = augment.Augmentation("gain", "ga", "waveform", _Gain)
+    monkeypatch.setattr(augment, "REGISTRY", (*augment.REGISTRY, gain))
+    blocks = {name: {"enabled": False} for name in ("channel_swap", "mixup", "random_resized_crop", "channel_drop")}
+    chain = MultiLevelAugmentation.from_params({**blocks, "gain": {"enabled": True, "depth": 0.25}}, FeatureExtractor())
+    assert isinstance(chain.gain, _Gain)
+    assert chain.gain.depth == 0.25
+    x1 = torch.from_numpy(noise((3, 4, FS // 4), seed=22).astype(np.float32))
+    f1, f2 = chain(x1, x1.clone(), torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    a, b = _Gain(0.25).pair(x1, x1.clone(), g)
+    assert torch.equal(f1, FeatureExtractor()(a))
+    assert torch.equal(f2, FeatureExtractor()(b))
+    with pytest.raises(ValueError, match=r"augmentations\.gain\.depht"):
+        MultiLevelAugmentation.from_params({**blocks, "gain": {"enabled": True, "depht": 0.25}}, FeatureExtractor())
+
+
+def test_a_registry_entry_needs_a_known_stage_and_a_pair_method():
+    with pytest.raises(ValueError, match="stage must be one of"):
+        augment.Augmentation("gain", "ga", "spectrum", _Gain)
+    with pytest.raises(ValueError, match="has no pair"):
+        augment.Augmentation("plain", "pl", "waveform", torch.nn.Identity)

@@ -98,7 +98,7 @@ def test_bench_execution_renders_alike_on_every_backend(tmp_path, capsys):
 
 
 def test_paper_scale_projects_run_the_paper_environment_on_the_standin(tmp_path):
-    from mc_simclr.config import load_parameters
+    from mc_simclr.params import load_parameters
 
     bench = load_benchmark("paper_scale")
     project = bench.make_project(tmp_path / "project", tmp_path / "standin", max_steps=3, storage_dtype="int16")

@@ -10,9 +10,9 @@ from mc_simclr.acoustics.scene import SceneConfig
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.evaluation import SupervisedConfig
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.models import EncoderConfig
+from mc_simclr.networks import EncoderConfig
+from mc_simclr.pretraining import PretrainConfig
 from mc_simclr.settings import CONFIG_LOADER_ARGS
-from mc_simclr.training import PretrainConfig
 
 from conftest import PROJECT_ROOT, conf_parameters
 

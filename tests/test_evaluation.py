@@ -35,7 +35,7 @@ from mc_simclr.metrics import (
     clip_scores,
     mean_azimuth_error,
 )
-from mc_simclr.models import CRNNEncoder, EncoderConfig
+from mc_simclr.networks import CRNNEncoder, EncoderConfig
 from mc_simclr.shards import FeatureRows, FeatureShard, FeatureShards, write_feature_shard
 
 
@@ -192,7 +192,7 @@ def test_srp_phat_finds_a_source_in_a_dry_room(azimuth):
 
 def test_inference_windows_and_channel_check(tmp_path):
     from mc_simclr.inference import read_recording
-    from mc_simclr.model import windows
+    from mc_simclr.seld_model import windows
 
     audio = np.arange(2 * 25, dtype=np.float32).reshape(2, 25)
     cut, starts = windows(audio, length=10, hop=10)
@@ -232,7 +232,7 @@ def test_knn_in_blocks_of_queries_finds_the_same_neighbours(monkeypatch):
     train, _, test = _toy_splits(n_per_class=16)
     config = dataclasses.replace(CONFIG, channel_swap=True)
     whole = knn_predict(_ChannelMeans(), train, {"test": test}, 3, config)["test"]
-    monkeypatch.setattr(evaluation, "KNN_BLOCK_VALUES", 3 * 8 * len(train))  # 3 queries per block
+    monkeypatch.setattr(evaluation.knn, "KNN_BLOCK_VALUES", 3 * 8 * len(train))  # 3 queries per block
     blocks = knn_predict(_ChannelMeans(), train, {"test": test}, 3, config)["test"]
     np.testing.assert_array_equal(blocks.class_probs, whole.class_probs)
     np.testing.assert_array_equal(blocks.direction_vector, whole.direction_vector)
@@ -252,7 +252,7 @@ def test_supervised_azimuth_ceiling_trains_azimuth_only(monkeypatch):
         seen.append(args[5])  # the config it trains with
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "fine_tune", spy)
+    monkeypatch.setattr(evaluation.protocols, "fine_tune", spy)
     clips = supervised_azimuth(encoder, {"labeled": train, "validation": val, "test": test}, 3, config)["test"]
     assert [(c.class_loss_weight, c.azimuth_loss_weight) for c in seen] == [(0.0, 1.0)]
     assert config.class_loss_weight == 1.0  # the caller's settings are not modified
@@ -299,7 +299,7 @@ def test_recalibration_sums_a_few_patches_at_a_time_to_the_same_statistics(monke
     torch.manual_seed(0)
     encoder = CRNNEncoder(ENCODER, n_bins=8).eval()
     whole = recalibrate_batchnorm(encoder, train.features, torch.device("cpu"), batch_size=36).state_dict()
-    monkeypatch.setattr(evaluation, "RECALIBRATION_CHUNK", 5)  # 36 patches in chunks of 5
+    monkeypatch.setattr(evaluation.batchnorm, "RECALIBRATION_CHUNK", 5)  # 36 patches in chunks of 5
     chunked = recalibrate_batchnorm(encoder, train.features, torch.device("cpu"), batch_size=36).state_dict()
     for key, value in whole.items():
         torch.testing.assert_close(chunked[key], value, rtol=1e-6, atol=1e-7)
@@ -355,7 +355,7 @@ def test_bootstrap_interval_over_clips_and_seeds():
 def test_no_subset_amounts_give_an_empty_curve_and_a_figure_that_says_so():
     import matplotlib.pyplot as plt
 
-    from mc_simclr.reporting import plot_subsets, subset_table
+    from mc_simclr.reporting.run import plot_subsets, subset_table
 
     curves = subset_table({"MC-SimCLR": {}, "random init": {}}, "fraction")  # evaluation.subsets.amounts: []
     assert curves.empty and {"encoder", "amount", "accuracy"} <= set(curves.columns)

@@ -9,8 +9,9 @@ import torch
 import mc_simclr
 from mc_simclr.audio.io import resample
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.model import PREDICTION_COLUMNS, SELDModel, package_seld_model
-from mc_simclr.models import EncoderConfig, SELDHeads, build_encoder
+from mc_simclr.model_files import package_seld_model
+from mc_simclr.networks import EncoderConfig, SELDHeads, build_encoder
+from mc_simclr.seld_model import PREDICTION_COLUMNS, SELDModel
 
 from conftest import conf_parameters
 

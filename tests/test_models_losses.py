@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from mc_simclr.losses import NTXentLoss, nt_xent
-from mc_simclr.models import CRNNEncoder, EncoderConfig, ProjectionHead, SELDHeads, build_encoder, set_cpu_channels_last
+from mc_simclr.networks import (
+    CRNNEncoder,
+    EncoderConfig,
+    ProjectionHead,
+    SELDHeads,
+    build_encoder,
+    set_cpu_channels_last,
+)
 
 
 def reference_nt_xent(z1, z2, temperature):

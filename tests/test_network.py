@@ -7,7 +7,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import PROJECT_ROOT
+
 
 # Runs `kedro run` with an audit hook that logs and refuses every name lookup or connection that
 # does not go to this machine.

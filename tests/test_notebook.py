@@ -4,9 +4,11 @@ import os
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import PROJECT_ROOT, run_pipeline
+
 
 
 def test_notebook_executes(simulated_project, monkeypatch):

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mc_simclr.ablations import parse_variants
 from mc_simclr.shards import ShardedAudio
+from mc_simclr.sweeps import parse_variants
 
 from conftest import PROJECT_ROOT, conf_parameters, run_pipeline, tracking_uri
+
 
 # every variant of the sweep (conf/test inherits conf/base's list); table 1's rows come first
 SWEEP = parse_variants(conf_parameters("test")["ablations"])
@@ -92,7 +93,7 @@ def test_ablation_sweep(simulated_project):
     runs, sweeps = _sweep_runs(simulated_project)
     children = runs[runs["tags.mlflow.parentRunId"] == sweeps[-1]].set_index("tags.mlflow.runName")
     assert sorted(children.index) == sorted(VARIANTS)  # the new sweep run lines up every variant again
-    seeds = runs[runs["tags.mlflow.parentRunId"].isin(children["run_id"])].set_index("tags.ablation_variant")
+    seeds = runs[runs["tags.mlflow.parentRunId"].isin(children["run_id"])].set_index("tags.sweep_variant")
     assert seeds.loc["cs", "tags.evaluation_cached"] == "false"
     assert (seeds.drop(index="cs")["tags.evaluation_cached"] == "true").all()
     assert pd.read_csv(reporting / "table1.csv").equals(one)

@@ -17,6 +17,7 @@ from mc_simclr.shards import ShardedAudio
 
 from conftest import run_pipeline
 
+
 TETRA = {"array": {"kind": "tetrahedral"}}
 
 

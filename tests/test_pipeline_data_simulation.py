@@ -11,6 +11,7 @@ from mc_simclr.shards import ShardedAudio, complete_shards
 from conftest import run_pipeline, tracking_uri
 
 
+
 def test_data_simulation_run_and_resume(kedro_project):
     run_pipeline(kedro_project, "data_simulation")
 

@@ -13,6 +13,7 @@ from mc_simclr.shards import ShardedAudio
 from conftest import run_pipeline, tracking_uri
 
 
+
 def test_evaluation_run(simulated_project):
     for pipeline in ("feature_extraction", "pretraining", "evaluation"):
         run_pipeline(simulated_project, pipeline)

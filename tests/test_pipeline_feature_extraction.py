@@ -4,10 +4,12 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mc_simclr.shards import FeatureShards
 
 from conftest import run_pipeline
+
 
 
 def test_feature_extraction_run(simulated_project):

@@ -1,11 +1,13 @@
 """The pretraining pipeline under conf/test: encoder file, MLflow metrics, params and artifact."""
 
 import mlflow
+import pytest
 import torch
 
-from mc_simclr.training import unpack_encoder
+from mc_simclr.model_files import unpack_encoder
 
 from conftest import run_pipeline, tracking_uri
+
 
 
 def test_pretraining_run(simulated_project):

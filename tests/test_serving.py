@@ -25,6 +25,7 @@ from mc_simclr.shards import ShardedAudio
 from conftest import PROJECT_ROOT, project_after, tracking_uri
 
 
+
 def _readme_block(title: str, language: str) -> str:
     """The first ``language`` code block below the README section ``title``."""
     text = (PROJECT_ROOT / "README.md").read_text()

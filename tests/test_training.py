@@ -7,22 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-import mc_simclr.training as training
+from mc_simclr import pretraining
 from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.models import EncoderConfig
-from mc_simclr.shards import ShardData, ShardedAudio, write_shard
-from mc_simclr.training import (
+from mc_simclr.model_files import package_encoder, unpack_encoder
+from mc_simclr.networks import EncoderConfig
+from mc_simclr.pretraining import (
     CheckpointError,
     CropPairs,
     EpochShuffle,
     PretrainConfig,
-    package_encoder,
     pretrain,
     scaled_lr,
-    unpack_encoder,
     warmup_cosine,
 )
+from mc_simclr.shards import ShardData, ShardedAudio, write_shard
 
 from conftest import conf_parameters
 
@@ -98,7 +97,7 @@ def test_deterministic_and_resume_equals_uninterrupted(audio, tmp_path):
 
     # interrupt a run after its first epoch's checkpoint, then resume it for the remaining two
     partial_path = tmp_path / "partial.pt"
-    original = training.save_checkpoint
+    original = pretraining.save_checkpoint
     calls = []
 
     def stop_after_first(path, payload):
@@ -107,12 +106,12 @@ def test_deterministic_and_resume_equals_uninterrupted(audio, tmp_path):
         if payload["epoch"] == 1:
             raise KeyboardInterrupt
 
-    training.save_checkpoint = stop_after_first
+    pretraining.save_checkpoint = stop_after_first
     try:
         with pytest.raises(KeyboardInterrupt):
             _run(audio, tmp_path, checkpoint_path=str(partial_path))
     finally:
-        training.save_checkpoint = original
+        pretraining.save_checkpoint = original
     assert calls == [1]
     resumed = _run(audio, tmp_path, checkpoint_path=str(partial_path))
     assert resumed.resumed_from_epoch == 1
@@ -177,13 +176,13 @@ def test_precision_and_layout_in_the_fingerprint_only_where_they_change_the_weig
 
 def test_bf16_pretraining_runs_on_cpu_close_to_float32(audio, tmp_path):
     config = PretrainConfig.from_params({"precision": "bf16", "device": "cpu"})
-    encoder = training.build_encoder(ENCODER, 16)
-    model = training.ContrastiveModel(encoder, training.make_projectors(encoder, config)).train()
+    encoder = pretraining.build_encoder(ENCODER, 16)
+    model = pretraining.ContrastiveModel(encoder, pretraining.make_projectors(encoder, config)).train()
     f1, f2 = torch.randn(6, 10, 12, 16), torch.randn(6, 10, 12, 16)
-    with training.autocast(f1.device, "bf16"):
+    with pretraining.autocast(f1.device, "bf16"):
         assert model(f1)["joint"].dtype == torch.bfloat16  # the model really runs in bfloat16
-    mixed = training.contrastive_loss(model, f1, f2, config)
-    full = training.contrastive_loss(model, f1, f2, PretrainConfig())
+    mixed = pretraining.contrastive_loss(model, f1, f2, config)
+    full = pretraining.contrastive_loss(model, f1, f2, PretrainConfig())
     assert mixed.dtype == torch.float32 and mixed.item() != full.item()
     assert mixed.item() == pytest.approx(full.item(), rel=0.05)
     mixed.backward()
@@ -205,13 +204,13 @@ def test_bf16_pretraining_runs_on_cpu_close_to_float32(audio, tmp_path):
 
 
 def test_cuda_channels_last_reaches_the_encoder(audio):
-    from mc_simclr.models import CRNNEncoder
+    from mc_simclr.networks import CRNNEncoder
 
     extractor = FeatureExtractor(sample_rate=8000, n_fft=256, hop_length=128, n_mels=16)
     ids = [f"c{i}" for i in range(8)]
     for enabled in (False, True):
         config = PretrainConfig.from_params({"device": "cpu", "batch_size": 4, "cuda_channels_last": enabled})
-        run = training.build_pretraining(audio, ids, extractor, ENCODER, AUGMENT, config)
+        run = pretraining.build_pretraining(audio, ids, extractor, ENCODER, AUGMENT, config)
         (encoder,) = [m for m in run.encoder.modules() if isinstance(m, CRNNEncoder)]
         assert encoder.cuda_channels_last is enabled
         weight = encoder.conv[0].weight
@@ -222,10 +221,10 @@ def test_cuda_channels_last_reaches_the_encoder(audio):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_channels_last_matches_contiguous(monkeypatch):
-    from mc_simclr.models import set_cuda_channels_last
+    from mc_simclr.networks import set_cuda_channels_last
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # both layouts in full float32
-    encoder = training.build_encoder(ENCODER, 16).cuda().eval()
+    encoder = pretraining.build_encoder(ENCODER, 16).cuda().eval()
     x = torch.randn(8, 10, 24, 16, device="cuda")
     with torch.no_grad():
         plain = encoder(x)
@@ -237,13 +236,13 @@ def test_cuda_channels_last_matches_contiguous(monkeypatch):
 def test_bf16_step_on_cuda():
     """The GRU and convolutions in bfloat16 through cuDNN, forward and backward."""
     config = PretrainConfig.from_params({"precision": "bf16", "device": "cuda"})
-    encoder = training.build_encoder(ENCODER, 16).cuda()
-    model = training.ContrastiveModel(encoder, training.make_projectors(encoder, config).cuda()).train()
+    encoder = pretraining.build_encoder(ENCODER, 16).cuda()
+    model = pretraining.ContrastiveModel(encoder, pretraining.make_projectors(encoder, config).cuda()).train()
     f1, f2 = torch.randn(8, 10, 24, 16, device="cuda"), torch.randn(8, 10, 24, 16, device="cuda")
-    loss = training.contrastive_loss(model, f1, f2, config)
+    loss = pretraining.contrastive_loss(model, f1, f2, config)
     loss.backward()
     assert loss.dtype == torch.float32 and math.isfinite(loss.item())
-    assert loss.item() == pytest.approx(training.contrastive_loss(model, f1, f2, PretrainConfig()).item(), rel=0.05)
+    assert loss.item() == pytest.approx(pretraining.contrastive_loss(model, f1, f2, PretrainConfig()).item(), rel=0.05)
     assert all(p.grad is None or p.grad.isfinite().all() for p in model.parameters())
 
 
@@ -258,7 +257,7 @@ def test_encoder_package_round_trip(audio, tmp_path):
 
 
 def test_split_encoder_branches_see_their_channels():
-    from mc_simclr.models import SplitCRNNEncoder, build_encoder
+    from mc_simclr.networks import SplitCRNNEncoder, build_encoder
 
     encoder = build_encoder(SPLIT, n_bins=16).eval()
     assert isinstance(encoder, SplitCRNNEncoder)

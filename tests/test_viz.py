@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mc_simclr.ablations import parse_variants
+import pytest
+
+from mc_simclr.sweeps import parse_variants
 
 from conftest import conf_parameters
+
 
 
 def test_kedro_viz_build_shows_every_pipeline(kedro_project):

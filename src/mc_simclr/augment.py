@@ -2,6 +2,7 @@
 
 Waveform level (``(B, M, N)``): :class:`ChannelSwap`, :class:`Mixup`.
 Feature level (``(B, C, T, F)``, Mel and GCC stacked): :class:`RandomResizedCrop`, :class:`ChannelDrop`.
+:data:`REGISTRY` lists them in the order :class:`MultiLevelAugmentation` applies them.
 
 Every module takes an optional ``torch.Generator`` so that runs are reproducible, and draws its
 randomness on the input's device.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,7 @@ from torch import nn
 
 from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.acoustics.symmetry import ArraySymmetries
-from mc_simclr.config import check_keys
+from mc_simclr.params import check_keys
 
 # --------------------------------------------------------------------------------------------
 # Channel symmetries of the array (derived in mc_simclr.acoustics.symmetry)
@@ -33,43 +35,14 @@ def array_symmetries(array: ArrayLike = 4) -> ArraySymmetries:
     return array if isinstance(array, ArraySymmetries) else ArraySymmetries.of(array)
 
 
-def n_symmetries(array: ArrayLike = 4) -> int:
-    """How many channel symmetries the array has (8 for the paper's square, 2M for a regular M-gon)."""
-    return len(array_symmetries(array))
-
-
-def symmetry_permutation(symmetry: int, array: ArrayLike = 4) -> list[int]:
-    """Channel order of symmetry ``s``: the new channel ``m`` is the old channel ``perm[m]``.
-
-    For a regular M-gon (microphone ``m`` at ``m * 360 / M`` degrees from microphone 0,
-    counter-clockwise):
-
-    * ``s = k < M``: rotation, ``perm[m] = (m + k) mod M``; the source azimuth becomes
-      ``azimuth - k * 360 / M``.
-    * ``s = M + k``: reflection, ``perm[m] = (k - m) mod M``; the azimuth becomes
-      ``-azimuth + k * 360 / M``.
-    """
-    return array_symmetries(array).permutation(symmetry)
-
-
-def map_azimuth(azimuth_deg, symmetry, array: ArrayLike = 4):
-    """Azimuth (degrees) of the source after applying ``symmetry`` to the channels.
-
-    The one place that owns the symmetry-to-azimuth mapping: pretraining's ChannelSwap and the
-    supervised label mapping both call it. Accepts scalars, NumPy arrays or tensors (elementwise
-    with ``symmetry``); the result is wrapped to (-180, 180]. Arrays that resolve elevation map
-    both angles with :meth:`~mc_simclr.acoustics.symmetry.ArraySymmetries.map_directions`.
-    """
-    return array_symmetries(array).map_azimuth(azimuth_deg, symmetry)
-
-
 class ChannelSwap(nn.Module):
     """Permute microphones by one of the array's symmetries (rotations and reflections: 8 for the
     paper's square, derived from the geometry for any array).
 
     ``forward(x, symmetry=None)`` returns ``(swapped, symmetry)``; pass the returned symmetry to the
-    second view of the same clip (pretraining) or to :func:`map_azimuth` for its label
-    (supervised training).
+    second view of the same clip (pretraining) or to
+    :meth:`~mc_simclr.acoustics.symmetry.ArraySymmetries.map_directions` for its label (supervised
+    training). :meth:`pair` swaps both views of a batch with one symmetry per clip.
     """
 
     def __init__(self, array: ArrayLike = 4) -> None:
@@ -99,6 +72,13 @@ class ChannelSwap(nn.Module):
         index = self.permutations.to(x.device)[symmetry.to(x.device)]  # (B, M)
         index = index.reshape(*index.shape, *([1] * (x.ndim - 2))).expand_as(x)
         return torch.gather(x, 1, index), symmetry
+
+    def pair(
+        self, x1: torch.Tensor, x2: torch.Tensor, generator: torch.Generator | None = None, part=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both views of each clip swapped by the same random symmetry."""
+        x1, symmetry = self(x1, generator=generator)
+        return x1, self(x2, symmetry)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,6 +117,12 @@ class Mixup(nn.Module):
         alpha = torch.rand((batch,) + (1,) * (x.ndim - 1), generator=generator, device=x.device) * self.alpha_max
         mixed = (1.0 - alpha) * unit + alpha * other
         return mixed / (self._rms(mixed) + self.eps) * rms
+
+    def pair(
+        self, x1: torch.Tensor, x2: torch.Tensor, generator: torch.Generator | None = None, part=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each view mixed with another clip of its batch, independently."""
+        return self(x1, generator), self(x2, generator)
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,6 +223,16 @@ class RandomResizedCrop(nn.Module):
         boxes = self.sample_boxes(total, x.shape[2], x.shape[3], x.device, generator)
         return self.apply_boxes(x, boxes[rows])
 
+    def pair(
+        self,
+        f1: torch.Tensor,
+        f2: torch.Tensor,
+        generator: torch.Generator | None = None,
+        part: tuple[slice, int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each view's features augmented independently (the first view's draws first)."""
+        return self(f1, generator, part), self(f2, generator, part)
+
 
 class ChannelDrop(nn.Module):
     """Zero each whole feature channel (Mel or GCC) independently with probability ``p``."""
@@ -260,68 +256,114 @@ class ChannelDrop(nn.Module):
         keep = torch.rand((total, x.shape[1]), generator=generator, device=x.device)[rows] >= self.p
         return x * keep.reshape(*keep.shape, *([1] * (x.ndim - 2))).to(x.dtype)
 
+    def pair(
+        self,
+        f1: torch.Tensor,
+        f2: torch.Tensor,
+        generator: torch.Generator | None = None,
+        part: tuple[slice, int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each view's features augmented independently (the first view's draws first)."""
+        return self(f1, generator, part), self(f2, generator, part)
+
 
 # --------------------------------------------------------------------------------------------
 # The multi-level chain of the paper's Fig. 1
 # --------------------------------------------------------------------------------------------
-AUGMENTATIONS = ("channel_swap", "mixup", "random_resized_crop", "channel_drop")
+#: Where an augmentation acts: on the waveforms before the features, or on the features.
+STAGES = ("waveform", "features")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """One entry of :data:`REGISTRY`: an augmentation of the multi-level chain.
+
+    ``name`` is its block under ``augmentations`` in the parameters, ``short`` its name in sweep
+    variants (``cs``, ``mu``, ...), ``stage`` where it acts (``waveform``: on both views' audio before
+    the features; ``features``: on both views' features) and ``module`` its class, whose constructor
+    arguments are the block's settings (but ``fixed`` ones; an ``array`` argument gets the array's
+    symmetries) and whose ``pair(x1, x2, generator, part)`` augments both views.
+    """
+
+    name: str
+    short: str
+    stage: str
+    module: type[nn.Module]
+    fixed: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"augmentation {self.name!r}: stage must be one of {list(STAGES)}, got {self.stage!r}")
+        if not callable(getattr(self.module, "pair", None)):
+            raise ValueError(f"augmentation {self.name!r}: {self.module.__name__} has no pair(x1, x2, generator, part)")
+
+    def settings(self) -> set[str]:
+        """The keys its parameter block accepts besides ``enabled``."""
+        return set(inspect.signature(self.module).parameters) - {"array"} - self.fixed
+
+    def build(self, options: dict, array: ArrayLike = 4) -> nn.Module:
+        """The module from its block's ``options`` (YAML lists become tuples)."""
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+        if "array" in inspect.signature(self.module).parameters:
+            kwargs["array"] = array
+        return self.module(**kwargs)
+
+
+#: The augmentations of the chain, in the order they are applied (the paper's Fig. 1). Adding one is
+#: adding an entry here (and its block to ``conf/base/parameters.yml``'s ``augmentations``).
+REGISTRY: tuple[Augmentation, ...] = (
+    Augmentation("channel_swap", "cs", "waveform", ChannelSwap),
+    Augmentation("mixup", "mu", "waveform", Mixup),
+    Augmentation("random_resized_crop", "rrc", "features", RandomResizedCrop, frozenset({"attempts"})),
+    Augmentation("channel_drop", "cd", "features", ChannelDrop),
+)
+AUGMENTATIONS = tuple(entry.name for entry in REGISTRY)
+#: Short names of the sweep variants: ``{"cs": "channel_swap", ...}``.
+SHORT_NAMES = {entry.short: entry.name for entry in REGISTRY}
 
 
 class MultiLevelAugmentation(nn.Module):
-    """Two waveform views -> two augmented feature views, in the paper's order.
+    """Two waveform views -> two augmented feature views, in the order of :data:`REGISTRY`.
 
-    ChannelSwap (one random symmetry shared by both views of a clip) -> waveform Mixup (per view)
-    -> features -> RandomResizedCrop (one box per view) -> ChannelDrop (per view). Each step can be
-    switched off; ``features`` is the :class:`~mc_simclr.features.FeatureExtractor`.
+    For the paper's chain: ChannelSwap (one random symmetry shared by both views of a clip) ->
+    waveform Mixup (per view) -> features -> RandomResizedCrop (one box per view) -> ChannelDrop (per
+    view). Each step can be switched off (``None``); ``features`` is the
+    :class:`~mc_simclr.features.FeatureExtractor`. Each augmentation is an attribute named as its
+    entry (``chain.mixup``).
     """
 
-    def __init__(
-        self,
-        features: nn.Module,
-        channel_swap: ChannelSwap | None = None,
-        mixup: Mixup | None = None,
-        random_resized_crop: RandomResizedCrop | None = None,
-        channel_drop: ChannelDrop | None = None,
-    ) -> None:
+    def __init__(self, features: nn.Module, **augmentations: nn.Module | None) -> None:
         super().__init__()
+        names = [entry.name for entry in REGISTRY]
+        unknown = sorted(set(augmentations) - set(names))
+        if unknown:
+            raise ValueError(f"unknown augmentations {unknown}; expected some of {names}")
         self.features = features
-        self.channel_swap = channel_swap
-        self.mixup = mixup
-        self.random_resized_crop = random_resized_crop
-        self.channel_drop = channel_drop
+        for entry in REGISTRY:
+            setattr(self, entry.name, augmentations.get(entry.name))
+
+    def steps(self, stage: str) -> list[nn.Module]:
+        """The switched-on augmentations of ``stage``, in order."""
+        return [
+            getattr(self, entry.name)
+            for entry in REGISTRY
+            if entry.stage == stage and getattr(self, entry.name) is not None
+        ]
 
     @classmethod
     def from_params(cls, params: dict, features: nn.Module, array: ArrayLike = 4) -> MultiLevelAugmentation:
         """Build from the ``augmentations`` block: ``{name: {enabled: bool, ...options}}``; ChannelSwap
         uses the symmetries of ``array``."""
-        check_keys(params, AUGMENTATIONS, "augmentations")
-
-        modules = {
-            "channel_swap": ChannelSwap,
-            "mixup": Mixup,
-            "random_resized_crop": RandomResizedCrop,
-            "channel_drop": ChannelDrop,
-        }
-        fixed = {"channel_swap": {"array"}, "random_resized_crop": {"attempts"}}  # not settings of a block
-
-        def options(name: str) -> dict | None:
-            block = dict(params.get(name) or {})
+        check_keys(params, [entry.name for entry in REGISTRY], "augmentations")
+        modules = {}
+        for entry in REGISTRY:
+            block = dict(params.get(entry.name) or {})
             if "enabled" not in block:
-                raise ValueError(f"augmentations.{name}.enabled must be set (true or false)")
-            accepted = set(inspect.signature(modules[name]).parameters) - fixed.get(name, set())
-            check_keys(block, {"enabled", *accepted}, f"augmentations.{name}")
-            return {k: v for k, v in block.items() if k != "enabled"} if block["enabled"] else None
-
-        swap, mix, rrc, drop = (options(name) for name in AUGMENTATIONS)
-        return cls(
-            features,
-            channel_swap=ChannelSwap(array) if swap is not None else None,
-            mixup=Mixup(**mix) if mix is not None else None,
-            random_resized_crop=RandomResizedCrop(**{k: tuple(v) if isinstance(v, list) else v for k, v in rrc.items()})
-            if rrc is not None
-            else None,
-            channel_drop=ChannelDrop(**drop) if drop is not None else None,
-        )
+                raise ValueError(f"augmentations.{entry.name}.enabled must be set (true or false)")
+            check_keys(block, {"enabled", *entry.settings()}, f"augmentations.{entry.name}")
+            if block["enabled"]:
+                modules[entry.name] = entry.build({k: v for k, v in block.items() if k != "enabled"}, array)
+        return cls(features, **modules)
 
     def forward(
         self,
@@ -333,19 +375,14 @@ class MultiLevelAugmentation(nn.Module):
         """Both views' features. With ``rows``, only those rows of the batch get features (one process
         of several sharing a batch): every random draw is still made for the whole batch, so each row
         gets the augmentation it would get in one process."""
-        if self.channel_swap is not None:
-            x1, symmetry = self.channel_swap(x1, generator=generator)
-            x2, _ = self.channel_swap(x2, symmetry)
-        if self.mixup is not None:
-            x1, x2 = self.mixup(x1, generator), self.mixup(x2, generator)
+        for step in self.steps("waveform"):
+            x1, x2 = step.pair(x1, x2, generator)
         part = (rows, x1.shape[0]) if rows is not None else None
         if rows is not None:
             x1, x2 = x1[rows], x2[rows]
         f1, f2 = self.features(x1), self.features(x2)
-        if self.random_resized_crop is not None:
-            f1, f2 = self.random_resized_crop(f1, generator, part), self.random_resized_crop(f2, generator, part)
-        if self.channel_drop is not None:
-            f1, f2 = self.channel_drop(f1, generator, part), self.channel_drop(f2, generator, part)
+        for step in self.steps("features"):
+            f1, f2 = step.pair(f1, f2, generator, part)
         return f1, f2
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from mc_simclr.config import check_keys, check_values
+from mc_simclr.params import check_keys, check_values
 
 logger = logging.getLogger(__name__)
 

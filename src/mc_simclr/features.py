@@ -40,8 +40,8 @@ from torch import nn
 from mc_simclr.acoustics.array import mic_pairs
 from mc_simclr.acoustics.scene import table_geometry
 from mc_simclr.audio.crops import fixed_patches
-from mc_simclr.config import check_keys, check_values
 from mc_simclr.devices import resolve_device
+from mc_simclr.params import check_keys, check_values
 from mc_simclr.shards import OK, FeatureShard, ShardedAudio
 
 logger = logging.getLogger(__name__)

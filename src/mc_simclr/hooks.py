@@ -8,8 +8,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from mc_simclr.checks import check_parameters
-from mc_simclr.reporting import KEY_METRICS
+from mc_simclr.preflight import check_parameters
+from mc_simclr.reporting.run import KEY_METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def runs_page(experiment_id: str, host: str = "http://127.0.0.1:5000") -> str:
 
 
 class ParameterChecks:
-    """Check every parameter block (:func:`mc_simclr.checks.check_parameters`) before a run writes anything."""
+    """Check every parameter block (:func:`mc_simclr.preflight.check_parameters`) before a run writes anything."""
 
     @hook_impl
     def after_context_created(self, context) -> None:

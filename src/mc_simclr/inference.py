@@ -4,7 +4,7 @@ Recordings must come from the same array geometry as the training data (as many 
 the order and at the positions the model was trained on): the ``array`` block says which array the
 recordings come from, and a model trained on another one is refused, as is a file with another
 channel count (with its name); a file at another sample rate is resampled. The work is
-:class:`~mc_simclr.model.SELDModel`'s.
+:class:`~mc_simclr.seld_model.SELDModel`'s.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.audio.io import read_multichannel, resample
-from mc_simclr.model import SELDModel
+from mc_simclr.seld_model import SELDModel
 
 
 def read_recording(path: str | Path, sample_rate: int, n_mics: int) -> np.ndarray:

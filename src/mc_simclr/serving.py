@@ -1,11 +1,11 @@
-"""The trained model as an MLflow model: a ``pyfunc`` that serves :class:`~mc_simclr.model.SELDModel`.
+"""The trained model as an MLflow model: a ``pyfunc`` that serves :class:`~mc_simclr.seld_model.SELDModel`.
 
 Logged by the evaluation pipeline into its MLflow run (``seld_model``) and registered in the model
 registry, so that ``mlflow models serve -m models:/mc-simclr-seld/latest --env-manager local``
 answers requests with the same predictions as the Python API. A request is a table with one row per
 recording: either ``audio`` (a list of channels, each a list of samples) with its ``sample_rate``,
 or the ``path`` of an audio file on the serving machine. The answer has one row per window, as
-:meth:`~mc_simclr.model.SELDModel.predict` gives it, with ``item`` the row of the request.
+:meth:`~mc_simclr.seld_model.SELDModel.predict` gives it, with ``item`` the row of the request.
 
 Why a plain ``pyfunc`` and not kedro-mlflow's ``pipeline_ml_factory``: the model's input is audio
 as it arrives (an array or a file), not a catalog dataset, and the served model must run where
@@ -29,7 +29,8 @@ from mlflow.types.schema import Array, ColSpec, Schema
 
 from mc_simclr.acoustics.symmetry import DirectionLabels
 from mc_simclr.audio.io import read_multichannel
-from mc_simclr.model import SELDModel, direction_columns, model_geometry
+from mc_simclr.model_files import model_geometry
+from mc_simclr.seld_model import SELDModel, direction_columns
 
 #: The name of the model in its run and of its file among the model's artifacts.
 MODEL_NAME = "seld_model"
@@ -62,7 +63,7 @@ OUTPUT_SCHEMA = output_schema(DirectionLabels())
 
 
 class SELDPyfunc(mlflow.pyfunc.PythonModel):
-    """``predict`` of :class:`~mc_simclr.model.SELDModel` for a table of recordings (see the module)."""
+    """``predict`` of :class:`~mc_simclr.seld_model.SELDModel` for a table of recordings (see the module)."""
 
     def load_context(self, context) -> None:
         self.model = SELDModel.from_file(context.artifacts[MODEL_NAME], device="auto")

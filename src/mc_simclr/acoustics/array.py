@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mc_simclr.config import check_keys
+from mc_simclr.params import check_keys
 
 KINDS = ("circular", "tetrahedral", "linear", "custom")
 #: Capsule directions (azimuth, elevation; degrees) of the tetrahedral "MIC format" of the DCASE

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mc_simclr.acoustics.scene import SPEED_OF_SOUND, clip_rng
-from mc_simclr.config import check_keys, check_values
+from mc_simclr.params import check_keys, check_values
 
 COLORS = ("white", "pink")
 

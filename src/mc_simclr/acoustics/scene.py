@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mc_simclr.acoustics.array import ArrayGeometry
-from mc_simclr.config import dataclass_from_params
+from mc_simclr.params import dataclass_from_params
 
 SPEED_OF_SOUND = 343.0
 

@@ -1,5 +1,5 @@
 """Thin nodes of the sweeps (``ablations`` and ``seeds``); variants, seeds, caching and tables live in
-``mc_simclr.ablations``.
+``mc_simclr.sweeps``.
 
 Each variant's two nodes share its nested MLflow run under the sweep's run, and one nested run per
 seed under it (see ``tracking``): the pretraining node opens them (parameters, loss curves, encoder
@@ -17,23 +17,12 @@ import mlflow
 import pandas as pd
 import torch
 
-from mc_simclr.ablations import (
-    Variant,
-    aggregate_seeds,
-    build_sweep_report,
-    check_sweep,
-    evaluate_seed,
-    evaluation_params,
-    parse_seeds,
-    parse_variants,
-    seed_blocks,
-    variant_blocks,
-)
 from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.acoustics.scene import table_geometry
 from mc_simclr.evaluation import SupervisedConfig
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.models import EncoderConfig, build_encoder
+from mc_simclr.model_files import package_encoder
+from mc_simclr.networks import EncoderConfig, build_encoder
 from mc_simclr.pipelines.ablations.tracking import (
     log_params,
     log_pretraining,
@@ -42,9 +31,21 @@ from mc_simclr.pipelines.ablations.tracking import (
     seed_run,
     variant_run,
 )
-from mc_simclr.reporting import KEY_METRICS
+from mc_simclr.pretraining import pretrain_from_params
+from mc_simclr.reporting.run import KEY_METRICS
+from mc_simclr.reporting.sweep import build_sweep_report
 from mc_simclr.shards import FeatureShards, ShardedAudio
-from mc_simclr.training import package_encoder, pretrain_from_params
+from mc_simclr.sweeps import (
+    Variant,
+    aggregate_seeds,
+    check_sweep,
+    evaluate_seed,
+    evaluation_params,
+    parse_seeds,
+    parse_variants,
+    seed_blocks,
+    variant_blocks,
+)
 from mc_simclr.utils import fingerprint, flatten
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,8 @@ def pretrain_variant(
         for seed in parse_seeds(sweep_params, sweep):
             with seed_run(name, seed) as seeded:
                 extra = {
-                    "ablation_variant": name,
-                    "ablation_run_id": seeded.info.run_id if seeded else "",
+                    "sweep_variant": name,
+                    "seed_run_id": seeded.info.run_id if seeded else "",
                     "seed": seed,
                 }
                 if variant.pretrain:
@@ -161,7 +162,8 @@ def evaluate_variant(
             logger.info("%s %s, seed %s: evaluation found in the cache, not repeated", sweep, name, seed)
         # a variant's own seed runs are reopened; one with encoder_from opens new ones under its run
         parent = contextlib.nullcontext() if own else variant_run(name, run_id=variant_run_id or None)
-        with parent, seed_run(name, int(seed), run_id=(state.get("ablation_run_id") if own else None) or None) as run:
+        seed_run_id = (state.get("seed_run_id") or state.get("ablation_run_id")) if own else None  # older files
+        with parent, seed_run(name, int(seed), run_id=seed_run_id or None) as run:
             if run is not None:
                 log_seed_evaluation(result, cached)
         per_seed.append(result)

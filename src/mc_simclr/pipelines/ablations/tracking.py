@@ -13,7 +13,7 @@ from typing import Any
 import mlflow
 import torch
 
-from mc_simclr.training import history_metrics
+from mc_simclr.pretraining import history_metrics
 
 
 @contextlib.contextmanager
@@ -40,13 +40,13 @@ def nested_run(name: str, run_id: str | None = None, tags: dict[str, str] | None
 
 
 def variant_run(name: str, run_id: str | None = None) -> contextlib.AbstractContextManager:
-    """The nested run of one variant, tagged ``ablation_variant``."""
-    return nested_run(name, run_id, {"ablation_variant": name})
+    """The nested run of one variant, tagged ``sweep_variant``."""
+    return nested_run(name, run_id, {"sweep_variant": name})
 
 
 def seed_run(variant: str, seed: int, run_id: str | None = None) -> contextlib.AbstractContextManager:
     """The nested run of one seed of a variant (opened inside the variant's run), tagged with both."""
-    return nested_run(f"{variant} seed {seed}", run_id, {"ablation_variant": variant, "seed": str(seed)})
+    return nested_run(f"{variant} seed {seed}", run_id, {"sweep_variant": variant, "seed": str(seed)})
 
 
 def log_params(params: dict[str, Any]) -> None:

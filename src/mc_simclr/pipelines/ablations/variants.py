@@ -16,7 +16,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
 from mc_simclr import settings
-from mc_simclr.ablations import parse_variants
+from mc_simclr.sweeps import parse_variants
 
 
 def run_env() -> str:

@@ -1,5 +1,5 @@
 """Thin nodes of the ``evaluation`` pipeline; protocols live in ``mc_simclr.evaluation``, the report in
-``mc_simclr.reporting``."""
+``mc_simclr.reporting.run``."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from mc_simclr.evaluation import (
     evaluate_encoder,
     prepare_evaluation,
 )
-from mc_simclr.model import package_seld_model
-from mc_simclr.reporting import build_report, key_metrics
+from mc_simclr.model_files import package_seld_model
+from mc_simclr.reporting.run import build_report, key_metrics
 from mc_simclr.serving import log_seld_model
 from mc_simclr.shards import FeatureShards, ShardedAudio
 

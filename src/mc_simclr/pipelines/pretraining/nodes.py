@@ -1,4 +1,4 @@
-"""Thin nodes of the ``pretraining`` pipeline; the loop lives in ``mc_simclr.training``."""
+"""Thin nodes of the ``pretraining`` pipeline; the loop lives in ``mc_simclr.pretraining``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import mlflow
 
+from mc_simclr.pretraining import history_metrics, pretrain_from_params
 from mc_simclr.shards import ShardedAudio
-from mc_simclr.training import history_metrics, pretrain_from_params
 
 
 def pretrain_encoder(

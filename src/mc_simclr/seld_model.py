@@ -32,9 +32,7 @@ from mc_simclr.acoustics.symmetry import DirectionLabels
 from mc_simclr.audio.crops import pad_or_trim
 from mc_simclr.audio.io import resample
 from mc_simclr.devices import resolve_device
-from mc_simclr.features import FeatureExtractor
-from mc_simclr.models import Encoder, SELDHeads
-from mc_simclr.training import encoder_geometry, package_encoder, unpack_encoder
+from mc_simclr.model_files import model_geometry, unpack_seld_model
 
 #: Prediction columns of every model; the direction columns follow (:func:`direction_columns`).
 PREDICTION_COLUMNS = ("item", "window", "start_s", "end_s", "class", "class_probability")
@@ -56,43 +54,6 @@ def same_array(a: ArrayGeometry, b: ArrayGeometry) -> bool:
     """Whether two geometries have the same microphones at the same places (array frame), whatever
     their kind or orientation in a room."""
     return a.n_mics == b.n_mics and bool(np.abs(a.array - b.array).max() <= GEOMETRY_TOLERANCE)
-
-
-def package_seld_model(
-    encoder: Encoder,
-    heads: SELDHeads,
-    extractor: FeatureExtractor,
-    features_params: dict[str, Any],
-    class_names: list[str],
-    extra: dict[str, Any] | None = None,
-    geometry: ArrayGeometry | None = None,
-) -> dict[str, Any]:
-    """Encoder + heads + class names + feature settings + the array (``geometry``: its positions,
-    what it resolves and the direction labels of the heads) + ``extra``, as one dict."""
-    state = package_encoder(encoder, extractor, features_params, extra, geometry)
-    array = encoder_geometry(state)
-    state["geometry"] = {**array.summary(), "labels": DirectionLabels.of(array).to_dict()}
-    state["heads"] = {k: v.detach().cpu() for k, v in heads.state_dict().items()}
-    state["class_names"] = list(class_names)
-    return state
-
-
-def model_geometry(state: dict[str, Any]) -> tuple[ArrayGeometry, DirectionLabels]:
-    """The array of a model file and the direction labels of its heads (older files: the square, azimuth)."""
-    stored = state.get("geometry") or state.get("array") or {"n_mics": int(state.get("n_mics", 4))}
-    geometry = ArrayGeometry.from_dict(stored)
-    labels = DirectionLabels.from_dict(stored["labels"]) if "labels" in stored else DirectionLabels.of(geometry)
-    return geometry, labels
-
-
-def unpack_seld_model(state: dict[str, Any]) -> tuple[Encoder, SELDHeads, FeatureExtractor, list[str]]:
-    """Rebuild what :func:`package_seld_model` stored (eval mode, CPU)."""
-    if "heads" not in state or "class_names" not in state:
-        raise ValueError("model file lacks heads or class names: it was not written by the evaluation pipeline")
-    encoder, extractor = unpack_encoder(state)
-    heads = SELDHeads(encoder.embedding_dim, len(state["class_names"]), model_geometry(state)[1].dim)
-    heads.load_state_dict(state["heads"])
-    return encoder, heads.eval(), extractor, list(state["class_names"])
 
 
 def windows(audio: np.ndarray, length: int, hop: int) -> tuple[np.ndarray, np.ndarray]:

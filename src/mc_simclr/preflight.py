@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from mc_simclr.ablations import check_sweep
 from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.acoustics.noise import NoiseConfig
 from mc_simclr.acoustics.rir import BACKENDS
@@ -21,9 +20,10 @@ from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.evaluation import SupervisedConfig, batchnorm_mode
 from mc_simclr.execution import ExecutionConfig
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.models import EncoderConfig
+from mc_simclr.networks import EncoderConfig
+from mc_simclr.pretraining import PretrainConfig
 from mc_simclr.shards import STORAGE_DTYPES
-from mc_simclr.training import PretrainConfig
+from mc_simclr.sweeps import check_sweep
 
 SWEEPS = ("ablations", "seeds")
 

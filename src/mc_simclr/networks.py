@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mc_simclr.config import dataclass_from_params
+from mc_simclr.params import dataclass_from_params
 
 
 @dataclass

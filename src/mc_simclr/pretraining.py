@@ -1,5 +1,7 @@
-"""Training loops: MC-SimCLR pretraining with checkpoint + resume (this module) and the supervised
-protocols (:mod:`mc_simclr.evaluation`) share the helpers here.
+"""MC-SimCLR pretraining with checkpoint + resume, in one process or data parallel.
+
+Its learning-rate schedule (:func:`warmup_cosine`) is shared with the supervised protocols
+(:mod:`mc_simclr.evaluation`); the encoder file it writes is described in :mod:`mc_simclr.model_files`.
 
 Pretraining step: a batch of clips -> two random 1 s crops of each (zero-padded when shorter,
 overlap allowed) -> :class:`~mc_simclr.augment.MultiLevelAugmentation` (ChannelSwap, Mixup,
@@ -40,7 +42,6 @@ from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.acoustics.scene import table_geometry
 from mc_simclr.audio.crops import pad_or_trim
 from mc_simclr.augment import MultiLevelAugmentation
-from mc_simclr.config import check_values, dataclass_from_params
 from mc_simclr.devices import resolve_device
 from mc_simclr.distributed import (
     check_devices,
@@ -54,7 +55,8 @@ from mc_simclr.distributed import (
 )
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.losses import nt_xent
-from mc_simclr.models import (
+from mc_simclr.model_files import package_encoder
+from mc_simclr.networks import (
     Encoder,
     EncoderConfig,
     ProjectionHead,
@@ -62,6 +64,7 @@ from mc_simclr.models import (
     build_encoder,
     set_cuda_channels_last,
 )
+from mc_simclr.params import check_values, dataclass_from_params
 from mc_simclr.shards import OK, ShardedAudio
 from mc_simclr.utils import epoch_seed, fingerprint, seed_everything, torch_save_atomic
 
@@ -676,48 +679,3 @@ def pretrain_from_params(
         },
         geometry,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Encoder files
-# --------------------------------------------------------------------------------------------
-def package_encoder(
-    encoder: Encoder,
-    extractor: FeatureExtractor,
-    features_params: dict[str, Any],
-    extra: dict[str, Any] | None = None,
-    geometry: ArrayGeometry | None = None,
-) -> dict[str, Any]:
-    """Everything needed to rebuild the encoder and its feature front end, as one dict, with the
-    microphone array it was trained on (``array``; the paper's square when ``geometry`` is None)."""
-    geometry = geometry or ArrayGeometry.circular(extractor.n_mics)
-    if geometry.n_mics != extractor.n_mics:
-        raise ValueError(f"the array has {geometry.n_mics} microphones, the features {extractor.n_mics}")
-    return {
-        "encoder": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
-        "encoder_config": encoder.config.to_dict(),
-        "n_bins": encoder.n_bins,
-        "features": dict(features_params),
-        "sample_rate": extractor.sample_rate,
-        "n_mics": extractor.n_mics,
-        "array": geometry.summary(),
-        **(extra or {}),
-    }
-
-
-def encoder_geometry(state: dict[str, Any]) -> ArrayGeometry:
-    """The microphone array of an encoder file (files without one: the circle of its ``n_mics``)."""
-    return ArrayGeometry.from_dict(state.get("array") or {"n_mics": int(state.get("n_mics", 4))})
-
-
-def unpack_encoder(state: dict[str, Any]) -> tuple[Encoder, FeatureExtractor]:
-    """Rebuild the encoder (eval mode, CPU) and the FeatureExtractor it was trained with."""
-    missing = [k for k in ("encoder", "encoder_config", "n_bins", "features", "sample_rate") if k not in state]
-    if missing:
-        raise ValueError(f"encoder file lacks {missing}: it was not written by mc_simclr's pretraining")
-    encoder = build_encoder(EncoderConfig.from_params(dict(state["encoder_config"])), int(state["n_bins"]))
-    encoder.load_state_dict(state["encoder"])
-    extractor = FeatureExtractor.from_params(
-        dict(state["features"]), int(state["sample_rate"]), int(state.get("n_mics", 4))
-    )
-    return encoder.eval(), extractor
