@@ -88,6 +88,7 @@ def test_bench_features_compares_with_the_reference(capsys):
     assert "speed-up" in out and "max |torch - numpy|" in out
 
 
+@pytest.mark.slow
 def test_bench_execution_renders_alike_on_every_backend(tmp_path, capsys):
     bench = load_benchmark("bench_execution")
     sizes = ["unlabeled=2", "labeled=2", "validation=0", "test=0", "confirmation=0"]

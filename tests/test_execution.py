@@ -38,6 +38,7 @@ def _bytes(root):
     return {sid: (root / sid / "audio.npy").read_bytes() for sid in complete_shards(root)}
 
 
+@pytest.mark.slow
 def test_every_backend_writes_the_same_shards(plan, tmp_path):
     save_shards(tmp_path / "local", plan)
     reference = _bytes(tmp_path / "local")
@@ -52,6 +53,7 @@ def test_every_backend_writes_the_same_shards(plan, tmp_path):
         assert save_shards(root, ShardPlan(plan, {"backend": backend, "workers": 2}))["skipped"] == 3
 
 
+@pytest.mark.slow
 def test_a_failing_shard_is_retried_once_then_stops_the_run_naming_it(tmp_path):
     attempts = []
 
@@ -77,6 +79,7 @@ def test_a_failing_shard_is_retried_once_then_stops_the_run_naming_it(tmp_path):
         assert complete_shards(tmp_path / backend) == []
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_fails_fast_with_its_address():
     config = ExecutionConfig.from_params({"backend": "dask", "dask": {"address": "tcp://127.0.0.1:9", "timeout_s": 2}})
     started = time.perf_counter()

@@ -67,6 +67,7 @@ def experiment():
     return load_benchmark("gpu_experiment")
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_both_rows_with_finite_numbers(experiment, tmp_path):
     assert experiment.main([*TINY, "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")]) == 0
     table = pd.read_csv(tmp_path / "out" / "gpu_experiment_split.csv")
@@ -82,6 +83,7 @@ def test_tiny_run_writes_both_rows_with_finite_numbers(experiment, tmp_path):
     assert report["parameters"]["pretraining"]["warmup_epochs"] == 0  # 10 of conf/base, capped at 1 / 4
 
 
+@pytest.mark.slow
 def test_precisions_run_side_by_side_in_one_work_dir(experiment, tmp_path, capsys):
     argv = [*TINY, "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
     assert experiment.main([*argv, "--precision", "float32", "bf16"]) == 0
@@ -98,6 +100,7 @@ def test_precisions_run_side_by_side_in_one_work_dir(experiment, tmp_path, capsy
     assert list(compared["precision"]) == ["float32", "bf16"] and "linear_probe_accuracy" in compared
 
 
+@pytest.mark.slow
 def test_set_precision_is_the_default_of_precision(experiment, tmp_path):
     argv = [*TINY, "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
     assert experiment.main([*argv, "--set", "pretraining.precision=bf16"]) == 0
@@ -132,6 +135,7 @@ def test_paper_encoder_takes_conf_paper_encoder_and_joint_loss(experiment):
     assert params["features"]["hop_length"] == experiment.load_parameters(experiment.CONF)["features"]["hop_length"]
 
 
+@pytest.mark.slow
 def test_script_imports_neither_kedro_nor_mlflow():
     code = (
         "import importlib.util, sys\n"

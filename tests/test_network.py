@@ -11,6 +11,7 @@ import pytest
 
 from conftest import PROJECT_ROOT
 
+pytestmark = pytest.mark.slow  # runs a Kedro pipeline (pytest -m "not slow" skips it)
 
 # Runs `kedro run` with an audit hook that logs and refuses every name lookup or connection that
 # does not go to this machine.

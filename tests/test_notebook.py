@@ -9,6 +9,7 @@ from nbclient import NotebookClient
 
 from conftest import PROJECT_ROOT, run_pipeline
 
+pytestmark = pytest.mark.slow  # executes the notebook after the pipelines (pytest -m "not slow" skips it)
 
 
 def test_notebook_executes(simulated_project, monkeypatch):

@@ -17,6 +17,7 @@ from mc_simclr.sweeps import parse_variants
 
 from conftest import PROJECT_ROOT, conf_parameters, run_pipeline, tracking_uri
 
+pytestmark = pytest.mark.slow  # runs Kedro pipelines (pytest -m "not slow" skips it)
 
 # every variant of the sweep (conf/test inherits conf/base's list); table 1's rows come first
 SWEEP = parse_variants(conf_parameters("test")["ablations"])

@@ -17,6 +17,7 @@ from mc_simclr.shards import ShardedAudio
 
 from conftest import run_pipeline
 
+pytestmark = pytest.mark.slow  # runs Kedro pipelines (pytest -m "not slow" skips it)
 
 TETRA = {"array": {"kind": "tetrahedral"}}
 

@@ -10,6 +10,7 @@ from mc_simclr.shards import ShardedAudio, complete_shards
 
 from conftest import run_pipeline, tracking_uri
 
+pytestmark = pytest.mark.slow  # runs Kedro pipelines (pytest -m "not slow" skips it)
 
 
 def test_data_simulation_run_and_resume(kedro_project):

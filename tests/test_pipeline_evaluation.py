@@ -12,6 +12,7 @@ from mc_simclr.shards import ShardedAudio
 
 from conftest import run_pipeline, tracking_uri
 
+pytestmark = pytest.mark.slow  # runs Kedro pipelines (pytest -m "not slow" skips it)
 
 
 def test_evaluation_run(simulated_project):

@@ -10,6 +10,7 @@ from mc_simclr.shards import FeatureShards
 
 from conftest import run_pipeline
 
+pytestmark = pytest.mark.slow  # runs Kedro pipelines (pytest -m "not slow" skips it)
 
 
 def test_feature_extraction_run(simulated_project):

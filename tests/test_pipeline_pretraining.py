@@ -8,6 +8,7 @@ from mc_simclr.model_files import unpack_encoder
 
 from conftest import run_pipeline, tracking_uri
 
+pytestmark = pytest.mark.slow  # runs Kedro pipelines (pytest -m "not slow" skips it)
 
 
 def test_pretraining_run(simulated_project):

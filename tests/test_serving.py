@@ -24,6 +24,7 @@ from mc_simclr.shards import ShardedAudio
 
 from conftest import PROJECT_ROOT, project_after, tracking_uri
 
+pytestmark = pytest.mark.slow  # runs the pipelines and serves the model (pytest -m "not slow" skips it)
 
 
 def _readme_block(title: str, language: str) -> str:

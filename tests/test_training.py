@@ -309,6 +309,7 @@ def test_split_pretraining_with_branch_losses_resumes(audio, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_with_the_same_global_batch(audio, tmp_path):
     """Data parallel on CPU (gloo): the loss curve and weights of one process with the same global batch;
     a checkpoint of two processes resumes in one."""
@@ -330,6 +331,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(audio, tmp_path
     np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in one.history], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_two_processes_in_bf16_train_like_one(audio, tmp_path):
     """bf16 autocast under data parallelism (global BatchNorm, gathered projections): the loss curve of
     one bf16 process with the same global batch, to bfloat16's precision."""

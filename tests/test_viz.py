@@ -12,6 +12,7 @@ from mc_simclr.sweeps import parse_variants
 
 from conftest import conf_parameters
 
+pytestmark = pytest.mark.slow  # builds kedro-viz (pytest -m "not slow" skips it)
 
 
 def test_kedro_viz_build_shows_every_pipeline(kedro_project):
