@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import mc_simclr
 from mc_simclr.audio.io import resample
 from mc_simclr.features import FeatureExtractor
+from mc_simclr.inference import infer_recordings
 from mc_simclr.model_files import package_seld_model
 from mc_simclr.networks import EncoderConfig, SELDHeads, build_encoder
 from mc_simclr.seld_model import PREDICTION_COLUMNS, SELDModel
@@ -19,15 +21,20 @@ RATE = 16000
 CLASSES = ["bell", "drum", "whistle"]
 
 
-@pytest.fixture(scope="module")
-def state():
+def seld_state(classes: list[str] = CLASSES) -> dict:
+    """A model file's dict: conf/test's encoder, random weights (seeded), linear heads, the square."""
     params = conf_parameters("test")
     extractor = FeatureExtractor.from_params(params["features"], RATE)
     torch.manual_seed(0)
     encoder = build_encoder(EncoderConfig.from_params(params["encoder"]).for_array(4), extractor.n_mels).eval()
-    heads = SELDHeads(encoder.embedding_dim, len(CLASSES)).eval()
+    heads = SELDHeads(encoder.embedding_dim, len(classes)).eval()
     geometry = {"kind": "circular", "n_mics": 4, "diameter_m": 0.1, "orientation_deg": 0.0}
-    return package_seld_model(encoder, heads, extractor, params["features"], CLASSES, {"geometry": geometry})
+    return package_seld_model(encoder, heads, extractor, params["features"], classes, {"geometry": geometry})
+
+
+@pytest.fixture(scope="module")
+def state():
+    return seld_state()
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +75,25 @@ def test_bad_audio_is_refused_with_a_clear_error(state, audio):
         model.embed(audio, 0)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         mc_simclr.load_model("no/such/seld_model.pt")
+
+
+def test_audio_shorter_than_one_window_is_refused_naming_the_minimum(state, audio):
+    model = SELDModel(state, device="cpu")
+    assert model.min_seconds == 1.0
+    for short in (audio[:, : int(0.05 * RATE)], audio[:, : RATE - 1]):
+        with pytest.raises(ValueError, match=r"lasts 0\.\d+ s, shorter than the model's window of 1 s"):
+            model.predict(short, RATE)
+        with pytest.raises(ValueError, match="shorter than the model's window"):
+            model.embed(short, RATE)
+    assert len(model.predict(audio[:, :RATE], RATE)) == 1  # exactly one window
+    assert len(model.predict(resample(audio[:, :RATE], RATE, 44100), 44100)) == 1  # one second at another rate
+
+
+def test_the_inference_pipeline_refuses_a_too_short_recording_by_name(state, audio, tmp_path):
+    short = tmp_path / "short.wav"
+    sf.write(str(short), audio[:, : RATE // 2].T, RATE, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"short\.wav: the audio lasts 0\.5 s, shorter than the model's window"):
+        infer_recordings([short], state, device="cpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -2,9 +2,9 @@
 
 Recordings must come from the same array geometry as the training data (as many microphones, in
 the order and at the positions the model was trained on): the ``array`` block says which array the
-recordings come from, and a model trained on another one is refused, as is a file with another
-channel count (with its name); a file at another sample rate is resampled. The work is
-:class:`~mc_simclr.seld_model.SELDModel`'s.
+recordings come from, and a model trained on another one is refused, as are a file with another
+channel count and one shorter than the model's window (naming the file); a file at another sample
+rate is resampled. The work is :class:`~mc_simclr.seld_model.SELDModel`'s.
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ def infer_recordings(
     tables = []
     for path in tqdm(paths, desc="inference", unit="file"):
         audio = read_recording(path, model.sample_rate, model.geometry["n_mics"])
-        table = model.predict(audio, model.sample_rate, embeddings=True).drop(columns="item")
+        try:
+            table = model.predict(audio, model.sample_rate, embeddings=True).drop(columns="item")
+        except ValueError as err:  # too short for one window: name the file
+            raise ValueError(f"{path}: {err}") from err
         tables.append(table.assign(file=str(path)))
     columns = ["file", *model.prediction_columns[1:], "embedding"]
     return pd.concat(tables, ignore_index=True)[columns]

@@ -15,7 +15,9 @@ in your own code::
 
 Audio is ``(channels, samples)`` or ``(batch, channels, samples)``, as a NumPy array or a torch
 tensor, at any sample rate (it is resampled to the model's). It is cut into windows of
-``window_seconds`` every ``hop_seconds`` from the start; the last window is zero-padded.
+``window_seconds`` every ``hop_seconds`` from the start; the last window is zero-padded. Audio
+shorter than one window (:attr:`SELDModel.min_seconds`) is refused: a window that is mostly
+zeros would be answered as if it were a sound.
 """
 
 from __future__ import annotations
@@ -117,6 +119,11 @@ class SELDModel:
         return cls(state, **kwargs)
 
     @property
+    def min_seconds(self) -> float:
+        """The shortest audio the model answers: one window (``window_seconds``)."""
+        return self.window / self.sample_rate
+
+    @property
     def sample_rate(self) -> int:
         """The rate the model works at; other rates are resampled to it."""
         return self.extractor.sample_rate
@@ -170,6 +177,12 @@ class SELDModel:
             raise ValueError("waveform must hold finite numbers (it has NaN, infinite or non-numeric values)")
         if int(sample_rate) <= 0:
             raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate}")
+        seconds = audio.shape[-1] / int(sample_rate)
+        if seconds < self.min_seconds - 0.5 / int(sample_rate):
+            raise ValueError(
+                f"the audio lasts {seconds:.4g} s, shorter than the model's window of {self.min_seconds:g} s "
+                "(the shortest audio it answers); send at least one window"
+            )
         return resample(audio.astype(np.float32), int(sample_rate), self.sample_rate).astype(np.float32)
 
     def _windows(self, waveform: Any, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
