@@ -45,7 +45,8 @@ def test_base_variants_are_the_papers_tables():
     ]
     table_2 = sorted((v.channel_drop_p, n) for n, v in variants.items() if "table2" in v.tables)
     assert table_2 == [(0.0, "p_0"), (0.05, "p_0_05"), (0.1, "cs_mu_rrc_cd"), (0.2, "p_0_2")]
-    assert not variants["random"].pretrain and variants["no_aug"].augmentations == ()
+    assert not variants["random"].pretrain
+    assert variants["no_aug"].augmentations == ()
     assert variants["cs_mu_cd"].augmentations == ("channel_swap", "mixup", "channel_drop")
 
 
@@ -58,7 +59,8 @@ def test_variant_switches_augmentations_and_channel_drop_p():
         "random_resized_crop": True,
         "channel_drop": True,
     }
-    assert aug["channel_drop"]["p"] == 0.2 and aug["mixup"]["alpha_max"] == AUGMENTATIONS["mixup"]["alpha_max"]
+    assert aug["channel_drop"]["p"] == 0.2
+    assert aug["mixup"]["alpha_max"] == AUGMENTATIONS["mixup"]["alpha_max"]
     assert AUGMENTATIONS["mixup"]["enabled"] is True  # the project's block is not modified
     assert variant.settings()["augmentations"] == "cs+rrc+cd"
 
@@ -121,7 +123,8 @@ def test_a_variant_can_evaluate_another_variants_encoders():
     ft, full, _ = variants
     # it describes the encoders it evaluates, and only its evaluation differs
     assert (ft.pretrain, ft.augmentations, ft.channel_drop_p) == (full.pretrain, full.augmentations, 0.2)
-    assert ft.settings()["encoder_from"] == "full" and full.settings()["encoder_from"] == ""
+    assert ft.settings()["encoder_from"] == "full"
+    assert full.settings()["encoder_from"] == ""
     assert ft.settings()["evaluation"] == "evaluation.supervised.encoder_grad_scale=1.0"
     evaluation = {"batchnorm": "keep", "supervised": {"encoder_grad_scale": 0.1, "finetune_epochs": 60}}
     sweep = {"evaluation": {"supervised": {"finetune_epochs": 40}}}
@@ -179,10 +182,12 @@ def test_sweep_tables_have_the_papers_shape():
         [_result("a", "table1", 0.0, 0), _result("b", "table1,table2", 0.1, 1), _result("c", "table2", 0.05, 2)]
     )
     one, two = table1(frame), table2(frame)
-    assert list(one["variant"]) == ["a", "b"] and list(two["variant"]) == ["c", "b"]  # sorted by p
+    assert list(one["variant"]) == ["a", "b"]
+    assert list(two["variant"]) == ["c", "b"]  # sorted by p
     assert list(two["channel_drop_p"]) == [0.05, 0.1]
     md_1, md_2 = tables_markdown(one, two, "T", knn_k=7)
-    assert "| 7-NN accuracy % | 7-NN error ° |" in md_1 and "| 7-NN accuracy % |" in md_2
+    assert "| 7-NN accuracy % | 7-NN error ° |" in md_1
+    assert "| 7-NN accuracy % |" in md_2
     assert "| A | 2 | 50.0 ± 1.0 (0.0-99.0) | 20.0 ± 1.0 (0.0-99.0) |" in md_1
     assert "| 0.05 | 2 | 52.0 ± 1.0 (0.0-99.0) | 18.0 ± 1.0 (0.0-99.0) |" in md_2
     assert frame.loc[0, "evaluation_s"] == 2.0
@@ -194,12 +199,14 @@ def test_one_namespace_per_variant(tmp_path):
     assert {"ablations.random", "ablations.cs", "ablations"} <= namespaces
     outputs = pipeline.all_outputs()
     assert {"ablations.cs.encoder", "ablations.cs.results", "ablations.table1", "feature_patches"} <= outputs
-    assert "params:ablations" in pipeline.inputs() and "params:ablations.cs.pretraining" not in pipeline.inputs()
+    assert "params:ablations" in pipeline.inputs()
+    assert "params:ablations.cs.pretraining" not in pipeline.inputs()
     # a variant with encoder_from evaluates the other variant's encoders and trains none
     reusing = create_pipeline(variants={"cs": None, "ft": "cs"})
     ft = [node for node in reusing.nodes if node.namespace == "ablations.ft"]
     assert [node.name for node in ft] == ["ablations.ft.evaluate_variant"]
-    assert "ablations.cs.encoder" in ft[0].inputs and "ablations.ft.encoder" not in reusing.datasets()
+    assert "ablations.cs.encoder" in ft[0].inputs
+    assert "ablations.ft.encoder" not in reusing.datasets()
     # the shared inputs are not namespaced, so simulation and features run once
     assert not any(
         d.startswith("ablations.") and d.endswith(("spatial_audio", "feature_patches")) for d in pipeline.datasets()
@@ -230,7 +237,8 @@ def test_variant_names_follow_the_yaml(tmp_path):
 def test_seed_lists_are_checked(seeds, message):
     with pytest.raises(ValueError, match=f"seeds.seeds: .*{message}"):
         parse_seeds({"seeds": seeds}, "seeds")
-    assert parse_seeds({"seeds": [2, 0]}, "seeds") == [2, 0] and parse_seeds({}, "ablations") == [0]
+    assert parse_seeds({"seeds": [2, 0]}, "seeds") == [2, 0]
+    assert parse_seeds({}, "ablations") == [0]
 
 
 def test_seed_blocks_give_each_seed_its_checkpoint():
@@ -268,7 +276,10 @@ def test_aggregate_over_seeds_matches_its_parts():
 
     result = aggregate_seeds(variant, [seed_result(0, [10.0, 10.0, 10.0, 10.0]), seed_result(1, [20.0, 20, 20, 20])])
     metrics = result["metrics"]
-    assert metrics["knn_azimuth_error"] == 15.0 and metrics["knn_azimuth_error_std"] == pytest.approx(np.sqrt(50))
+    assert metrics["knn_azimuth_error"] == 15.0
+    assert metrics["knn_azimuth_error_std"] == pytest.approx(np.sqrt(50))
     assert metrics["knn_azimuth_error_ci_low"] == metrics["knn_azimuth_error_ci_high"] == 15.0  # no spread over clips
-    assert metrics["knn_accuracy"] == 75.0 and metrics["knn_accuracy_ci_low"] < 75.0 < metrics["knn_accuracy_ci_high"]
-    assert result["seeds"] == [0, 1] and result["wall_s"] == {"pretraining": 2.0, "evaluation": 2.0}
+    assert metrics["knn_accuracy"] == 75.0
+    assert metrics["knn_accuracy_ci_low"] < 75.0 < metrics["knn_accuracy_ci_high"]
+    assert result["seeds"] == [0, 1]
+    assert result["wall_s"] == {"pretraining": 2.0, "evaluation": 2.0}

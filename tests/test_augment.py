@@ -147,7 +147,8 @@ def test_square_map_azimuth_agrees_with_geometry(symmetry):
     as_numpy_sym = SQUARE.map_azimuth(np.array(AZIMUTHS), np.full(len(AZIMUTHS), symmetry))
     as_torch = SQUARE.map_azimuth(torch.tensor(AZIMUTHS), torch.tensor(symmetry))
     as_torch_sym = SQUARE.map_azimuth(torch.tensor(AZIMUTHS), torch.full((len(AZIMUTHS),), symmetry))
-    assert isinstance(as_numpy, np.ndarray) and isinstance(as_torch, torch.Tensor)
+    assert isinstance(as_numpy, np.ndarray)
+    assert isinstance(as_torch, torch.Tensor)
     cases = ((scalars, 1e-9), (as_numpy, 1e-9), (as_numpy_sym, 1e-9), (as_torch, 1e-4), (as_torch_sym, 1e-4))
     for mapped, tol in cases:
         mapped = np.asarray(mapped, dtype=np.float64)
@@ -242,7 +243,10 @@ def test_swap_explicit_symmetry_is_reused_for_the_second_view():
     view2 = torch.randn(16, 4, 100, generator=g)
     out1, sym = cs(view1, generator=g)
     out2, sym2 = cs(view2, sym)
-    assert torch.equal(sym2, sym) and sym.shape == (16,) and sym.min() >= 0 and sym.max() < 8
+    assert torch.equal(sym2, sym)
+    assert sym.shape == (16,)
+    assert sym.min() >= 0
+    assert sym.max() < 8
     for b in range(16):
         perm = SQUARE.permutation(int(sym[b]))
         torch.testing.assert_close(out1[b], view1[b, perm])
@@ -425,10 +429,13 @@ def test_reprs_show_parameters():
     assert "p=0.1" in repr(ChannelDrop(0.1))
     assert "alpha_max=0.01" in repr(Mixup(0.01))
     text = repr(RandomResizedCrop(scale=(0.8, 1.0), ratio=(0.8, 1.25), max_lag_shift=2))
-    assert "scale=(0.8, 1.0)" in text and "ratio=(0.8, 1.25)" in text and "max_lag_shift=2" in text
+    assert "scale=(0.8, 1.0)" in text
+    assert "ratio=(0.8, 1.25)" in text
+    assert "max_lag_shift=2" in text
     assert "max_lag_shift=None" in repr(RandomResizedCrop())
     text = repr(ChannelSwap())
-    assert "n_mics=4" in text and "symmetries=8" in text
+    assert "n_mics=4" in text
+    assert "symmetries=8" in text
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,22 +455,27 @@ def test_modules_run_on_device(device):
     fe_dev = FeatureExtractor().to(device)
     with torch.no_grad():
         feats = fe_dev(waves.to(device))
-    assert feats.device.type == device.type and feats.shape == (4, 10, 51, 64)
+    assert feats.device.type == device.type
+    assert feats.shape == (4, 10, 51, 64)
     torch.testing.assert_close(feats.cpu(), reference, rtol=1e-4, atol=1e-4)
 
     swapped, sym = ChannelSwap().to(device)(waves.to(device), generator=g)
-    assert swapped.device.type == device.type and sym.device.type == device.type
+    assert swapped.device.type == device.type
+    assert sym.device.type == device.type
     for b in range(4):
         torch.testing.assert_close(swapped[b].cpu(), waves[b, SQUARE.permutation(int(sym[b]))])
     mixed = Mixup(0.01)(waves.to(device), generator=g)
-    assert mixed.shape == waves.shape and mixed.device.type == device.type
+    assert mixed.shape == waves.shape
+    assert mixed.device.type == device.type
 
     cropped = RandomResizedCrop(max_lag_shift=1)(feats, generator=g)
-    assert cropped.shape == feats.shape and cropped.device.type == device.type
+    assert cropped.shape == feats.shape
+    assert cropped.device.type == device.type
     full = RandomResizedCrop(scale=(1.0, 1.0), ratio=(1.0, 1.0))(feats, generator=g)
     torch.testing.assert_close(full, feats, rtol=1e-4, atol=1e-4)
     dropped = ChannelDrop(0.5)(feats, generator=g)
-    assert dropped.shape == feats.shape and dropped.device.type == device.type
+    assert dropped.shape == feats.shape
+    assert dropped.device.type == device.type
     kept = (dropped == feats).all(dim=(2, 3)) | (dropped == 0).all(dim=(2, 3))
     assert bool(kept.all())
 

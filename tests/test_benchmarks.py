@@ -20,11 +20,14 @@ def test_setups_are_read_from_conf(setups):
     base, paper_crnn, paper = (setups.load_setup(name) for name in ("base", "paper_crnn", "paper"))
     conf = conf_parameters()
     square = {"in_channels": 10, "mel_channels": 4}  # the channels conf derives from the paper's array
-    assert base["encoder"] == {**conf["encoder"], **square} and base["augmentations"] == conf["augmentations"]
-    assert base["encoder"]["architecture"] == "split_crnn" and base["pretraining"]["branch_loss_weight"] > 0
+    assert base["encoder"] == {**conf["encoder"], **square}
+    assert base["augmentations"] == conf["augmentations"]
+    assert base["encoder"]["architecture"] == "split_crnn"
+    assert base["pretraining"]["branch_loss_weight"] > 0
     assert paper_crnn["encoder"] == {**conf["encoder"], **square, "architecture": "crnn"}
     assert (paper_crnn["pretraining"]["joint_loss_weight"], paper_crnn["pretraining"]["branch_loss_weight"]) == (1, 0)
-    assert paper["encoder"] == {**conf_parameters("paper")["encoder"], **square} and paper["features"]["n_mels"] == 96
+    assert paper["encoder"] == {**conf_parameters("paper")["encoder"], **square}
+    assert paper["features"]["n_mels"] == 96
     with pytest.raises(ValueError, match="unknown setup"):
         setups.load_setup("resnet")
 
@@ -33,7 +36,9 @@ def test_bench_training_times_the_split_default(capsys):
     bench = load_benchmark("bench_training")
     results = bench.main(["--device", "cpu", "--batch", "2", "--steps", "1", "--clips", "3"])
     (result,) = results
-    assert result.encoder == "base" and result.wall_s > 0 and result.clips_per_s > 0
+    assert result.encoder == "base"
+    assert result.wall_s > 0
+    assert result.clips_per_s > 0
     assert {"stft", "gcc_phat", "random_resized_crop"} <= set(result.breakdown)
     assert "(b) by stage" in capsys.readouterr().out
 
@@ -48,10 +53,12 @@ def test_bench_training_runs_each_precision(capsys):
         "cpu bf16",
     ]
     for r in results:
-        assert r.utilisation is None and r.layout == "channels_last"  # no GPU; the CPU always runs channels-last
+        assert r.utilisation is None
+        assert r.layout == "channels_last"  # no GPU; the CPU always runs channels-last
         assert r.compute_limit == pytest.approx(r.batch * r.steps / (r.augment_s + r.train_s))
     out = capsys.readouterr().out
-    assert "cpu bf16" in out and "limit/s" in out
+    assert "cpu bf16" in out
+    assert "limit/s" in out
 
 
 def test_utilisation_sampler_reads_nvidia_smi_until_stopped(tmp_path, monkeypatch):
@@ -60,7 +67,8 @@ def test_utilisation_sampler_reads_nvidia_smi_until_stopped(tmp_path, monkeypatc
     missing = bench.UtilisationSampler(bench.torch.device("cuda", 0))
     missing.start()
     missing.stop()
-    assert missing.mean is None and missing.error == "nvidia-smi not found"
+    assert missing.mean is None
+    assert missing.error == "nvidia-smi not found"
 
     # a stand-in nvidia-smi: two samples, then it loops on as the real one does with --loop-ms
     fake = tmp_path / "nvidia-smi"
@@ -76,16 +84,20 @@ def test_utilisation_sampler_reads_nvidia_smi_until_stopped(tmp_path, monkeypatc
     started = time.monotonic()
     sampler.stop()
     assert time.monotonic() - started < 5  # stop() ends the looping process
-    assert sampler.samples == [0.5, 0.7] and sampler.mean == pytest.approx(0.6)
+    assert sampler.samples == [0.5, 0.7]
+    assert sampler.mean == pytest.approx(0.6)
     args = (tmp_path / "args").read_text().split()
-    assert "--query-gpu=utilization.gpu" in args and "--loop-ms=50" in args and any(a.startswith("--id=") for a in args)
+    assert "--query-gpu=utilization.gpu" in args
+    assert "--loop-ms=50" in args
+    assert any(a.startswith("--id=") for a in args)
 
 
 def test_bench_features_compares_with_the_reference(capsys):
     bench = load_benchmark("bench_features")
     bench.main(["--patches", "2", "--batch", "2", "--repeats", "1"])
     out = capsys.readouterr().out
-    assert "speed-up" in out and "max |torch - numpy|" in out
+    assert "speed-up" in out
+    assert "max |torch - numpy|" in out
 
 
 @pytest.mark.slow
@@ -107,11 +119,14 @@ def test_paper_scale_projects_run_the_paper_environment_on_the_standin(tmp_path)
     assert params["corpus"]["source"] == "fsdnoisy18k"
     assert params["corpus"]["fsdnoisy18k"]["root"] == str(tmp_path / "standin")
     assert params["simulation"]["storage_dtype"] == "int16"
-    assert params["pretraining"]["max_steps"] == 3 and params["pretraining"]["batch_size"] == 512
+    assert params["pretraining"]["max_steps"] == 3
+    assert params["pretraining"]["batch_size"] == 512
     evaluation = params["evaluation"]
-    assert evaluation["subsets"]["amounts"] == [] and evaluation["supervised"]["finetune_epochs"] == 1
+    assert evaluation["subsets"]["amounts"] == []
+    assert evaluation["supervised"]["finetune_epochs"] == 1
     paper = conf_parameters("paper")  # the paper's settings are kept apart from the overrides
-    assert params["features"] == paper["features"] and params["encoder"] == paper["encoder"]
+    assert params["features"] == paper["features"]
+    assert params["encoder"] == paper["encoder"]
 
 
 def test_paper_scale_results_merge_by_stage_and_fraction(tmp_path):
@@ -126,4 +141,5 @@ def test_paper_scale_results_merge_by_stage_and_fraction(tmp_path):
         ("evaluation", 0.25),
         ("data_simulation", 0.5),
     ]
-    assert saved.loc[1, "wall_s"] == 7.0 and not list(tmp_path.glob(".*"))
+    assert saved.loc[1, "wall_s"] == 7.0
+    assert not list(tmp_path.glob(".*"))

@@ -41,14 +41,17 @@ def test_paper_environment_matches_the_paper():
         10,
     )
     assert (pretraining.momentum, pretraining.weight_decay, pretraining.temperature) == (0.9, 1e-4, 0.1)
-    assert params["encoder"]["embedding_dim"] == 128 and params["encoder"]["filters"] == [128, 128, 128]
+    assert params["encoder"]["embedding_dim"] == 128
+    assert params["encoder"]["filters"] == [128, 128, 128]
     assert params["encoder"]["architecture"] == "crnn"  # the paper's single encoder, one NT-Xent on h
     assert (pretraining.joint_loss_weight, pretraining.branch_loss_weight) == (1.0, 0.0)
     supervised = SupervisedConfig.from_params(params["evaluation"]["supervised"])
     assert (supervised.batch_size, supervised.lr, supervised.encoder_grad_scale) == (128, 0.01, 0.1)
-    assert params["corpus"]["source"] == "fsdnoisy18k" and params["corpus"]["fsdnoisy18k"]["validation_size"] == 200
+    assert params["corpus"]["source"] == "fsdnoisy18k"
+    assert params["corpus"]["fsdnoisy18k"]["validation_size"] == 200
     augment = params["augmentations"]
-    assert augment["channel_drop"]["p"] == 0.1 and augment["mixup"]["alpha_max"] == 0.01
+    assert augment["channel_drop"]["p"] == 0.1
+    assert augment["mixup"]["alpha_max"] == 0.01
     assert augment["random_resized_crop"]["scale"] == [0.8, 1.0] and augment["random_resized_crop"]["ratio"] == [
         0.8,
         1.25,
@@ -92,7 +95,8 @@ def test_every_setting_is_in_conf_base_and_defaults_are_conf_papers(cls, path):
 
 def test_the_array_block_of_conf_base_is_the_papers_square():
     geometry = ArrayGeometry.from_params(conf_parameters()["array"])
-    assert geometry == ArrayGeometry.circular(4, 0.1) and SceneConfig().array == geometry
+    assert geometry == ArrayGeometry.circular(4, 0.1)
+    assert SceneConfig().array == geometry
     assert conf_parameters("paper")["array"] == conf_parameters()["array"]
 
 

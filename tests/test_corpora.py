@@ -30,7 +30,8 @@ def _tone(path, seconds=0.5, rate=16000, channels=1, freq=440.0):
 def test_read_mono_downmixes_and_resamples(tmp_path):
     _tone(tmp_path / "stereo.wav", seconds=1.0, rate=44100, channels=2, freq=1000.0)
     x = read_mono(tmp_path / "stereo.wav", 16000)
-    assert x.dtype == np.float32 and abs(len(x) - 16000) <= 1
+    assert x.dtype == np.float32
+    assert abs(len(x) - 16000) <= 1
     spectrum = np.abs(np.fft.rfft(x))
     assert abs(np.argmax(spectrum) * 16000 / len(x) - 1000.0) < 2.0
 
@@ -65,11 +66,14 @@ def test_folder_corpus(tmp_path):
     table, report = read_folder_corpus(tmp_path)
     assert list(table.columns) == list(CLIP_TABLE_COLUMNS)
     assert list(table["split"]) == ["unlabeled", "labeled", "test", "labeled"]
-    assert report.n_skipped == 1 and report.skipped[0]["clip_id"] == "broken"
-    assert np.allclose(table["duration"], 0.5) and set(table["sample_rate"]) == {16000}
+    assert report.n_skipped == 1
+    assert report.skipped[0]["clip_id"] == "broken"
+    assert np.allclose(table["duration"], 0.5)
+    assert set(table["sample_rate"]) == {16000}
 
     held, _ = read_folder_corpus(tmp_path, validation_size=1, seed=3)
-    assert (held["split"] == "validation").sum() == 1 and (held["split"] == "labeled").sum() == 1
+    assert (held["split"] == "validation").sum() == 1
+    assert (held["split"] == "labeled").sum() == 1
 
 
 def test_folder_corpus_structural_errors(tmp_path):
@@ -144,7 +148,8 @@ def test_fsdnoisy18k_validation_larger_than_clean(tmp_path):
 
 def test_durations_follow_fsdnoisy18k():
     d = sample_durations(np.random.default_rng(0), 4000, mean_s=8.8)
-    assert d.min() >= 0.3 and d.max() <= 30.0
+    assert d.min() >= 0.3
+    assert d.max() <= 30.0
     assert 7.5 < d.mean() < 9.0
 
 
@@ -153,7 +158,8 @@ def test_synthetic_corpus_is_deterministic_and_resumes(tmp_path):
     means = {"unlabeled": 1.0, "labeled": 0.8, "test": 0.8}
     csv = generate_synthetic_corpus(tmp_path / "a", sizes, means, (0.3, 2.0), seed=5)
     table, report = read_folder_corpus(tmp_path / "a", csv)
-    assert report.n_skipped == 0 and len(table) == 7
+    assert report.n_skipped == 0
+    assert len(table) == 7
     assert table["label"].nunique() >= 3
     assert table["duration"].between(0.3, 2.0).all()
     first = {p: sf.read(p)[0] for p in table["path"]}
@@ -225,7 +231,8 @@ def test_fsdnoisy18k_standin_has_the_released_layout_at_a_fraction(tmp_path):
     ]
     train = pd.read_csv(root / "FSDnoisy18k.meta" / "train.csv", dtype=str)
     assert list(train.columns) == ["fname", "label", "aso_id", "manually_verified", "noisy_small"]
-    assert (train["manually_verified"] == "0").sum() == 16 and (train["manually_verified"] == "1").sum() == 2
+    assert (train["manually_verified"] == "0").sum() == 16
+    assert (train["manually_verified"] == "1").sum() == 2
     table, report = read_fsdnoisy18k(root, validation_size=1, seed=0)
     assert report.n_skipped == 0
     assert table["split"].value_counts().to_dict() == {"unlabeled": 16, "test": 2, "labeled": 1, "validation": 1}

@@ -64,7 +64,8 @@ def test_breakdown_bins_and_classes():
     assert tables["overall"].iloc[0]["accuracy"] == pytest.approx(75.0)
     assert tables["overall"].iloc[0]["azimuth_error"] == pytest.approx(17.5)
     rt60 = tables["rt60"].set_index("rt60_bin")
-    assert rt60.loc["0.1-0.4", "clips"] == 2 and rt60.loc["0.7-1.0", "azimuth_error"] == pytest.approx(60.0)
+    assert rt60.loc["0.1-0.4", "clips"] == 2
+    assert rt60.loc["0.7-1.0", "azimuth_error"] == pytest.approx(60.0)
     assert tables["class"].set_index("label").loc["a", "accuracy"] == pytest.approx(50.0)
 
 
@@ -131,7 +132,8 @@ def test_linear_probe_keeps_the_encoder_frozen():
     assert out["test"].direction_vector.shape == (len(test.items), 2)
     # and the heads learn from the frozen embedding: chance is 33 % and 90 degrees
     scores = clip_scores(clip_predictions(test.items, out["test"]))
-    assert scores["accuracy"] >= 75.0 and scores["azimuth_error"] < 45.0
+    assert scores["accuracy"] >= 75.0
+    assert scores["azimuth_error"] < 45.0
 
 
 def test_fine_tune_changes_a_copy_only():
@@ -171,7 +173,8 @@ def test_class_balanced_subsets():
     )
     half = class_balanced_subset(clips, 0.5, "fraction", seed=1)
     labels = clips.set_index("clip_id").loc[sorted(half), "label"]
-    assert len(half) == 15 and abs((labels == "a").sum() - (labels == "b").sum()) <= 1
+    assert len(half) == 15
+    assert abs((labels == "a").sum() - (labels == "b").sum()) <= 1
     assert half == class_balanced_subset(clips, 0.5, "fraction", seed=1)
     assert half != class_balanced_subset(clips, 0.5, "fraction", seed=2)
     assert len(class_balanced_subset(clips, 1.0, "hours", seed=0)) == 10  # 10 clips of 0.1 h
@@ -196,11 +199,13 @@ def test_inference_windows_and_channel_check(tmp_path):
 
     audio = np.arange(2 * 25, dtype=np.float32).reshape(2, 25)
     cut, starts = windows(audio, length=10, hop=10)
-    assert list(starts) == [0, 10, 20] and cut.shape == (3, 2, 10)
+    assert list(starts) == [0, 10, 20]
+    assert cut.shape == (3, 2, 10)
     np.testing.assert_array_equal(cut[2, :, :5], audio[:, 20:])
     assert not cut[2, :, 5:].any()
     short, starts = windows(audio[:, :4], length=10, hop=5)
-    assert list(starts) == [0] and short.shape == (1, 2, 10)
+    assert list(starts) == [0]
+    assert short.shape == (1, 2, 10)
     sf.write(str(tmp_path / "three.wav"), np.zeros((100, 3)), 16000)
     with pytest.raises(ValueError, match=r"three.wav: 3 channel\(s\), expected 4"):
         read_recording(tmp_path / "three.wav", 16000, 4)
@@ -256,7 +261,8 @@ def test_supervised_azimuth_ceiling_trains_azimuth_only(monkeypatch):
     clips = supervised_azimuth(encoder, {"labeled": train, "validation": val, "test": test}, 3, config)["test"]
     assert [(c.class_loss_weight, c.azimuth_loss_weight) for c in seen] == [(0.0, 1.0)]
     assert config.class_loss_weight == 1.0  # the caller's settings are not modified
-    assert clips["pred_class"].isna().all() and len(clips) == test.items["clip_id"].nunique()
+    assert clips["pred_class"].isna().all()
+    assert len(clips) == test.items["clip_id"].nunique()
     # the toy azimuth is learnable: far better than chance (90 degrees)
     assert mean_azimuth_error(clips["pred_azimuth"], clips["azimuth_deg"]) < 30.0
     with pytest.raises(ValueError, match="class_loss_weight"):
@@ -281,11 +287,14 @@ def test_recalibrated_batchnorm_normalises_a_random_encoders_activations():
         return x.mean(1), x.var(1)
 
     mean, var = normalised(encoder)
-    assert mean.abs().min() > 1.0 and (var - 1.0).abs().max() > 0.4  # kept statistics: raw values pass
+    assert mean.abs().min() > 1.0
+    assert (var - 1.0).abs().max() > 0.4  # kept statistics: raw values pass
     recalibrated = recalibrate_batchnorm(encoder, features, torch.device("cpu"), batch_size=7)  # ordered classes
     mean, var = normalised(recalibrated)
-    assert mean.abs().max() < 0.05 and (var - 1.0).abs().max() < 0.05
-    assert not recalibrated.training and encoder.input_norm.running_mean.abs().max() == 0  # a copy
+    assert mean.abs().max() < 0.05
+    assert (var - 1.0).abs().max() < 0.05
+    assert not recalibrated.training
+    assert encoder.input_norm.running_mean.abs().max() == 0  # a copy
     # only the statistics change: the same weights
     for (key, a), b in zip(encoder.state_dict().items(), recalibrated.state_dict().values(), strict=True):
         if "running" not in key and "num_batches" not in key:
@@ -320,7 +329,8 @@ def test_run_protocols_reports_both_batchnorm_probes_and_the_confirmation_split(
         assert len(clips["fine_tune"]) == splits[split].items["clip_id"].nunique()
     assert result.validation["linear_probe"] == result.validation["linear_probe_recalibrate"]
     kept = run_protocols(encoder, True, {k: v for k, v in splits.items() if k != "confirmation"}, 3, CONFIG, [])
-    assert set(kept.clips) == {"test"} and kept.batchnorm == "keep"
+    assert set(kept.clips) == {"test"}
+    assert kept.batchnorm == "keep"
     # the probe with the kept statistics is the same whichever protocol is chosen
     pd.testing.assert_frame_equal(kept.test["linear_probe_keep"], result.test["linear_probe_keep"])
     with pytest.raises(ValueError, match="evaluation.batchnorm"):
@@ -358,7 +368,8 @@ def test_no_subset_amounts_give_an_empty_curve_and_a_figure_that_says_so():
     from mc_simclr.reporting.run import plot_subsets, subset_table
 
     curves = subset_table({"MC-SimCLR": {}, "random init": {}}, "fraction")  # evaluation.subsets.amounts: []
-    assert curves.empty and {"encoder", "amount", "accuracy"} <= set(curves.columns)
+    assert curves.empty
+    assert {"encoder", "amount", "accuracy"} <= set(curves.columns)
     figure = plot_subsets(curves)
     assert "no subsets" in figure.axes[0].texts[0].get_text()
     plt.close(figure)
@@ -376,7 +387,8 @@ def test_protocols_read_from_feature_shards_as_from_memory(tmp_path):
             write_feature_shard(tmp_path, f"{name}-{part}-{number}", shard)
     streamed = evaluation.load_splits(FeatureShards(tmp_path))
     for name, split in streamed.items():
-        assert isinstance(split.features, FeatureRows) and len(split) == len(in_memory[name])
+        assert isinstance(split.features, FeatureRows)
+        assert len(split) == len(in_memory[name])
     # the same patches in the shards' order
     reordered = {}
     for name, split in streamed.items():

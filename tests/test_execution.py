@@ -71,7 +71,8 @@ def test_a_failing_shard_is_retried_once_then_stops_the_run_naming_it(tmp_path):
         return data
 
     save_shards(tmp_path / "a", {"s0": flaky})
-    assert len(attempts) == 2 and complete_shards(tmp_path / "a") == ["s0"]
+    assert len(attempts) == 2
+    assert complete_shards(tmp_path / "a") == ["s0"]
     broken = partial(read_mono, tmp_path / "missing.wav", RATE)  # picklable, fails every time
     for backend in ("local", "processes", "dask"):
         with pytest.raises(ShardTaskError, match=r"shard s1 failed twice.*missing\.wav: file not found"):

@@ -78,7 +78,8 @@ def test_tiny_run_writes_both_rows_with_finite_numbers(experiment, tmp_path):
     assert all(math.isfinite(v) for v in table[columns].to_numpy().ravel())
     report = json.loads((tmp_path / "out" / "gpu_experiment_split.json").read_text())
     assert set(report["timings_s"]) == {"corpus", "simulation", "features", "pretraining", "evaluation", "total"}
-    assert report["pretraining"]["clips"] == 4 and report["pretraining"]["clips_per_s_wall"] > 0
+    assert report["pretraining"]["clips"] == 4
+    assert report["pretraining"]["clips_per_s_wall"] > 0
     assert report["parameters"]["pretraining"]["epochs"] == 1
     assert report["parameters"]["pretraining"]["warmup_epochs"] == 0  # 10 of conf/base, capped at 1 / 4
 
@@ -93,11 +94,14 @@ def test_precisions_run_side_by_side_in_one_work_dir(experiment, tmp_path, capsy
     assert bf16["parameters"]["pretraining"]["precision"] == "bf16"
     assert bf16["shards"]["audio"]["skipped"] > 0  # the second run reuses the first one's shards
     assert float32["pretraining"]["final_loss"] != bf16["pretraining"]["final_loss"]
-    assert (tmp_path / "work" / "encoder.pt").exists() and (tmp_path / "work" / "encoder_bf16.pt").exists()
+    assert (tmp_path / "work" / "encoder.pt").exists()
+    assert (tmp_path / "work" / "encoder_bf16.pt").exists()
     out = capsys.readouterr().out
-    assert "Precision compared" in out and "| bf16 " in out
+    assert "Precision compared" in out
+    assert "| bf16 " in out
     compared = pd.read_csv(tmp_path / "out" / "gpu_experiment_split_precisions.csv")
-    assert list(compared["precision"]) == ["float32", "bf16"] and "linear_probe_accuracy" in compared
+    assert list(compared["precision"]) == ["float32", "bf16"]
+    assert "linear_probe_accuracy" in compared
 
 
 @pytest.mark.slow
@@ -130,8 +134,10 @@ def test_paper_encoder_takes_conf_paper_encoder_and_joint_loss(experiment):
     args = experiment.build_parser().parse_args(["--encoder", "paper", "--device", "cpu"])
     params = experiment.experiment_parameters(args)
     assert params["encoder"]["architecture"] == "crnn"
-    assert params["encoder"]["filters"] == [128, 128, 128] and params["encoder"]["kernel_size"] == 5
-    assert params["pretraining"]["joint_loss_weight"] > 0 and params["pretraining"]["branch_loss_weight"] == 0
+    assert params["encoder"]["filters"] == [128, 128, 128]
+    assert params["encoder"]["kernel_size"] == 5
+    assert params["pretraining"]["joint_loss_weight"] > 0
+    assert params["pretraining"]["branch_loss_weight"] == 0
     assert params["features"]["hop_length"] == experiment.load_parameters(experiment.CONF)["features"]["hop_length"]
 
 

@@ -46,13 +46,18 @@ def test_load_embed_and_predict(state, audio, tmp_path):
     path = tmp_path / "seld_model.pt"
     torch.save(state, path)
     model = mc_simclr.load_model(path, device="cpu")
-    assert model.sample_rate == RATE and model.geometry["n_mics"] == 4 and model.geometry["diameter_m"] == 0.1
+    assert model.sample_rate == RATE
+    assert model.geometry["n_mics"] == 4
+    assert model.geometry["diameter_m"] == 0.1
     embeddings = model.embed(audio, RATE)
     assert embeddings.shape == (3, model.embedding_dim)  # 2.5 s: three 1 s windows, the last padded
     table = model.predict(audio, RATE)
-    assert list(table.columns) == [*PREDICTION_COLUMNS, "azimuth_deg"] and len(table) == 3
-    assert table["end_s"].tolist() == [1.0, 2.0, 3.0] and set(table["class"]) <= set(CLASSES)
-    assert table["class_probability"].between(0, 1).all() and table["azimuth_deg"].between(-180, 180).all()
+    assert list(table.columns) == [*PREDICTION_COLUMNS, "azimuth_deg"]
+    assert len(table) == 3
+    assert table["end_s"].tolist() == [1.0, 2.0, 3.0]
+    assert set(table["class"]) <= set(CLASSES)
+    assert table["class_probability"].between(0, 1).all()
+    assert table["azimuth_deg"].between(-180, 180).all()
     # torch input, a batch, and another sample rate give the same answers
     np.testing.assert_allclose(model.embed(torch.from_numpy(audio), RATE), embeddings, atol=1e-6)
     batch = model.embed(np.stack([audio, audio[::-1].copy()]), RATE)

@@ -87,7 +87,8 @@ def test_encoder_shapes(pooling):
     h = encoder(torch.randn(3, 10, 51, 64))
     assert h.shape == (3, 128)
     logits, azimuth = SELDHeads(128, 12)(h)
-    assert logits.shape == (3, 12) and azimuth.shape == (3, 2)
+    assert logits.shape == (3, 12)
+    assert azimuth.shape == (3, 2)
     with pytest.raises(ValueError, match="CRNNEncoder expects"):
         encoder(torch.randn(3, 9, 51, 64))
 

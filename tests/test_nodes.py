@@ -18,7 +18,8 @@ def test_prepare_corpus_folder_and_unknown_source(tmp_path):
         tmp_path / "clips.csv", index=False
     )
     table, report = prepare_corpus({"source": "folder", "folder": {"root": str(tmp_path), "validation_size": 1}}, AUDIO)
-    assert sorted(table["split"]) == ["labeled", "labeled", "validation"] and report["n_skipped"] == 0
+    assert sorted(table["split"]) == ["labeled", "labeled", "validation"]
+    assert report["n_skipped"] == 0
     with pytest.raises(ValueError, match="corpus.source must be one of"):
         prepare_corpus({"source": "youtube"}, AUDIO)
 
@@ -27,8 +28,10 @@ def test_sample_scenes_one_per_clip():
     clips = pd.DataFrame({"clip_id": ["a", "b", "c"]})
     square = {"kind": "circular", "circular": {"n_mics": 4, "diameter": 0.1}}
     scenes = sample_scenes(clips, {"seed": 1, "scene": {}}, square)
-    assert list(scenes["clip_id"]) == ["a", "b", "c"] and scenes["azimuth_deg"].between(-180, 180).all()
-    assert set(scenes["n_mics"]) == {4} and scenes["array"].nunique() == 1
+    assert list(scenes["clip_id"]) == ["a", "b", "c"]
+    assert scenes["azimuth_deg"].between(-180, 180).all()
+    assert set(scenes["n_mics"]) == {4}
+    assert scenes["array"].nunique() == 1
     with pytest.raises(ValueError, match=r"simulation\.scene\.rt60"):
         sample_scenes(clips, {"seed": 1, "scene": {"rt60": [0.5, 0.1]}}, square)
     with pytest.raises(ValueError, match=r"simulation\.scene\.n_mics: the array is configured by the `array` block"):

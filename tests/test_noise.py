@@ -17,7 +17,8 @@ def test_diffuse_field_coherence_follows_the_sinc_of_the_spacing():
     spacing = 0.1
     mics = np.array([[0.0, 0.0, 0.0], [spacing, 0.0, 0.0]])
     noise = diffuse_noise(8 * RATE, mics, RATE, np.random.default_rng(0), color="white")
-    assert noise.shape == (2, 8 * RATE) and np.mean(noise**2) == pytest.approx(1.0, rel=1e-3)
+    assert noise.shape == (2, 8 * RATE)
+    assert np.mean(noise**2) == pytest.approx(1.0, rel=1e-3)
     freqs, measured = coherence(noise[0], noise[1], fs=RATE, nperseg=512)
     expected = np.sinc(2 * freqs * spacing / SPEED_OF_SOUND) ** 2  # np.sinc(x) = sin(pi x) / (pi x)
     band = (freqs > 100) & (freqs < 6000)
@@ -46,7 +47,8 @@ def test_noise_is_added_at_the_drawn_snr_and_depends_on_the_clip_only():
     assert measured == pytest.approx(5.0, abs=0.01)
     again, _ = add_diffuse_noise(audio, mics, RATE, config, seed=3, clip_id="c1")
     other, _ = add_diffuse_noise(audio, mics, RATE, config, seed=3, clip_id="c2")
-    assert np.array_equal(noisy, again) and not np.array_equal(noisy, other)
+    assert np.array_equal(noisy, again)
+    assert not np.array_equal(noisy, other)
 
 
 @pytest.mark.parametrize(
@@ -78,5 +80,7 @@ def test_render_plan_with_noise(tmp_path):
     noisy_plan = plan_render_shards(clips, scenes, {**simulation, "noise": {"enabled": True, "snr_db": [3, 3]}}, RATE)
     assert set(noisy_plan).isdisjoint(quiet)  # other settings, other shards
     clean, noisy = next(iter(quiet.values()))(), next(iter(noisy_plan.values()))()
-    assert "noise_snr_db" not in clean.rows[0] and noisy.rows[0]["noise_snr_db"] == 3.0
-    assert noisy.audio[0].shape == clean.audio[0].shape and not np.allclose(noisy.audio[0], clean.audio[0])
+    assert "noise_snr_db" not in clean.rows[0]
+    assert noisy.rows[0]["noise_snr_db"] == 3.0
+    assert noisy.audio[0].shape == clean.audio[0].shape
+    assert not np.allclose(noisy.audio[0], clean.audio[0])

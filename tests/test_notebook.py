@@ -25,7 +25,9 @@ def test_notebook_executes(simulated_project, monkeypatch):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
-    assert "environment test" in text and "embeddings (" in text and "no results yet" in text
+    assert "environment test" in text
+    assert "embeddings (" in text
+    assert "no results yet" in text
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(figures) >= 5
     assert Path(os.getcwd()) == simulated_project  # the notebook ran in the project copy

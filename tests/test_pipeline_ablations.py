@@ -44,7 +44,8 @@ def test_ablation_sweep(simulated_project):
 
     reporting = simulated_project / "data/08_reporting/ablations"
     one = pd.read_csv(reporting / "table1.csv")
-    assert list(one["variant"]) == TABLE1 and len(TABLE1) == 7  # the paper's seven rows
+    assert list(one["variant"]) == TABLE1
+    assert len(TABLE1) == 7  # the paper's seven rows
     n_test = ShardedAudio(simulated_project / "data/03_primary/spatial_audio").metadata["split"].eq("test").sum()
     accuracies = one[[m for m in METRICS if m.endswith("accuracy")]].to_numpy() * n_test / 100
     np.testing.assert_allclose(accuracies, np.round(accuracies), atol=1e-9)  # whole test clips
@@ -127,7 +128,8 @@ def test_readme_namespaced_variants_from_a_fresh_clone(kedro_project):
     assert done.returncode == 0, done.stderr[-3000:]
     namespaces = next(a for a in some if a.startswith("--namespaces=")).split("=", 1)[1].split(",")
     names = [namespace.split(".", 1)[1] for namespace in namespaces]
-    assert names and all(names)
+    assert names
+    assert all(names)
     for name in names:
         assert (kedro_project / f"data/06_models/ablations/{name}/encoder.pt").is_file()
         assert (kedro_project / f"data/08_reporting/ablations/{name}/results.json").is_file()
@@ -141,7 +143,8 @@ def test_seed_study(simulated_project):
     summary = pd.read_csv(reporting / "summary.csv")
     names = ["mc_simclr", "mc_simclr_ft_0_3", "mc_simclr_ft_1_0", "random"]
     assert sorted(summary["variant"].unique()) == names
-    assert set(summary["split"]) == {"test", "confirmation"} and (summary["seeds"] == 2).all()
+    assert set(summary["split"]) == {"test", "confirmation"}
+    assert (summary["seeds"] == 2).all()
     for column in ("linear_probe_azimuth_error", "linear_probe_keep_accuracy", "linear_probe_recalibrate_accuracy"):
         assert summary[f"{column}_std"].notna().all()
         assert (summary[f"{column}_ci_low"] <= summary[column]).all()
@@ -158,7 +161,8 @@ def test_seed_study(simulated_project):
     # linear probe and k-NN, their own fine-tuning
     models = simulated_project / "data/06_models/seeds"
     for name in ("mc_simclr_ft_0_3", "mc_simclr_ft_1_0"):
-        assert not list((models / name).glob("**/*.pt")) and (models / name / "seed_1" / "evaluation.json").is_file()
+        assert not list((models / name).glob("**/*.pt"))
+        assert (models / name / "seed_1" / "evaluation.json").is_file()
         tuned = pd.DataFrame(json.loads((reporting / name / "results.json").read_text())["per_seed"])
         for column in ("linear_probe_accuracy", "linear_probe_azimuth_error", "knn_azimuth_error"):
             np.testing.assert_array_equal(tuned[column], per_seed[column])

@@ -33,7 +33,8 @@ def test_the_tetrahedral_array_end_to_end(kedro_project):
     assert meta["elevation_deg"].abs().max() > 5.0  # sources above and below the array
 
     encoder = torch.load(kedro_project / "data/06_models/encoder.pt", weights_only=True)
-    assert encoder["array"]["kind"] == "tetrahedral" and encoder["encoder_config"]["in_channels"] == 10
+    assert encoder["array"]["kind"] == "tetrahedral"
+    assert encoder["encoder_config"]["in_channels"] == 10
 
     table = pd.read_csv(kedro_project / "data/08_reporting/results.csv")
     for protocol in ("linear_probe", "knn", "fine_tune"):
@@ -41,11 +42,13 @@ def test_the_tetrahedral_array_end_to_end(kedro_project):
             values = table.loc[:1, f"{protocol}_{metric}"]
             assert values.notna().all() and values.between(0, 180).all(), (protocol, metric)
     srp = table.set_index("encoder").loc["SRP-PHAT (no learning)"]
-    assert 0 <= srp["fine_tune_angular_error"] <= 180 and 0 <= srp["fine_tune_elevation_error"] <= 90
+    assert 0 <= srp["fine_tune_angular_error"] <= 180
+    assert 0 <= srp["fine_tune_elevation_error"] <= 90
     assert "angular error °" in (kedro_project / "data/08_reporting/results.md").read_text()
 
     model = torch.load(kedro_project / "data/06_models/seld_model.pt", weights_only=True)
-    assert model["geometry"]["labels"]["kind"] == "direction" and model["heads"]["azimuth.weight"].shape[0] == 3
+    assert model["geometry"]["labels"]["kind"] == "direction"
+    assert model["heads"]["azimuth.weight"].shape[0] == 3
 
     folder = kedro_project / "data/01_raw/recordings"
     folder.mkdir(parents=True)
@@ -53,7 +56,8 @@ def test_the_tetrahedral_array_end_to_end(kedro_project):
     sf.write(str(folder / "a.wav"), clip.T, 16000)
     run_pipeline(kedro_project, "inference", runtime_params=TETRA)
     out = pd.read_parquet(kedro_project / "data/07_model_output/inference.parquet")
-    assert {"azimuth_deg", "elevation_deg"} <= set(out.columns) and out["elevation_deg"].between(-90, 90).all()
+    assert {"azimuth_deg", "elevation_deg"} <= set(out.columns)
+    assert out["elevation_deg"].between(-90, 90).all()
 
     # the same 4 channels, but the project says they come from the square: refused, naming both arrays
     with pytest.raises(ValueError, match=r"array: the recordings' array \(circular .* not the one the model"):
@@ -72,7 +76,9 @@ def test_scene_tables_record_the_array(kedro_project):
     run_pipeline(kedro_project, "data_simulation", runtime_params=hexagon)
     scenes = pd.read_parquet(kedro_project / "data/02_intermediate/scenes.parquet")
     stored = json.loads(scenes["array"].iloc[0])
-    assert stored["kind"] == "circular" and len(stored["positions"]) == 6 and set(scenes["n_mics"]) == {6}
+    assert stored["kind"] == "circular"
+    assert len(stored["positions"]) == 6
+    assert set(scenes["n_mics"]) == {6}
     audio = ShardedAudio(kedro_project / "data/03_primary/spatial_audio")
     assert audio.load_clip(audio.metadata["clip_id"].iloc[0]).shape[0] == 6
     np.testing.assert_allclose(np.linalg.norm(np.asarray(stored["positions"]), axis=1), 0.05)

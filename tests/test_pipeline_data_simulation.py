@@ -27,12 +27,14 @@ def test_data_simulation_run_and_resume(kedro_project):
     assert (kedro_project / "data/01_raw/synthetic/clips.csv").is_file()
 
     store = ShardedAudio(kedro_project / "data/03_primary/spatial_audio")
-    assert len(store) == len(clips) and (store.metadata["status"] == "ok").all()
+    assert len(store) == len(clips)
+    assert (store.metadata["status"] == "ok").all()
     meta = pd.read_parquet(kedro_project / "data/03_primary/spatial_metadata.parquet")
     assert set(meta["clip_id"]) == set(clips["clip_id"])
     assert {"azimuth_deg", "elevation_deg", "distance_m", "rt60", "label", "split", "shard_id"} <= set(meta.columns)
     for row, audio in store.iter_clips():
-        assert audio.shape[0] == 4 and np.isfinite(audio).all()
+        assert audio.shape[0] == 4
+        assert np.isfinite(audio).all()
         assert abs(audio.shape[1] - round(row["duration"] * 16000)) <= 1
         assert np.isclose(np.abs(audio).max(), 0.9, atol=1e-3)
 

@@ -50,7 +50,8 @@ def test_evaluation_run(simulated_project):
             accuracy = (rows["accuracy"] * rows["clips"]).sum() / rows["clips"].sum()
             assert accuracy == pytest.approx(row[f"{protocol}_accuracy"]), (encoder, protocol)
     subsets = pd.read_csv(reporting / "subset_finetuning.csv")
-    assert sorted(set(subsets["amount"])) == [0.5, 1.0] and set(subsets["encoder"]) == {"MC-SimCLR", "random init"}
+    assert sorted(set(subsets["amount"])) == [0.5, 1.0]
+    assert set(subsets["encoder"]) == {"MC-SimCLR", "random init"}
     assert (reporting / "subset_finetuning.png").stat().st_size > 1000
     assert (reporting / "test_embeddings.png").stat().st_size > 1000
 
@@ -75,7 +76,8 @@ def test_evaluation_run(simulated_project):
                 assert metric == pytest.approx(value), (record["encoder"], column)
     assert 0 <= run["metrics.evaluation.mc_simclr.knn_azimuth_error"] <= 180
     artifacts = [a.path for a in mlflow.tracking.MlflowClient().list_artifacts(run["run_id"], "reporting")]
-    assert "reporting/results.csv" in artifacts and "reporting/subset_finetuning.png" in artifacts
+    assert "reporting/results.csv" in artifacts
+    assert "reporting/subset_finetuning.png" in artifacts
 
     # inference on "own recordings": two rendered test clips, one of them at 44.1 kHz
     audio = ShardedAudio(simulated_project / "data/03_primary/spatial_audio")
@@ -89,8 +91,10 @@ def test_evaluation_run(simulated_project):
     out = pd.read_parquet(simulated_project / "data/07_model_output/inference.parquet")
     assert set(out["file"].map(lambda f: f.rsplit("/", 1)[-1])) == {"a.wav", "b.wav"}
     first = out[out["file"].str.endswith("a.wav")]
-    assert len(first) == int(np.ceil(clip.shape[1] / 16000)) and first["start_s"].tolist() == list(range(len(first)))
-    assert out["azimuth_deg"].between(-180, 180).all() and out["class_probability"].between(0, 1).all()
+    assert len(first) == int(np.ceil(clip.shape[1] / 16000))
+    assert first["start_s"].tolist() == list(range(len(first)))
+    assert out["azimuth_deg"].between(-180, 180).all()
+    assert out["class_probability"].between(0, 1).all()
     assert len(out["embedding"].iloc[0]) == 16
     assert (simulated_project / "data/06_models/seld_model.pt").is_file()
 

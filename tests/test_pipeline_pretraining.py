@@ -16,7 +16,8 @@ def test_pretraining_run(simulated_project):
 
     state = torch.load(simulated_project / "data/06_models/encoder.pt", weights_only=True)
     encoder, extractor = unpack_encoder(state)
-    assert len(state["history"]) == 2 and len(state["pretraining_run_id"]) == 32
+    assert len(state["history"]) == 2
+    assert len(state["pretraining_run_id"]) == 32
     with torch.no_grad():
         h = encoder(extractor(torch.randn(2, 4, 16000)))
     assert h.shape == (2, 16)

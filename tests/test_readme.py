@@ -191,7 +191,8 @@ def test_a_made_up_pipeline_or_environment_is_reported_with_its_command():
     assert len(problems) == 3
     assert problems[0].startswith("`kedro run --pipeline=nope`: no registered pipeline 'nope'")
     assert problems[1].startswith("`KEDRO_DISABLE_TELEMETRY=1 kedro run -p seeds --env nowhere`: no environment")
-    assert "'made_up'" in problems[2] and "--pipelines=data_simulation,made_up" in problems[2]
+    assert "'made_up'" in problems[2]
+    assert "--pipelines=data_simulation,made_up" in problems[2]
 
 
 def test_links_and_blocks_are_found_as_written():

@@ -69,7 +69,8 @@ def test_builds_the_fsdnoisy18k_layout_that_the_reader_reads(brc, tmp_path):
     summary = summary.set_index("class")
     assert list(summary.index) == ["alpha", "beta", "gamma"]
     assert summary["files"].tolist() == [5, 5, 5]
-    assert summary.loc["alpha", "short"] == 1 and summary.loc["beta", "unreadable"] == 1
+    assert summary.loc["alpha", "short"] == 1
+    assert summary.loc["beta", "unreadable"] == 1
     assert summary.loc["gamma", "silent"] == 1
     assert summary[["unlabeled", "labeled", "test"]].values.tolist() == [[2, 1, 1]] * 3
 
@@ -79,7 +80,8 @@ def test_builds_the_fsdnoisy18k_layout_that_the_reader_reads(brc, tmp_path):
     test = pd.read_csv(out / "FSDnoisy18k.meta" / "test.csv", dtype=str, keep_default_na=False)
     assert list(train.columns) == ["fname", "label", "aso_id", "manually_verified", "noisy_small"]
     assert list(test.columns) == ["fname", "label", "aso_id"]
-    assert len(train) == 9 and len(test) == 3
+    assert len(train) == 9
+    assert len(test) == 3
     assert sorted(train["manually_verified"].value_counts().items()) == [("0", 6), ("1", 3)]
     for folder, table in (("FSDnoisy18k.audio_train", train), ("FSDnoisy18k.audio_test", test)):
         assert sorted(p.name for p in (out / folder).iterdir()) == sorted(table["fname"])
@@ -88,10 +90,12 @@ def test_builds_the_fsdnoisy18k_layout_that_the_reader_reads(brc, tmp_path):
             assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
             assert 0.5 <= info.duration <= 1.0 + 1e-9
     sources = pd.read_csv(out / "FSDnoisy18k.meta" / "sources.csv")
-    assert len(sources) == 12 and not sources["source"].str.contains("too_short|corrupt|silent").any()
+    assert len(sources) == 12
+    assert not sources["source"].str.contains("too_short|corrupt|silent").any()
 
     clips, report = read_fsdnoisy18k(out, validation_size=1, seed=0)
-    assert report.n_skipped == 0 and len(clips) == 12
+    assert report.n_skipped == 0
+    assert len(clips) == 12
     assert clips["split"].value_counts().to_dict() == {"unlabeled": 6, "test": 3, "labeled": 2, "validation": 1}
     assert set(clips["label"]) == {"alpha", "beta", "gamma"}
     assert (clips.groupby("label").size() == 4).all()
@@ -113,7 +117,8 @@ def test_too_few_usable_clips_names_the_class_and_leaves_nothing(brc, tmp_path):
         brc.build_corpus(
             {"beta": _class_files(tmp_path / "src")["beta"]}, out, min_per_class=5, install_hint={"beta": "pkg-b"}
         )
-    assert not out.exists() and not list(tmp_path.glob(".corpus*"))
+    assert not out.exists()
+    assert not list(tmp_path.glob(".corpus*"))
 
 
 def test_non_empty_out_needs_overwrite_and_only_replaces_a_corpus(brc, tmp_path):

@@ -44,4 +44,5 @@ def test_editing_a_source_file_renders_its_shard_again_and_moving_the_corpus_doe
     sf.write(str(edited), 0.2 * np.sin(np.arange(RATE // 4) * 0.7), RATE)  # same length, new sound
     os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     after = _plan(root)
-    assert len(after & before) == 1 and len(after - before) == 1  # only the shard holding c3 changes
+    assert len(after & before) == 1
+    assert len(after - before) == 1  # only the shard holding c3 changes

@@ -68,7 +68,9 @@ def test_direct_path_arrivals_match_geometry(make_backend) -> None:
     for azimuth in (0.0, 90.0, 225.0):
         scene = scene_at(azimuth)
         rirs = backend.simulate(scene, FS)
-        assert rirs.dtype == np.float32 and rirs.ndim == 2 and rirs.shape[0] == 4
+        assert rirs.dtype == np.float32
+        assert rirs.ndim == 2
+        assert rirs.shape[0] == 4
         assert np.all(np.isfinite(rirs))
         expected = expected_arrivals(scene)
         measured = np.array([peak_position(ch, e) for ch, e in zip(rirs, expected, strict=True)])
@@ -151,7 +153,8 @@ def test_torchrir_tail_retry_is_counted(monkeypatch: pytest.MonkeyPatch) -> None
     assert backend.stats == {"rooms": 1, "tail_retries": 1}
     assert requested_tmax[1] == pytest.approx(requested_tmax[0] - 1.0 / FS)
     assert rirs.shape == (4, math.ceil(requested_tmax[1] * FS))
-    assert rirs.dtype == np.float32 and np.all(np.isfinite(rirs))
+    assert rirs.dtype == np.float32
+    assert np.all(np.isfinite(rirs))
     expected = expected_arrivals(scene)
     measured = [peak_position(ch, e) for ch, e in zip(rirs, expected, strict=True)]
     np.testing.assert_allclose(measured, expected, atol=0.25)
@@ -173,7 +176,8 @@ def test_spatialize_matches_direct_convolution() -> None:
     clip = rng.standard_normal(1000).astype(np.float32)
     rirs = rng.standard_normal((4, 300)).astype(np.float32)
     wet = spatialize(clip, rirs)
-    assert wet.shape == (4, 1000) and wet.dtype == np.float32
+    assert wet.shape == (4, 1000)
+    assert wet.dtype == np.float32
     reference = np.stack([np.convolve(clip.astype(np.float64), r.astype(np.float64))[:1000] for r in rirs])
     np.testing.assert_allclose(wet, reference, rtol=1e-4, atol=1e-3)
     with pytest.raises(ValueError):
@@ -209,4 +213,6 @@ def test_slow_rooms_are_announced_with_their_image_count(caplog):
         warn_if_slow(scene, SLOW_ROOM_IMAGES, "pyroomacoustics")
         assert not caplog.records
         warn_if_slow(scene, images_in_order(178), "pyroomacoustics")
-    assert "3.0x3.0x2.5" in caplog.text and "RT60 1.00 s" in caplog.text and "7,583,513 image sources" in caplog.text
+    assert "3.0x3.0x2.5" in caplog.text
+    assert "RT60 1.00 s" in caplog.text
+    assert "7,583,513 image sources" in caplog.text

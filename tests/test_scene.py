@@ -27,14 +27,18 @@ def scenes():
 def test_ranges_and_distances(scenes):
     for s in scenes:
         room = np.array(s.room_dims)
-        assert 3.0 <= room[0] <= 10.0 and 3.0 <= room[1] <= 10.0 and 2.5 <= room[2] <= 4.0
+        assert 3.0 <= room[0] <= 10.0
+        assert 3.0 <= room[1] <= 10.0
+        assert 2.5 <= room[2] <= 4.0
         assert 0.1 <= s.rt60 <= 1.0
         assert sabine_absorption(room, s.rt60) <= 1.0
         for point in (np.array(s.source_position), *map(np.array, s.mic_positions)):
-            assert np.all(point[:2] >= 0.5 - 0.051) and np.all(point[:2] <= room[:2] - 0.5 + 0.051)
+            assert np.all(point[:2] >= 0.5 - 0.051)
+            assert np.all(point[:2] <= room[:2] - 0.5 + 0.051)
         for z in (s.source_position[2], s.array_center[2]):
             assert 0.5 <= z <= 2.0
-        assert np.all(np.array(s.array_center[:2]) >= 0.55) and np.all(np.array(s.array_center[:2]) <= room[:2] - 0.55)
+        assert np.all(np.array(s.array_center[:2]) >= 0.55)
+        assert np.all(np.array(s.array_center[:2]) <= room[:2] - 0.55)
         assert np.all(np.array(s.source_position[:2]) >= 0.5)
         assert np.linalg.norm(np.array(s.source_position) - np.array(s.array_center)) >= 0.5
 
@@ -42,7 +46,8 @@ def test_ranges_and_distances(scenes):
 def test_distribution_covers_ranges(scenes):
     rt60 = np.array([s.rt60 for s in scenes])
     az = np.array([s.azimuth_deg for s in scenes])
-    assert rt60.min() < 0.2 and rt60.max() > 0.9
+    assert rt60.min() < 0.2
+    assert rt60.max() > 0.9
     # azimuth roughly uniform: every 45 degree sector is populated
     counts, _ = np.histogram(az, bins=8, range=(-180, 180))
     assert counts.min() > 0.4 * len(scenes) / 8
@@ -57,7 +62,8 @@ def test_azimuth_consistent_with_positions(scenes):
         assert math.isclose(math.sin(math.radians(s.elevation_deg)) * s.distance_m, delta[2], abs_tol=1e-9)
         # mic 0 on the +x axis, counter-clockwise order, 0.1 m diameter
         mics = np.array(s.mic_positions) - np.array(s.array_center)
-        assert np.allclose(mics[0], [0.05, 0, 0]) and np.allclose(mics[1], [0, 0.05, 0], atol=1e-12)
+        assert np.allclose(mics[0], [0.05, 0, 0])
+        assert np.allclose(mics[1], [0, 0.05, 0], atol=1e-12)
 
 
 def test_azimuth_zero_points_at_mic_zero_for_any_orientation():
@@ -66,7 +72,9 @@ def test_azimuth_zero_points_at_mic_zero_for_any_orientation():
         mic0 = circular_array(center, 0.1, 4, orientation)[0]
         source = center + 20.0 * (mic0 - center)
         az, el, dist = relative_direction(center, source, orientation)
-        assert abs(az) < 1e-9 and abs(el) < 1e-9 and math.isclose(dist, 1.0)
+        assert abs(az) < 1e-9
+        assert abs(el) < 1e-9
+        assert math.isclose(dist, 1.0)
 
 
 def test_same_seed_same_scenes_and_order_independent():
@@ -74,7 +82,8 @@ def test_same_seed_same_scenes_and_order_independent():
     a = sample_scene(clip_rng(7, "clip_a"), config)
     b = sample_scene(clip_rng(7, "clip_a"), config)
     c = sample_scene(clip_rng(7, "clip_b"), config)
-    assert a == b and a != c
+    assert a == b
+    assert a != c
 
 
 def test_record_round_trip():

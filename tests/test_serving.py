@@ -48,7 +48,8 @@ def test_readme_python_api(trained, monkeypatch, capsys):
     exec(compile(_readme_block("Use the encoder in your code", "python"), "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "(3, 16)" in printed  # conf/test's 16-d embedding, three 1 s windows of 3 s
-    assert "class_probability" in printed and "azimuth_deg" in printed
+    assert "class_probability" in printed
+    assert "azimuth_deg" in printed
 
 
 def _free_port() -> int:

@@ -35,7 +35,8 @@ def test_round_trip_with_skipped_clip(tmp_path):
     original = _shard(5, seed=1, skip=2)
     write_shard(tmp_path, "s0", original)
     store = ShardedAudio(tmp_path)
-    assert store.shard_ids == ["s0"] and len(store) == 5
+    assert store.shard_ids == ["s0"]
+    assert len(store) == 5
     assert list(store.metadata["status"]).count("ok") == 4
     for row, audio in zip(original.rows, original.audio, strict=True):
         if audio is None:
@@ -59,7 +60,8 @@ def test_lazy_save_skips_complete_shards_and_removes_stale(tmp_path):
         return make
 
     counts = save_shards(tmp_path, {"a": thunk("a", 1), "b": thunk("b", 2)})
-    assert counts == {"written": 2, "skipped": 0, "removed": 0} and calls == ["a", "b"]
+    assert counts == {"written": 2, "skipped": 0, "removed": 0}
+    assert calls == ["a", "b"]
     counts = save_shards(tmp_path, {"a": thunk("a", 1), "c": thunk("c", 3)})
     assert counts == {"written": 1, "skipped": 1, "removed": 1}
     assert calls == ["a", "b", "c"]
@@ -90,7 +92,8 @@ def test_kedro_dataset(tmp_path):
     dataset.save({"x": _shard(3, 4)})
     assert dataset.exists()
     store = dataset.load()
-    assert isinstance(store, ShardedAudio) and len(store) == 3
+    assert isinstance(store, ShardedAudio)
+    assert len(store) == 3
     with pytest.raises(DatasetError, match="expected a mapping of shard id to shard data, got list"):
         dataset.save([1, 2])
 
@@ -116,7 +119,8 @@ def test_compact_storage_dtypes_read_back_as_float32(tmp_path, dtype, tolerance)
     assert store.shard_audio("s").dtype == np.dtype(dtype)  # half the bytes for int16 and float16
     for i, audio in enumerate(clips):
         loaded = store.load_clip(f"c{i}")
-        assert loaded.dtype == np.float32 and np.abs(loaded - audio).max() <= tolerance
+        assert loaded.dtype == np.float32
+        assert np.abs(loaded - audio).max() <= tolerance
         np.testing.assert_array_equal(store.load_clip(f"c{i}", 10, 20), loaded[:, 10:30])
 
 
@@ -137,7 +141,8 @@ def _feature_store(tmp_path, sizes=(5, 3, 4)):
 def test_feature_rows_read_exactly_the_indexed_items(tmp_path):
     store, expected = _feature_store(tmp_path)
     rows, items = store.rows()
-    assert rows.shape == (12, 3, 4, 2) and list(items["clip_id"]) == list(store.items["clip_id"])
+    assert rows.shape == (12, 3, 4, 2)
+    assert list(items["clip_id"]) == list(store.items["clip_id"])
     np.testing.assert_array_equal(rows[:], expected)
     np.testing.assert_array_equal(store.load()[0], expected)
     # unsorted, repeated, across shards, negative; slices with steps; masks; tensors; one item

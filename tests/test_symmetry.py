@@ -58,7 +58,8 @@ def test_group_sizes_of_the_issue():
     assert len(ArraySymmetries.of(ArrayGeometry.circular(8))) == 16
     mic_format = ArraySymmetries.of(GEOMETRIES["tetrahedral"])
     assert mic_format.labels.kind == "direction"
-    assert mic_format.fixes_vertical.all() and mic_format.proper.sum() == 4  # D2d: all 8 fix the vertical axis
+    assert mic_format.fixes_vertical.all()
+    assert mic_format.proper.sum() == 4  # D2d: all 8 fix the vertical axis
     regular = ArrayGeometry.tetrahedral(directions_deg=REGULAR_TETRAHEDRON)
     assert len(ArraySymmetries.of(regular)) == 24  # every permutation of a regular tetrahedron
     assert ArraySymmetries.of(regular).fixes_vertical.sum() == 8
@@ -69,7 +70,8 @@ def test_an_irregular_array_has_only_the_identity():
     positions = [[0.05, 0.0, 0.0], [0.0, 0.03, 0.0], [-0.04, 0.0, 0.01], [-0.01, -0.03, -0.01]]
     positions = (np.asarray(positions) - np.mean(positions, axis=0)).tolist()
     symmetries = ArraySymmetries.of(ArrayGeometry.from_params({"kind": "custom", "custom": {"positions": positions}}))
-    assert len(symmetries) == 1 and symmetries.permutation(0) == [0, 1, 2, 3]
+    assert len(symmetries) == 1
+    assert symmetries.permutation(0) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("name", list(GEOMETRIES))
@@ -110,7 +112,8 @@ def test_a_custom_square_is_the_circular_square():
         {"kind": "custom", "custom": {"positions": [[0.05, 0, 0], [0, 0.05, 0], [-0.05, 0, 0], [0, -0.05, 0]]}}
     )
     a, b = ArraySymmetries.of(custom), ArraySymmetries.of(4)
-    assert np.array_equal(a.permutations, b.permutations) and a.labels == b.labels
+    assert np.array_equal(a.permutations, b.permutations)
+    assert a.labels == b.labels
     azimuth = np.linspace(-179.0, 180.0, 37)
     for s in range(8):
         assert np.array_equal(a.map_azimuth(azimuth, s), b.map_azimuth(azimuth, s))
@@ -284,7 +287,8 @@ def test_scenes_place_any_array_and_keep_it_in_their_records():
     turn = math.radians(30.0)
     rz = np.array([[math.cos(turn), -math.sin(turn), 0], [math.sin(turn), math.cos(turn), 0], [0, 0, 1]])
     np.testing.assert_allclose(offsets, geometry.array @ rz.T, atol=1e-12)
-    assert scene.azimuth_deg == pytest.approx(60.0) and scene.elevation_deg == pytest.approx(26.565, abs=1e-3)
+    assert scene.azimuth_deg == pytest.approx(60.0)
+    assert scene.elevation_deg == pytest.approx(26.565, abs=1e-3)
     assert type(scene).from_record(scene.to_record()) == scene
 
 

@@ -111,7 +111,9 @@ def test_events_jitter_around_the_clip_instance(label: str) -> None:
     first = synthesize_event(label, rng, SAMPLE_RATE, instance)
     second = synthesize_event(label, rng, SAMPLE_RATE, instance)
     for event in (first, second):
-        assert event.ndim == 1 and event.size > 0 and np.isfinite(event).all()
+        assert event.ndim == 1
+        assert event.size > 0
+        assert np.isfinite(event).all()
     assert first.size != second.size or not np.allclose(first, second)
 
 
@@ -202,15 +204,18 @@ def test_invalid_label_raises_in_every_entry_point() -> None:
 
 def test_near_neighbour_variants_split_the_first_parameter() -> None:
     assert variant_labels(("bell", "drum"), 3)[:3] == ("bell_1of3", "bell_2of3", "bell_3of3")
-    assert variant_labels(("bell",), 1) == ("bell",) and parse_label("bell") == ("bell", 1, 1)
+    assert variant_labels(("bell",), 1) == ("bell",)
+    assert parse_label("bell") == ("bell", 1, 1)
     assert parse_label("pluck_low_2of3") == ("pluck_low", 2, 3)
     low = [instance_params("pluck_low_1of2", np.random.default_rng(s))["f0"] for s in range(30)]
     high = [instance_params("pluck_low_2of2", np.random.default_rng(s))["f0"] for s in range(30)]
     assert max(low) <= min(high)  # adjacent bands of one parameter: near neighbours
     base = [instance_params("pluck_low", np.random.default_rng(s))["f0"] for s in range(30)]
-    assert min(base) < max(low) and max(base) > min(high)
+    assert min(base) < max(low)
+    assert max(base) > min(high)
     clip = synthesize_clip("whistle_2of2", 1.0, SAMPLE_RATE, 3)
-    assert clip.shape == (SAMPLE_RATE,) and np.isfinite(clip).all()
+    assert clip.shape == (SAMPLE_RATE,)
+    assert np.isfinite(clip).all()
     for bad in ("bell_3of2", "bell_0of2", "kazoo_1of2"):
         with pytest.raises(ValueError, match="label must be one of"):
             synthesize_clip(bad, 1.0, SAMPLE_RATE, 0)

@@ -62,15 +62,18 @@ def test_schedule_and_scaling_rule():
     assert scaled_lr(0.2, 512, 512) == pytest.approx(0.2)
     assert scaled_lr(0.2, 128, 512) == pytest.approx(0.05)
     factor = warmup_cosine(total_steps=100, warmup_steps=10)
-    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
-    assert factor(10) == pytest.approx(1.0) and factor(55) == pytest.approx(0.5)
+    assert factor(0) == pytest.approx(0.1)
+    assert factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0)
+    assert factor(55) == pytest.approx(0.5)
     assert factor(99) == pytest.approx(0.5 * (1 + math.cos(math.pi * 89 / 90)))
 
 
 def test_crops_are_one_second_zero_padded_and_seeded(audio):
     pairs = CropPairs(audio, ["c0", "c5"], crop_samples=8000, seed=1)
     short1, short2 = pairs[(0, 0)]
-    assert short1.shape == (4, 8000) and torch.equal(short1, short2)  # 0.5 s clip: both crops = padded clip
+    assert short1.shape == (4, 8000)
+    assert torch.equal(short1, short2)  # 0.5 s clip: both crops = padded clip
     assert torch.count_nonzero(short1[:, 4000:]) == 0
     a1, a2 = pairs[(0, 1)]
     assert not torch.equal(a1, a2)
@@ -81,11 +84,13 @@ def test_crops_are_one_second_zero_padded_and_seeded(audio):
 def test_epoch_shuffle_is_seeded_per_epoch():
     sampler = EpochShuffle(10, seed=4)
     first = list(sampler)
-    assert sorted(i for _, i in first) == list(range(10)) and {e for e, _ in first} == {0}
+    assert sorted(i for _, i in first) == list(range(10))
+    assert {e for e, _ in first} == {0}
     assert list(sampler) == first
     sampler.set_epoch(1)
     second = list(sampler)
-    assert {e for e, _ in second} == {1} and [i for _, i in second] != [i for _, i in first]
+    assert {e for e, _ in second} == {1}
+    assert [i for _, i in second] != [i for _, i in first]
 
 
 def test_deterministic_and_resume_equals_uninterrupted(audio, tmp_path):
@@ -121,7 +126,8 @@ def test_deterministic_and_resume_equals_uninterrupted(audio, tmp_path):
 
     # a finished run is not trained again
     done = _run(audio, tmp_path, checkpoint_path=str(partial_path))
-    assert done.resumed_from_epoch == 3 and len(done.history) == 3
+    assert done.resumed_from_epoch == 3
+    assert len(done.history) == 3
 
 
 def test_checkpoint_errors(audio, tmp_path):
@@ -150,7 +156,8 @@ def test_a_checkpoint_with_a_pickled_object_is_refused_unread(audio, tmp_path):
     path, marker = tmp_path / "ck.pt", tmp_path / "code-ran"
     _run(audio, tmp_path, checkpoint_path=str(path), epochs=1, warmup_epochs=0)
     state = torch.load(path, weights_only=True)  # what mc_simclr writes loads safely
-    assert "rng" not in state and state["epoch"] == 1
+    assert "rng" not in state
+    assert state["epoch"] == 1
     torch.save({**state, "extra": _Payload(marker)}, path)
     with pytest.raises(CheckpointError, match="refused unread, since loading it could run code"):
         _run(audio, tmp_path, checkpoint_path=str(path), epochs=2, warmup_epochs=0)
@@ -170,7 +177,8 @@ def test_precision_and_layout_in_the_fingerprint_only_where_they_change_the_weig
     # float32 runs keep the fingerprint (and checkpoints) of runs from before the setting existed
     float32 = PretrainConfig.from_params({"precision": "float32", "cuda_channels_last": True}).trained_settings()
     assert float32 == PretrainConfig().trained_settings()
-    assert "precision" not in float32 and "cuda_channels_last" not in float32
+    assert "precision" not in float32
+    assert "cuda_channels_last" not in float32
     assert PretrainConfig.from_params({"precision": "bf16"}).trained_settings()["precision"] == "bf16"
 
 
@@ -183,7 +191,8 @@ def test_bf16_pretraining_runs_on_cpu_close_to_float32(audio, tmp_path):
         assert model(f1)["joint"].dtype == torch.bfloat16  # the model really runs in bfloat16
     mixed = pretraining.contrastive_loss(model, f1, f2, config)
     full = pretraining.contrastive_loss(model, f1, f2, PretrainConfig())
-    assert mixed.dtype == torch.float32 and mixed.item() != full.item()
+    assert mixed.dtype == torch.float32
+    assert mixed.item() != full.item()
     assert mixed.item() == pytest.approx(full.item(), rel=0.05)
     mixed.backward()
     assert all(
@@ -241,7 +250,8 @@ def test_bf16_step_on_cuda():
     f1, f2 = torch.randn(8, 10, 24, 16, device="cuda"), torch.randn(8, 10, 24, 16, device="cuda")
     loss = pretraining.contrastive_loss(model, f1, f2, config)
     loss.backward()
-    assert loss.dtype == torch.float32 and math.isfinite(loss.item())
+    assert loss.dtype == torch.float32
+    assert math.isfinite(loss.item())
     assert loss.item() == pytest.approx(pretraining.contrastive_loss(model, f1, f2, PretrainConfig()).item(), rel=0.05)
     assert all(p.grad is None or p.grad.isfinite().all() for p in model.parameters())
 
@@ -263,11 +273,13 @@ def test_split_encoder_branches_see_their_channels():
     assert isinstance(encoder, SplitCRNNEncoder)
     x = torch.randn(3, 10, 12, 16)
     mel, gcc = encoder.parts(x)
-    assert mel.shape == (3, 8) and gcc.shape == (3, 8)
+    assert mel.shape == (3, 8)
+    assert gcc.shape == (3, 8)
     changed = x.clone()
     changed[:, 4:] += 1.0  # GCC channels only
     with torch.no_grad():
-        assert torch.equal(encoder.parts(changed)[0], mel) and not torch.equal(encoder.parts(changed)[1], gcc)
+        assert torch.equal(encoder.parts(changed)[0], mel)
+        assert not torch.equal(encoder.parts(changed)[1], gcc)
         assert torch.equal(encoder(x), torch.cat([mel, gcc], dim=1))
 
 
@@ -288,7 +300,8 @@ def test_split_pretraining_with_branch_losses_resumes(audio, tmp_path):
         return pretrain(audio, ids, extractor, SPLIT, AUGMENT, PretrainConfig.from_params(params), progress=False)
 
     full = run(checkpoint_path=str(tmp_path / "split.pt"))
-    assert set(full.projectors) == {"mel", "gcc"} and np.isfinite(full.history[-1]["loss"])
+    assert set(full.projectors) == {"mel", "gcc"}
+    assert np.isfinite(full.history[-1]["loss"])
     again = run(checkpoint_path=str(tmp_path / "split.pt"))
     assert again.resumed_from_epoch == 2
     encoder, _ = unpack_encoder(
@@ -327,7 +340,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(audio, tmp_path
     first = _run(audio, tmp_path, devices=2, max_steps=2, checkpoint_path=str(path), **kwargs)
     assert [h["epoch"] for h in first.history] == [1]
     resumed = _run(audio, tmp_path, checkpoint_path=str(path), **kwargs)
-    assert resumed.resumed_from_epoch == 1 and [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.resumed_from_epoch == 1
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
     np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in one.history], rtol=1e-4)
 
 

@@ -33,7 +33,8 @@ def test_atomic_files_follow_the_umask(tmp_path):
 def test_deep_merge_flatten_and_digests():
     base = {"a": {"b": 1, "c": [1, 2]}, "d": 0}
     merged = deep_merge(base, {"a": {"b": 5}})
-    assert merged == {"a": {"b": 5, "c": [1, 2]}, "d": 0} and base["a"]["b"] == 1
+    assert merged == {"a": {"b": 5, "c": [1, 2]}, "d": 0}
+    assert base["a"]["b"] == 1
     merged["a"]["c"].append(3)
     assert base["a"]["c"] == [1, 2]  # a copy, not a view
     assert flatten("x", {"a": {"b": 1}, "c": 2}) == {"x.a.b": 1, "x.c": 2}

@@ -52,4 +52,5 @@ def test_kedro_viz_build_shows_every_pipeline(kedro_project):
     names = {n["name"] for n in ablations["nodes"]}
     assert {"pretrain_variant", "evaluate_variant", "build_sweep_report"} <= names
     layers = {(n["name"], n.get("layer")) for n in ablations["nodes"]}
-    assert ("ablations.cs.encoder", "models") in layers and ("ablations.table1", "reporting") in layers
+    assert ("ablations.cs.encoder", "models") in layers
+    assert ("ablations.table1", "reporting") in layers
