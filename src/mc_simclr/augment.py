@@ -128,7 +128,22 @@ class Mixup(nn.Module):
 # --------------------------------------------------------------------------------------------
 # Feature-level augmentations
 # --------------------------------------------------------------------------------------------
-class RandomResizedCrop(nn.Module):
+class FeatureAugmentation(nn.Module):
+    """A feature-level augmentation: ``forward(x, generator, part)`` on ``(B, C, T, F)`` features, each
+    view augmented independently by :meth:`pair`."""
+
+    def pair(
+        self,
+        f1: torch.Tensor,
+        f2: torch.Tensor,
+        generator: torch.Generator | None = None,
+        part: tuple[slice, int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each view's features augmented independently (the first view's draws first)."""
+        return self(f1, generator, part), self(f2, generator, part)
+
+
+class RandomResizedCrop(FeatureAugmentation):
     """Crop a random box of the ``(T, F)`` image and resize it back, one box for all channels of a view.
 
     Box area is ``scale`` x the image, aspect ratio ``(width along F) / (height along T)`` is drawn
@@ -223,18 +238,8 @@ class RandomResizedCrop(nn.Module):
         boxes = self.sample_boxes(total, x.shape[2], x.shape[3], x.device, generator)
         return self.apply_boxes(x, boxes[rows])
 
-    def pair(
-        self,
-        f1: torch.Tensor,
-        f2: torch.Tensor,
-        generator: torch.Generator | None = None,
-        part: tuple[slice, int] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each view's features augmented independently (the first view's draws first)."""
-        return self(f1, generator, part), self(f2, generator, part)
 
-
-class ChannelDrop(nn.Module):
+class ChannelDrop(FeatureAugmentation):
     """Zero each whole feature channel (Mel or GCC) independently with probability ``p``."""
 
     def __init__(self, p: float = 0.1) -> None:
@@ -255,16 +260,6 @@ class ChannelDrop(nn.Module):
         rows, total = part if part is not None else (slice(None), x.shape[0])
         keep = torch.rand((total, x.shape[1]), generator=generator, device=x.device)[rows] >= self.p
         return x * keep.reshape(*keep.shape, *([1] * (x.ndim - 2))).to(x.dtype)
-
-    def pair(
-        self,
-        f1: torch.Tensor,
-        f2: torch.Tensor,
-        generator: torch.Generator | None = None,
-        part: tuple[slice, int] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each view's features augmented independently (the first view's draws first)."""
-        return self(f1, generator, part), self(f2, generator, part)
 
 
 # --------------------------------------------------------------------------------------------
