@@ -58,11 +58,16 @@ def test_variant_switches_augmentations_and_channel_drop_p():
         "mixup": False,
         "random_resized_crop": True,
         "channel_drop": True,
+        "diffuse_noise": False,
+        "gain": False,
     }
     assert aug["channel_drop"]["p"] == 0.2
     assert aug["mixup"]["alpha_max"] == AUGMENTATIONS["mixup"]["alpha_max"]
     assert AUGMENTATIONS["mixup"]["enabled"] is True  # the project's block is not modified
     assert variant.settings()["augmentations"] == "cs+rrc+cd"
+    noisy = Variant.from_params("y", {"augmentations": ["cs", "mu", "dn", "ga"]})
+    assert noisy.settings()["augmentations"] == "cs+mu+dn+ga"
+    assert noisy.augmentation_params(AUGMENTATIONS)["diffuse_noise"]["enabled"] is True
 
 
 def test_variant_blocks_precedence_and_own_checkpoint():

@@ -546,20 +546,24 @@ class _Gain(torch.nn.Module):
 
 def test_adding_an_augmentation_is_one_registry_entry(monkeypatch):
     """An entry appended to the registry is read from its parameter block and applied in its stage."""
-    gain = augment.Augmentation("gain", "ga", "waveform", _Gain)
-    monkeypatch.setattr(augment, "REGISTRY", (*augment.REGISTRY, gain))
+    entry = augment.Augmentation("wobble", "wo", "waveform", _Gain)
+    monkeypatch.setattr(augment, "REGISTRY", (*augment.REGISTRY, entry))
     blocks = {name: {"enabled": False} for name in ("channel_swap", "mixup", "random_resized_crop", "channel_drop")}
-    chain = MultiLevelAugmentation.from_params({**blocks, "gain": {"enabled": True, "depth": 0.25}}, FeatureExtractor())
-    assert isinstance(chain.gain, _Gain)
-    assert chain.gain.depth == 0.25
+    chain = MultiLevelAugmentation.from_params(
+        {**blocks, "wobble": {"enabled": True, "depth": 0.25}}, FeatureExtractor()
+    )
+    assert isinstance(chain.wobble, _Gain)
+    assert chain.wobble.depth == 0.25
     x1 = torch.from_numpy(noise((3, 4, FS // 4), seed=22).astype(np.float32))
     f1, f2 = chain(x1, x1.clone(), torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(0)
     a, b = _Gain(0.25).pair(x1, x1.clone(), g)
     assert torch.equal(f1, FeatureExtractor()(a))
     assert torch.equal(f2, FeatureExtractor()(b))
-    with pytest.raises(ValueError, match=r"augmentations\.gain\.depht"):
-        MultiLevelAugmentation.from_params({**blocks, "gain": {"enabled": True, "depht": 0.25}}, FeatureExtractor())
+    with pytest.raises(ValueError, match=r"augmentations\.wobble\.depht"):
+        MultiLevelAugmentation.from_params({**blocks, "wobble": {"enabled": True, "depht": 0.25}}, FeatureExtractor())
+    with pytest.raises(ValueError, match=r"augmentations\.wobble\.enabled must be set"):
+        MultiLevelAugmentation.from_params(blocks, FeatureExtractor())  # not optional: its block is needed
 
 
 def test_a_registry_entry_needs_a_known_stage_and_a_pair_method():
@@ -567,3 +571,47 @@ def test_a_registry_entry_needs_a_known_stage_and_a_pair_method():
         augment.Augmentation("gain", "ga", "spectrum", _Gain)
     with pytest.raises(ValueError, match="has no pair"):
         augment.Augmentation("plain", "pl", "waveform", torch.nn.Identity)
+
+
+def test_diffuse_noise_gives_each_view_its_own_noise_at_the_drawn_snr():
+    x = torch.from_numpy(noise((64, 4, FS // 2), seed=30).astype(np.float32))
+    fixed = augment.DiffuseNoise(snr_db=(10.0, 10.0), bank_seconds=5.0)
+    a, b = fixed.pair(x, x.clone(), torch.Generator().manual_seed(0))
+    added_a, added_b = a - x, b - x
+    ratio = added_a.square().mean(dim=(1, 2)) / x.square().mean(dim=(1, 2))
+    assert float(ratio.median()) == pytest.approx(0.1, rel=0.15)  # 10 dB below each view's power
+    assert not torch.allclose(added_a, added_b)  # the two views do not share a noise realisation
+    coherence = np.corrcoef(added_a[:, 0].flatten().numpy(), added_a[:, 2].flatten().numpy())[0, 1]
+    assert 0.05 < coherence < 0.95  # diffuse: partly coherent between microphones 0.1 m apart
+    off = augment.DiffuseNoise(p=0.0, bank_seconds=1.0)
+    assert torch.equal(off(x, torch.Generator().manual_seed(0)), x)
+
+
+def test_random_gain_scales_each_view_within_its_range():
+    x = torch.ones(200, 4, 10)
+    scaled = augment.RandomGain(6.0)(x, torch.Generator().manual_seed(0))
+    db = 20 * torch.log10(scaled[:, 0, 0])
+    assert float(db.min()) >= -6.0
+    assert float(db.max()) <= 6.0
+    assert float(db.std()) > 2.0
+    assert torch.equal(scaled[:, 0], scaled[:, 3])  # all channels alike
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"diffuse_noise": {"enabled": True, "snr_db": [20, 0]}}, r"diffuse_noise\.snr_db must be \[min, max\]"),
+        ({"diffuse_noise": {"enabled": True, "p": 2}}, r"diffuse_noise\.p must be in \[0, 1\]"),
+        ({"gain": {"enabled": True, "gain_db": -1}}, r"gain\.gain_db must be >= 0"),
+        ({"mixup": {"enabled": True, "alpha_max": 1.5}}, r"mixup\.alpha_max must be in \[0, 1\]"),
+    ],
+)
+def test_bad_per_view_settings_stop_the_preflight_naming_the_parameter(block, message):
+    from mc_simclr.preflight import check_parameters
+
+    from conftest import conf_parameters
+
+    params = conf_parameters()
+    params["augmentations"] = {**params["augmentations"], **block}
+    with pytest.raises(ValueError, match=message):
+        check_parameters(params)

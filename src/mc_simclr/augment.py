@@ -2,6 +2,7 @@
 
 Waveform level (``(B, M, N)``): :class:`ChannelSwap`, :class:`Mixup`.
 Feature level (``(B, C, T, F)``, Mel and GCC stacked): :class:`RandomResizedCrop`, :class:`ChannelDrop`.
+Beyond the paper, off by default: per-view :class:`DiffuseNoise` and :class:`RandomGain` (waveforms).
 :data:`REGISTRY` lists them in the order :class:`MultiLevelAugmentation` applies them.
 
 Every module takes an optional ``torch.Generator`` so that runs are reproducible, and draws its
@@ -14,11 +15,13 @@ import inspect
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mc_simclr.acoustics.array import ArrayGeometry
+from mc_simclr.acoustics.noise import diffuse_noise
 from mc_simclr.acoustics.symmetry import ArraySymmetries
 from mc_simclr.params import check_keys
 
@@ -122,6 +125,94 @@ class Mixup(nn.Module):
         self, x1: torch.Tensor, x2: torch.Tensor, generator: torch.Generator | None = None, part=None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each view mixed with another clip of its batch, independently."""
+        return self(x1, generator), self(x2, generator)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-view nuisances: diffuse noise and gain (off by default; docs/experiments/hard.md)
+# --------------------------------------------------------------------------------------------
+class DiffuseNoise(nn.Module):
+    """Diffuse background noise added to each view on its own, so that the two views of a clip do
+    not share one noise realisation and one SNR.
+
+    The noise is a random segment of a bank of ``bank_seconds`` of diffuse noise at the array's
+    microphones (the coherence of a spherically isotropic field, :func:`~mc_simclr.acoustics.noise.diffuse_noise`,
+    drawn once from ``seed``), scaled to an SNR drawn per view from ``snr_db`` (against the view's
+    own power), and added with probability ``p``.
+    """
+
+    def __init__(
+        self,
+        array: ArrayLike = 4,
+        sample_rate: int = 16000,
+        snr_db: tuple[float, float] = (0.0, 20.0),
+        p: float = 1.0,
+        color: str = "pink",
+        bank_seconds: float = 20.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        snr_db = tuple(float(v) for v in snr_db)
+        if len(snr_db) != 2 or snr_db[0] > snr_db[1]:
+            raise ValueError(f"diffuse_noise.snr_db must be [min, max] with min <= max, got {list(snr_db)}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"diffuse_noise.p must be in [0, 1], got {p}")
+        if not bank_seconds > 0:
+            raise ValueError(f"diffuse_noise.bank_seconds must be > 0, got {bank_seconds}")
+        self.snr_db, self.p, self.color = snr_db, float(p), color
+        positions = array_symmetries(array).geometry.array
+        rng = np.random.default_rng(seed)
+        bank = diffuse_noise(int(round(bank_seconds * sample_rate)), positions, int(sample_rate), rng, color)
+        self.register_buffer("bank", torch.from_numpy(bank), persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"snr_db={list(self.snr_db)}, p={self.p}, color={self.color!r}, bank={self.bank.shape[-1]} samples"
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        batch, n_mics, n = x.shape
+        if n_mics != self.bank.shape[0]:
+            raise ValueError(f"DiffuseNoise expects (batch, {self.bank.shape[0]}, samples), got {tuple(x.shape)}")
+        bank = self.bank.to(device=x.device, dtype=x.dtype)
+        if bank.shape[-1] < n:  # a bank shorter than the crop is repeated
+            bank = bank.repeat(1, -(-n // bank.shape[-1]))
+        starts = torch.randint(0, bank.shape[-1] - n + 1, (batch,), generator=generator, device=x.device)
+        snr = self.snr_db[0] + (self.snr_db[1] - self.snr_db[0]) * torch.rand(
+            batch, generator=generator, device=x.device
+        )
+        applied = torch.rand(batch, generator=generator, device=x.device) < self.p
+        noise = bank[:, starts[:, None] + torch.arange(n, device=x.device)].permute(1, 0, 2)  # (B, M, n)
+        power = x.square().mean(dim=(1, 2))
+        gain = torch.sqrt(power / 10.0 ** (snr / 10.0)) * applied.to(x.dtype)
+        return x + gain[:, None, None] * noise
+
+    def pair(
+        self, x1: torch.Tensor, x2: torch.Tensor, generator: torch.Generator | None = None, part=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each view gets its own noise segment and SNR."""
+        return self(x1, generator), self(x2, generator)
+
+
+class RandomGain(nn.Module):
+    """One random gain per view, uniform in dB in ``[-gain_db, gain_db]`` (all channels alike, so level
+    differences between the microphones survive)."""
+
+    def __init__(self, gain_db: float = 6.0) -> None:
+        super().__init__()
+        if not (isinstance(gain_db, int | float) and gain_db >= 0):
+            raise ValueError(f"gain.gain_db must be >= 0, got {gain_db!r}")
+        self.gain_db = float(gain_db)
+
+    def extra_repr(self) -> str:
+        return f"gain_db={self.gain_db}"
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        db = (2 * torch.rand(x.shape[0], generator=generator, device=x.device) - 1) * self.gain_db
+        return x * (10.0 ** (db / 20.0)).to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+
+    def pair(
+        self, x1: torch.Tensor, x2: torch.Tensor, generator: torch.Generator | None = None, part=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each view its own gain."""
         return self(x1, generator), self(x2, generator)
 
 
@@ -267,6 +358,8 @@ class ChannelDrop(FeatureAugmentation):
 # --------------------------------------------------------------------------------------------
 #: Where an augmentation acts: on the waveforms before the features, or on the features.
 STAGES = ("waveform", "features")
+#: Constructor arguments the chain provides (the array's symmetries, the audio's sample rate).
+PROVIDED = ("array", "sample_rate")
 
 
 @dataclass(frozen=True)
@@ -276,8 +369,10 @@ class Augmentation:
     ``name`` is its block under ``augmentations`` in the parameters, ``short`` its name in sweep
     variants (``cs``, ``mu``, ...), ``stage`` where it acts (``waveform``: on both views' audio before
     the features; ``features``: on both views' features) and ``module`` its class, whose constructor
-    arguments are the block's settings (but ``fixed`` ones; an ``array`` argument gets the array's
-    symmetries) and whose ``pair(x1, x2, generator, part)`` augments both views.
+    arguments are the block's settings (but ``fixed`` ones; ``array`` and ``sample_rate`` arguments
+    get the chain's, :data:`PROVIDED`) and whose ``pair(x1, x2, generator, part)`` augments both views.
+    The block of an ``optional`` entry may be left out (the augmentation is then off); the others
+    must be present.
     """
 
     name: str
@@ -285,6 +380,7 @@ class Augmentation:
     stage: str
     module: type[nn.Module]
     fixed: frozenset[str] = frozenset()
+    optional: bool = False  # its block may be left out of the parameters (then it is off)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -294,13 +390,15 @@ class Augmentation:
 
     def settings(self) -> set[str]:
         """The keys its parameter block accepts besides ``enabled``."""
-        return set(inspect.signature(self.module).parameters) - {"array"} - self.fixed
+        return set(inspect.signature(self.module).parameters) - set(PROVIDED) - self.fixed
 
-    def build(self, options: dict, array: ArrayLike = 4) -> nn.Module:
-        """The module from its block's ``options`` (YAML lists become tuples)."""
+    def build(self, options: dict, array: ArrayLike = 4, sample_rate: int = 16000) -> nn.Module:
+        """The module from its block's ``options`` (YAML lists become tuples); an ``array`` or
+        ``sample_rate`` argument gets the chain's."""
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-        if "array" in inspect.signature(self.module).parameters:
-            kwargs["array"] = array
+        provided = {"array": array, "sample_rate": int(sample_rate)}
+        accepted = inspect.signature(self.module).parameters
+        kwargs.update({name: value for name, value in provided.items() if name in accepted})
         return self.module(**kwargs)
 
 
@@ -311,6 +409,9 @@ REGISTRY: tuple[Augmentation, ...] = (
     Augmentation("mixup", "mu", "waveform", Mixup),
     Augmentation("random_resized_crop", "rrc", "features", RandomResizedCrop, frozenset({"attempts"})),
     Augmentation("channel_drop", "cd", "features", ChannelDrop),
+    # per-view nuisances beyond the paper, off by default (docs/experiments/hard.md)
+    Augmentation("diffuse_noise", "dn", "waveform", DiffuseNoise, optional=True),
+    Augmentation("gain", "ga", "waveform", RandomGain, optional=True),
 )
 AUGMENTATIONS = tuple(entry.name for entry in REGISTRY)
 #: Short names of the sweep variants: ``{"cs": "channel_swap", ...}``.
@@ -352,12 +453,15 @@ class MultiLevelAugmentation(nn.Module):
         check_keys(params, [entry.name for entry in REGISTRY], "augmentations")
         modules = {}
         for entry in REGISTRY:
+            if entry.optional and entry.name not in params:
+                continue
             block = dict(params.get(entry.name) or {})
             if "enabled" not in block:
                 raise ValueError(f"augmentations.{entry.name}.enabled must be set (true or false)")
             check_keys(block, {"enabled", *entry.settings()}, f"augmentations.{entry.name}")
             if block["enabled"]:
-                modules[entry.name] = entry.build({k: v for k, v in block.items() if k != "enabled"}, array)
+                options = {k: v for k, v in block.items() if k != "enabled"}
+                modules[entry.name] = entry.build(options, array, getattr(features, "sample_rate", 16000))
         return cls(features, **modules)
 
     def forward(

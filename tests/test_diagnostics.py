@@ -1,0 +1,107 @@
+"""The diagnostics of docs/experiments/hard.md on made-up numbers with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mc_simclr.acoustics.array import ArrayGeometry
+from mc_simclr.acoustics.scene import SceneConfig
+from mc_simclr.acoustics.symmetry import ArraySymmetries
+from mc_simclr.diagnostics import (
+    band_labels,
+    elevation_spread,
+    elevation_symmetries,
+    level_db,
+    linear_r2,
+    scores_by_band,
+)
+
+from conftest import PROJECT_ROOT
+
+
+def test_bands_are_half_open_but_the_last_holds_its_upper_edge():
+    labels = band_labels(np.array([0.0, 4.99, 5.0, 9.9, 10.0, 20.0, 20.5, -1.0]))
+    assert list(labels) == ["0-5 dB", "0-5 dB", "5-10 dB", "5-10 dB", "10-20 dB", "10-20 dB", "", ""]
+
+
+def test_scores_by_band_count_and_score_each_band():
+    clips = pd.DataFrame(
+        {
+            "class_index": [0, 1, 0, 1],
+            "pred_class": [0, 0, 0, 1],
+            "azimuth_deg": [0.0, 0.0, 90.0, 90.0],
+            "pred_azimuth": [10.0, 30.0, 90.0, 80.0],
+            "noise_snr_db": [1.0, 2.0, 15.0, 12.0],
+        }
+    )
+    table = scores_by_band(clips).set_index("band")
+    assert table.loc["0-5 dB", "clips"] == 2
+    assert table.loc["0-5 dB", "accuracy"] == pytest.approx(50.0)
+    assert table.loc["0-5 dB", "azimuth_error"] == pytest.approx(20.0)
+    assert table.loc["10-20 dB", "azimuth_error"] == pytest.approx(5.0)
+    assert "5-10 dB" not in table.index  # no clip in it
+    assert table.loc["all", "clips"] == 4
+    with pytest.raises(ValueError, match="no 'rt' column"):
+        scores_by_band(clips, column="rt")
+
+
+def test_linear_r2_is_one_for_a_linear_target_and_near_zero_for_noise():
+    rng = np.random.default_rng(0)
+    x, xt = rng.standard_normal((400, 8)), rng.standard_normal((200, 8))
+    w = rng.standard_normal(8)
+    assert linear_r2(x, x @ w + 3, xt, xt @ w + 3, ridge=1e-8) == pytest.approx(1.0, abs=1e-6)
+    assert abs(linear_r2(x, rng.standard_normal(400), xt, rng.standard_normal(200))) < 0.1
+    with pytest.raises(ValueError, match="as many rows"):
+        linear_r2(x, w, xt, xt @ w)
+
+
+def test_level_is_decibels_of_the_rms():
+    assert level_db(np.full((4, 100), 0.1)) == pytest.approx(-20.0)
+    assert level_db(np.zeros((4, 100))) == pytest.approx(-240.0)
+
+
+def test_half_the_mic_format_symmetries_negate_elevation():
+    table = elevation_symmetries(ArraySymmetries.of(ArrayGeometry.from_params({"kind": "tetrahedral"})))
+    assert len(table) == 8
+    assert table["elevation"].value_counts().to_dict() == {"keeps": 4, "negates": 4}
+    assert table.loc[0, "elevation"] == "keeps"  # the identity
+    square = elevation_symmetries(ArraySymmetries.of(4))
+    assert set(square["elevation"]) == {"keeps"}
+
+
+def test_elevation_spread_of_the_papers_scenes_is_centred_on_the_horizon():
+    spread = elevation_spread(SceneConfig(array=ArrayGeometry.from_params({"kind": "tetrahedral"})), n=500)
+    assert abs(spread["mean"]) < 3.0
+    assert spread["p5"] < -20.0
+    assert spread["p95"] > 20.0
+    assert spread["constant_mae"] > 5.0
+
+
+def test_the_script_refuses_an_unknown_environment_and_missing_data(capsys, tmp_path):
+    script = load_script()
+    with pytest.raises(SystemExit):
+        script.main(["--env", "nowhere"])
+    assert "no folder conf/nowhere" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main(["--env", "test", "--data-root", str(tmp_path)])
+    assert "run `kedro run --env=test --pipelines=data_simulation,feature_extraction,pretraining` first" in (
+        capsys.readouterr().err.replace("\n", " ")
+    )
+
+
+def load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("diagnose_hard", PROJECT_ROOT / "scripts" / "diagnose_hard.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_script_writes_the_elevation_diagnostic_of_an_environment(tmp_path, capsys):
+    assert load_script().main(["--env", "tetra", "--elevation", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "elevation.md").read_text()
+    assert text.count("| negates |") == 4
+    assert "constant_mae" in text
