@@ -31,7 +31,7 @@ from mc_simclr.sweeps import Variant, variant_blocks
 
 SETUPS = ("base", "paper_crnn", "paper")
 #: Keys of the pretraining block that describe where and how a pipeline run stores its work.
-RUN_KEYS = ("split", "device", "num_workers", "checkpoint_path", "restart")
+RUN_KEYS = ("split", "max_clips", "device", "num_workers", "checkpoint_path", "restart")
 
 
 def load_setup(name: str) -> dict[str, Any]:

@@ -60,6 +60,7 @@ def test_variant_switches_augmentations_and_channel_drop_p():
         "channel_drop": True,
         "diffuse_noise": False,
         "gain": False,
+        "spectral_tilt": False,
     }
     assert aug["channel_drop"]["p"] == 0.2
     assert aug["mixup"]["alpha_max"] == AUGMENTATIONS["mixup"]["alpha_max"]

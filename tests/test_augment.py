@@ -597,9 +597,36 @@ def test_random_gain_scales_each_view_within_its_range():
     assert torch.equal(scaled[:, 0], scaled[:, 3])  # all channels alike
 
 
+def test_spectral_tilt_tilts_the_spectrum_but_keeps_level_and_phase_differences():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, 8000, generator=g)
+    tilt = augment.SpectralTilt(6.0, sample_rate=8000)
+    y = tilt(x, torch.Generator().manual_seed(1))
+    rms = lambda a: a.square().mean(dim=(1, 2)).sqrt()  # noqa: E731
+    assert torch.allclose(rms(y), rms(x), rtol=1e-4)
+    spectrum_x, spectrum_y = torch.fft.rfft(x), torch.fft.rfft(y)
+    # the same real gain on every channel: cross-spectra keep their phase (GCC-PHAT is unchanged)
+    cross_x = spectrum_x[:, 0] * spectrum_x[:, 1].conj()
+    cross_y = spectrum_y[:, 0] * spectrum_y[:, 1].conj()
+    band = slice(50, 3950)
+    assert torch.allclose(torch.angle(cross_y[:, band]), torch.angle(cross_x[:, band]), atol=1e-3)
+
+    # the slope: energy ratio between 2 kHz and 500 Hz (2 octaves) moves by 2 x tilt dB, |tilt| <= 6
+    def octave_ratio_db(s):
+        power = s.abs().square().mean(dim=1)
+        return 10 * torch.log10(power[:, 1900:2100].mean(dim=1) / power[:, 400:600].mean(dim=1))
+
+    change = octave_ratio_db(spectrum_y) - octave_ratio_db(spectrum_x)
+    assert float(change.abs().max()) <= 2 * 6.0 + 0.5
+    assert float(change.std()) > 3.0  # each view its own tilt, spread over the range
+    assert torch.equal(augment.SpectralTilt(0.0, sample_rate=8000)(x, torch.Generator().manual_seed(1)), x)
+
+
 @pytest.mark.parametrize(
     ("block", "message"),
     [
+        ({"spectral_tilt": {"enabled": True, "tilt_db": -2}}, r"spectral_tilt\.tilt_db must be >= 0"),
+        ({"spectral_tilt": {"enabled": True, "reference_hz": 9000.0}}, r"spectral_tilt needs .*reference_hz=9000"),
         ({"diffuse_noise": {"enabled": True, "snr_db": [20, 0]}}, r"diffuse_noise\.snr_db must be \[min, max\]"),
         ({"diffuse_noise": {"enabled": True, "p": 2}}, r"diffuse_noise\.p must be in \[0, 1\]"),
         ({"gain": {"enabled": True, "gain_db": -1}}, r"gain\.gain_db must be >= 0"),

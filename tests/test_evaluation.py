@@ -150,6 +150,37 @@ def test_fine_tune_changes_a_copy_only():
     np.testing.assert_allclose(vector.numpy(), tuned.predictions["test"].direction_vector, atol=1e-5)
 
 
+def test_lp_ft_trains_the_heads_alone_first_then_the_whole_network():
+    from mc_simclr.augment import FeatureChannelSwap
+    from mc_simclr.evaluation.fine_tuning import _fine_tune_epoch
+    from mc_simclr.evaluation.supervised import sgd_schedule
+    from mc_simclr.networks import SELDHeads
+
+    train, val, test = _toy_splits()
+    torch.manual_seed(0)
+    encoder = CRNNEncoder(ENCODER, n_bins=8)
+    heads = SELDHeads(encoder.embedding_dim, 3, 2)
+    frozen = {k: v.clone() for k, v in encoder.state_dict().items()}
+    heads_before = {k: v.clone() for k, v in heads.state_dict().items()}
+    optimizer, scheduler = sgd_schedule(list(heads.parameters()), CONFIG, 2, 1)
+    swap = FeatureChannelSwap(4)
+    _fine_tune_epoch(encoder, heads, train, swap, optimizer, scheduler, CONFIG, 0, torch.device("cpu"), False)
+    for key, value in encoder.state_dict().items():  # weights and BatchNorm statistics alike
+        assert torch.equal(value, frozen[key]), key
+    assert any(not torch.equal(v, heads_before[k]) for k, v in heads.state_dict().items())
+
+    lp_ft = dataclasses.replace(CONFIG, finetune_epochs=3, lp_epochs=2)
+    tuned = fine_tune(encoder, train, val, {"test": test}, 3, lp_ft, pretrained=True, progress=False)
+    joint = fine_tune(encoder, train, val, {"test": test}, 3, CONFIG, pretrained=True, progress=False)
+    assert not np.allclose(tuned.predictions["test"].direction_vector, joint.predictions["test"].direction_vector)
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, frozen[key]), key
+    with pytest.raises(ValueError, match=r"lp_epochs.*lp_epochs=3, finetune_epochs=3"):
+        SupervisedConfig.from_params({"finetune_epochs": 3, "lp_epochs": 3})
+    with pytest.raises(ValueError, match=r"evaluation.supervised.lp_epochs"):
+        SupervisedConfig.from_params({"lp_epochs": -1})
+
+
 def test_gradient_scaling_scales():
     torch.manual_seed(0)
     layer = torch.nn.Linear(3, 2)

@@ -10,8 +10,9 @@ import torch
 from mc_simclr import pretraining
 from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.features import FeatureExtractor
+from mc_simclr.losses import spatial_reconstruction_loss, spatial_target
 from mc_simclr.model_files import package_encoder, unpack_encoder
-from mc_simclr.networks import EncoderConfig
+from mc_simclr.networks import EncoderConfig, build_encoder
 from mc_simclr.pretraining import (
     CheckpointError,
     CropPairs,
@@ -373,3 +374,106 @@ def test_more_devices_than_gpus_is_a_clear_error(audio, tmp_path):
 
     with pytest.raises(ValueError, match=r"pretraining.devices = 3 but 0 CUDA device\(s\) are visible"):
         check_devices(3, torch.device("cuda"))
+
+
+def test_spatial_target_is_each_pairs_standardised_lag_profile():
+    features = torch.zeros(2, 10, 5, 16)
+    features[:, :4] = torch.randn(2, 4, 5, 16)  # log-Mel: not part of the target
+    for pair, lag in enumerate([3, 5, 7, 9, 11, 13]):
+        features[0, 4 + pair, :, lag] = 1.0  # a peak at the pair's lag in every frame
+    features[1, 4:] = torch.randn(1, 6, 5, 16)
+    features[1, 6] = 0.0  # a dropped channel
+    target = spatial_target(features, mel_channels=4).view(2, 6, 16)
+    assert target.shape == (2, 6, 16)
+    assert target[0].argmax(dim=1).tolist() == [3, 5, 7, 9, 11, 13]
+    assert torch.allclose(target[0].mean(dim=1), torch.zeros(6), atol=1e-6)
+    assert torch.allclose(target[0].std(dim=1), torch.ones(6), atol=1e-5)
+    assert torch.equal(target[1, 2], torch.zeros(16))
+    with pytest.raises(ValueError, match="mel_channels"):
+        spatial_target(features, mel_channels=10)
+    with pytest.raises(ValueError, match="does not match its target"):
+        spatial_reconstruction_loss(torch.zeros(2, 5), target)
+
+
+def test_spatial_target_weight_adds_a_head_that_learns_the_lag_profile(audio, tmp_path):
+    assert "spatial_target_weight" not in PretrainConfig().trained_settings()  # old fingerprints stay
+    assert PretrainConfig.from_params({"spatial_target_weight": 0.5}).trained_settings()["spatial_target_weight"] == 0.5
+    with pytest.raises(ValueError, match="pretraining.spatial_target_weight"):
+        PretrainConfig.from_params({"spatial_target_weight": -1.0})
+    extractor = FeatureExtractor(sample_rate=8000, n_fft=256, hop_length=128, n_mels=16)
+    for architecture, encoder_config in [("split_crnn", SPLIT), ("crnn", ENCODER)]:
+        config = PretrainConfig.from_params(
+            {"joint_loss_weight": 1.0, "branch_loss_weight": 0.0, "spatial_target_weight": 1.0}
+        )
+        encoder = build_encoder(encoder_config, 16)
+        heads = pretraining.make_projectors(encoder, config)
+        assert set(heads) == {"joint", "spatial"}, architecture
+        model = pretraining.ContrastiveModel(encoder, heads)
+        features = torch.randn(8, 10, 20, 16)
+        target = spatial_target(features, 4)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        losses = []
+        for _ in range(30):  # the head fits the batch's lag profiles: the target reaches the weights
+            loss = spatial_reconstruction_loss(model(features)["spatial"], target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        assert losses[-1] < 0.5 * losses[0], architecture
+    run = pretrain(
+        audio,
+        [f"c{i}" for i in range(8)],
+        extractor,
+        SPLIT,
+        AUGMENT,
+        PretrainConfig.from_params(
+            {
+                "epochs": 1,
+                "batch_size": 4,
+                "warmup_epochs": 0,
+                "device": "cpu",
+                "joint_loss_weight": 0.0,
+                "branch_loss_weight": 1.0,
+                "spatial_target_weight": 1.0,
+            }
+        ),
+        progress=False,
+    )
+    assert set(run.projectors) == {"mel", "gcc", "spatial"}
+    assert np.isfinite(run.history[-1]["loss"])
+
+
+def test_max_clips_takes_a_seeded_subset_and_refuses_more_than_there_are(tmp_path):
+    data = ShardData()
+    for i in range(10):
+        split = "unlabeled" if i < 8 else "labeled"
+        data.add({"clip_id": f"c{i}", "split": split, "status": pretraining.OK}, np.zeros((4, 800), np.float32))
+    write_shard(tmp_path, "s0", data)
+    audio = ShardedAudio(tmp_path)
+    everything = pretraining.pretraining_clips(audio, "unlabeled")
+    assert len(everything) == 8
+    four = pretraining.pretraining_clips(audio, "unlabeled", max_clips=4, seed=0)
+    assert len(four) == 4
+    assert set(four) < set(everything)
+    assert four == pretraining.pretraining_clips(audio, "unlabeled", max_clips=4, seed=0)
+    others = [pretraining.pretraining_clips(audio, "unlabeled", max_clips=4, seed=s) for s in range(1, 6)]
+    assert any(set(o) != set(four) for o in others)
+    for bad in (1, 9, 2.5, True):
+        with pytest.raises(ValueError, match=r"pretraining.max_clips must be null or an integer in \[2, 8\]"):
+            pretraining.pretraining_clips(audio, "unlabeled", max_clips=bad)
+
+
+def test_optional_augmentations_enter_the_fingerprint_only_when_on():
+    extractor = FeatureExtractor(sample_rate=8000, n_fft=256, hop_length=128, n_mels=16)
+    paper_blocks = {
+        k: v for k, v in AUGMENT.items() if k in ("channel_swap", "mixup", "random_resized_crop", "channel_drop")
+    }
+
+    def digest(blocks):
+        return pretraining.pretraining_fingerprint(["c0", "c1"], extractor, SPLIT, blocks, PretrainConfig())
+
+    off = {**paper_blocks, "gain": {"enabled": False, "gain_db": 6.0}, "spectral_tilt": {"enabled": False}}
+    assert digest(off) == digest(paper_blocks)  # runs from before the blocks existed keep their checkpoints
+    on = {**off, "spectral_tilt": {"enabled": True, "tilt_db": 3.0}}
+    assert digest(on) != digest(paper_blocks)
+    assert digest({**paper_blocks, "mixup": {**paper_blocks["mixup"], "enabled": False}}) != digest(paper_blocks)

@@ -129,7 +129,7 @@ class Mixup(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# Per-view nuisances: diffuse noise and gain (off by default; docs/experiments/hard.md)
+# Per-view nuisances: diffuse noise, gain and spectral tilt (off by default; docs/experiments/hard.md)
 # --------------------------------------------------------------------------------------------
 class DiffuseNoise(nn.Module):
     """Diffuse background noise added to each view on its own, so that the two views of a clip do
@@ -213,6 +213,54 @@ class RandomGain(nn.Module):
         self, x1: torch.Tensor, x2: torch.Tensor, generator: torch.Generator | None = None, part=None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each view its own gain."""
+        return self(x1, generator), self(x2, generator)
+
+
+class SpectralTilt(nn.Module):
+    """One random spectral tilt per view: a gain of ``t`` dB per octave around ``reference_hz``, ``t``
+    uniform in ``[-tilt_db, tilt_db]``, the same for all channels (a real, positive gain per frequency,
+    so the microphones' phase differences and GCC-PHAT are untouched), then scaled back to the view's
+    RMS so that tilt and level stay separate nuisances. Frequencies below ``floor_hz`` get the gain of
+    ``floor_hz``."""
+
+    def __init__(
+        self, tilt_db: float = 3.0, reference_hz: float = 1000.0, floor_hz: float = 50.0, sample_rate: int = 16000
+    ) -> None:
+        super().__init__()
+        if not (isinstance(tilt_db, int | float) and tilt_db >= 0):
+            raise ValueError(f"spectral_tilt.tilt_db must be >= 0 (dB per octave), got {tilt_db!r}")
+        if not 0 < floor_hz <= reference_hz < sample_rate / 2:
+            raise ValueError(
+                f"spectral_tilt needs 0 < floor_hz <= reference_hz < sample_rate / 2, "
+                f"got floor_hz={floor_hz}, reference_hz={reference_hz}, sample_rate={sample_rate}"
+            )
+        self.tilt_db = float(tilt_db)
+        self.reference_hz = float(reference_hz)
+        self.floor_hz = float(floor_hz)
+        self.sample_rate = int(sample_rate)
+
+    def extra_repr(self) -> str:
+        return f"tilt_db={self.tilt_db}, reference_hz={self.reference_hz}"
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        tilt = (2 * torch.rand(x.shape[0], generator=generator, device=x.device) - 1) * self.tilt_db
+        if self.tilt_db == 0:
+            return x
+        n = x.shape[-1]
+        freqs = torch.fft.rfftfreq(n, d=1.0 / self.sample_rate, device=x.device).clamp_min(self.floor_hz)
+        octaves = torch.log2(freqs / self.reference_hz)
+        gain = 10.0 ** (tilt[:, None] * octaves[None, :] / 20.0)  # (B, n // 2 + 1)
+        shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (gain.shape[1],)
+        tilted = torch.fft.irfft(torch.fft.rfft(x.float()) * gain.reshape(shape), n=n)
+        dims = tuple(range(1, x.ndim))
+        rms = x.float().square().mean(dim=dims, keepdim=True).sqrt()
+        new_rms = tilted.square().mean(dim=dims, keepdim=True).sqrt()
+        return (tilted * rms / new_rms.clamp_min(1e-12)).to(x.dtype)
+
+    def pair(
+        self, x1: torch.Tensor, x2: torch.Tensor, generator: torch.Generator | None = None, part=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each view its own tilt."""
         return self(x1, generator), self(x2, generator)
 
 
@@ -412,6 +460,7 @@ REGISTRY: tuple[Augmentation, ...] = (
     # per-view nuisances beyond the paper, off by default (docs/experiments/hard.md)
     Augmentation("diffuse_noise", "dn", "waveform", DiffuseNoise, optional=True),
     Augmentation("gain", "ga", "waveform", RandomGain, optional=True),
+    Augmentation("spectral_tilt", "st", "waveform", SpectralTilt, frozenset({"floor_hz"}), optional=True),
 )
 AUGMENTATIONS = tuple(entry.name for entry in REGISTRY)
 #: Short names of the sweep variants: ``{"cs": "channel_swap", ...}``.

@@ -1,4 +1,5 @@
-"""NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (the paper's equation 3)."""
+"""NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (the paper's equation 3), and
+the spatial reconstruction target that can sit beside it."""
 
 from __future__ import annotations
 
@@ -43,3 +44,31 @@ class NTXentLoss(nn.Module):
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return nt_xent(z1, z2, self.temperature)
+
+
+def spatial_target(features: torch.Tensor, mel_channels: int, eps: float = 1e-6) -> torch.Tensor:
+    """What the spatial head reconstructs: each view's GCC-PHAT lag profile, averaged over time.
+
+    ``features`` is ``(N, C, T, F)`` with the log-Mel channels first; the result is ``(N, (C -
+    mel_channels) * F)``, each pair's profile standardised over its lags (zero mean, unit spread), so
+    that the target's scale does not depend on the SNR. A pair whose profile is flat (a dropped
+    channel) stays zero.
+    """
+    if features.ndim != 4 or not 0 < mel_channels < features.shape[1]:
+        raise ValueError(
+            f"spatial_target expects (N, C, T, F) features with 0 < mel_channels < C, "
+            f"got {tuple(features.shape)} and mel_channels={mel_channels}"
+        )
+    profile = features[:, mel_channels:].float().mean(dim=2)
+    centred = profile - profile.mean(dim=2, keepdim=True)
+    spread = centred.std(dim=2, keepdim=True)
+    return torch.where(spread > eps, centred / spread.clamp_min(eps), torch.zeros_like(centred)).flatten(1)
+
+
+def spatial_reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the spatial head's output and :func:`spatial_target` (per element)."""
+    if prediction.shape != target.shape:
+        raise ValueError(
+            f"spatial head output {tuple(prediction.shape)} does not match its target {tuple(target.shape)}"
+        )
+    return F.mse_loss(prediction.float(), target)

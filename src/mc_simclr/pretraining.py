@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.acoustics.scene import table_geometry
 from mc_simclr.audio.crops import pad_or_trim
-from mc_simclr.augment import MultiLevelAugmentation
+from mc_simclr.augment import REGISTRY, MultiLevelAugmentation
 from mc_simclr.devices import resolve_device
 from mc_simclr.distributed import (
     check_devices,
@@ -54,7 +54,7 @@ from mc_simclr.distributed import (
     world_size,
 )
 from mc_simclr.features import FeatureExtractor
-from mc_simclr.losses import nt_xent
+from mc_simclr.losses import nt_xent, spatial_reconstruction_loss, spatial_target
 from mc_simclr.model_files import package_encoder
 from mc_simclr.networks import (
     Encoder,
@@ -153,6 +153,7 @@ class PretrainConfig:
     temperature: float = 0.1
     joint_loss_weight: float = 1.0
     branch_loss_weight: float = 0.0
+    spatial_target_weight: float = 0.0
     crop_seconds: float = 1.0
     projection: dict[str, int] = field(default_factory=lambda: {"hidden_dim": 128, "out_dim": 128})
     num_workers: int = 0
@@ -178,6 +179,7 @@ class PretrainConfig:
             "joint_loss_weight": config.joint_loss_weight >= 0,
             "branch_loss_weight": config.branch_loss_weight >= 0
             and config.joint_loss_weight + config.branch_loss_weight > 0,
+            "spatial_target_weight": config.spatial_target_weight >= 0,
             "crop_seconds": config.crop_seconds > 0,
             "num_workers": config.num_workers >= 0,
             "devices": config.devices >= 1,
@@ -195,11 +197,14 @@ class PretrainConfig:
     def trained_settings(self) -> dict[str, Any]:
         """Settings that shape the trained weights (device, workers, memory layout and paths do not).
 
-        ``precision`` is one of them only when it is not float32, so that float32 runs keep the
-        fingerprint (and the checkpoints) they had before the setting existed."""
+        ``precision`` is one of them only when it is not float32, and ``spatial_target_weight`` only
+        when it is not 0, so that runs without them keep the fingerprint (and the checkpoints) they had
+        before the settings existed."""
         skip = {"device", "num_workers", "devices", "max_steps", "cuda_channels_last", "checkpoint_path", "restart"}
         if self.precision == "float32":
             skip.add("precision")
+        if self.spatial_target_weight == 0:
+            skip.add("spatial_target_weight")
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -255,7 +260,9 @@ class EpochShuffle(torch.utils.data.Sampler):
 
 
 def make_projectors(encoder: Encoder, config: PretrainConfig) -> nn.ModuleDict:
-    """Projection heads: ``joint`` on h; ``mel`` and ``gcc`` on the branch embeddings of a split encoder."""
+    """Projection heads: ``joint`` on h; ``mel`` and ``gcc`` on the branch embeddings of a split encoder;
+    ``spatial`` (when ``spatial_target_weight > 0``) from the GCC branch's embedding (h for one CRNN) to
+    the view's time-averaged GCC-PHAT lag profiles (:func:`~mc_simclr.losses.spatial_target`)."""
     heads = nn.ModuleDict()
     if config.joint_loss_weight > 0:
         heads["joint"] = ProjectionHead(encoder.embedding_dim, **config.projection)
@@ -264,6 +271,11 @@ def make_projectors(encoder: Encoder, config: PretrainConfig) -> nn.ModuleDict:
             raise ValueError("pretraining.branch_loss_weight > 0 needs encoder.architecture: split_crnn")
         heads["mel"] = ProjectionHead(encoder.mel.embedding_dim, **config.projection)
         heads["gcc"] = ProjectionHead(encoder.gcc.embedding_dim, **config.projection)
+    if config.spatial_target_weight > 0:
+        source = encoder.gcc.embedding_dim if isinstance(encoder, SplitCRNNEncoder) else encoder.embedding_dim
+        n_pairs = encoder.config.in_channels - encoder.config.mel_channels
+        hidden = config.projection.get("hidden_dim", 128)
+        heads["spatial"] = ProjectionHead(source, hidden, n_pairs * encoder.n_bins)
     return heads
 
 
@@ -279,9 +291,10 @@ class ContrastiveModel(nn.Module):
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         if isinstance(self.encoder, SplitCRNNEncoder):
             mel, gcc = self.encoder.parts(features)
-            parts = {"mel": mel, "gcc": gcc, "joint": torch.cat([mel, gcc], dim=1)}
+            parts = {"mel": mel, "gcc": gcc, "joint": torch.cat([mel, gcc], dim=1), "spatial": gcc}
         else:
-            parts = {"joint": self.encoder(features)}
+            h = self.encoder(features)
+            parts = {"joint": h, "spatial": h}
         return {name: head(parts[name]) for name, head in self.projectors.items()}
 
 
@@ -306,22 +319,45 @@ def contrastive_loss(model: nn.Module, f1: torch.Tensor, f2: torch.Tensor, confi
     """
     n = len(f1)
     loss = f1.new_zeros(())
+    features = torch.cat([f1, f2])
     with autocast(f1.device, config.precision):
-        projections = model(torch.cat([f1, f2]))
+        projections = model(features)
     for name, z in projections.items():
+        if name == "spatial":  # a per-view reconstruction: each process's own rows, no gathering
+            mel_channels = getattr(model, "module", model).encoder.config.mel_channels
+            target = spatial_target(features, mel_channels)
+            loss = loss + config.spatial_target_weight * spatial_reconstruction_loss(z, target)
+            continue
         weight = config.joint_loss_weight if name == "joint" else config.branch_loss_weight
         z = z.float()
         loss = loss + weight * nt_xent(gather(z[:n]), gather(z[n:]), config.temperature)
     return loss
 
 
-def pretraining_clips(audio: ShardedAudio, split: str = "unlabeled") -> list[str]:
-    """Ids of the rendered clips of ``split`` in ``audio``; at least 2 (one positive pair and a negative)."""
+#: Keys of the ``pretraining`` block that choose the clips rather than the training (not PretrainConfig's).
+CLIP_KEYS = ("split", "max_clips")
+
+
+def pretraining_clips(
+    audio: ShardedAudio, split: str = "unlabeled", max_clips: int | None = None, seed: int = 0
+) -> list[str]:
+    """Ids of the rendered clips of ``split`` in ``audio``; at least 2 (one positive pair and a negative).
+
+    ``max_clips``: a seeded random subset of that many of them (the data-size curve of
+    docs/experiments/hard.md); ``None``: all."""
     meta = audio.metadata
     clip_ids = list(meta.loc[(meta["status"] == OK) & (meta["split"] == split), "clip_id"])
     if len(clip_ids) < 2:
         raise ValueError(f"pretraining.split={split!r} has {len(clip_ids)} rendered clips; at least 2 are needed")
-    return clip_ids
+    if max_clips is None:
+        return clip_ids
+    if isinstance(max_clips, bool) or not isinstance(max_clips, int) or not 2 <= max_clips <= len(clip_ids):
+        raise ValueError(
+            f"pretraining.max_clips must be null or an integer in [2, {len(clip_ids)}] (the rendered "
+            f"{split} clips), got {max_clips!r}"
+        )
+    order = np.random.default_rng(seed).permutation(len(clip_ids))
+    return [clip_ids[i] for i in sorted(order[:max_clips])]
 
 
 @dataclass
@@ -374,11 +410,17 @@ def pretraining_fingerprint(
 ) -> str:
     """Digest of everything that shapes the trained weights: a checkpoint is resumed only when it matches.
 
-    The array is part of it unless it is the paper's square (whose runs keep the digest they had)."""
+    The array is part of it unless it is the paper's square (whose runs keep the digest they had);
+    so are the blocks of optional augmentations only when they are on (runs without them keep theirs)."""
+    optional = {entry.name for entry in REGISTRY if entry.optional}
     settings = {
         "pretraining": config.trained_settings(),
         "encoder": encoder_config.to_dict(),
-        "augmentations": augment_params,
+        "augmentations": {
+            name: block
+            for name, block in augment_params.items()
+            if name not in optional or (block or {}).get("enabled", False)
+        },
         "features": extractor.extra_repr(),
         "clips": hashlib.sha256("\n".join(sorted(clip_ids)).encode()).hexdigest(),
     }
@@ -656,10 +698,12 @@ def pretrain_from_params(
     (:func:`package_encoder`) also holds the run's fingerprint, its per-epoch history and the
     seconds spent training (all epochs, also those of an interrupted earlier session), plus ``extra``.
     """
-    clip_ids = pretraining_clips(audio, pretraining.get("split", "unlabeled"))
+    clip_ids = pretraining_clips(
+        audio, pretraining.get("split", "unlabeled"), pretraining.get("max_clips"), int(pretraining.get("seed", 0))
+    )
     geometry = table_geometry(audio.metadata)
     extractor = FeatureExtractor.from_params(features, sample_rate=sample_rate, n_mics=geometry.n_mics)
-    config = PretrainConfig.from_params({k: v for k, v in pretraining.items() if k != "split"})
+    config = PretrainConfig.from_params({k: v for k, v in pretraining.items() if k not in CLIP_KEYS})
     result = pretrain(audio, clip_ids, extractor, EncoderConfig.from_params(encoder), augmentations, config, progress)
     logger.info(
         "Pretraining done: %d epochs on %d clips, final loss %.4f",

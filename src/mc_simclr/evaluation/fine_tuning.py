@@ -67,15 +67,17 @@ def _fine_tune_epoch(
     config: SupervisedConfig,
     epoch: int,
     device: torch.device,
+    train_encoder: bool = True,
 ) -> None:
     """One epoch of joint training: a random array symmetry per patch, MSE on the direction target
-    ((cos, sin) of the azimuth for the paper's array) + cross-entropy."""
+    ((cos, sin) of the azimuth for the paper's array) + cross-entropy. ``train_encoder=False``: the
+    heads alone, on the frozen encoder in eval mode (the linear-probe phase of LP-FT)."""
     generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
     torch.manual_seed(epoch_seed(config.seed, epoch))
     labels = train.class_index
     directions = train.direction_tensors(swap.symmetries.labels)
     symmetry = sample_symmetries(len(labels), config, generator, swap.symmetries)
-    encoder.train()
+    encoder.train(train_encoder)
     heads.train()
     for batch in shuffled_batches(len(labels), config.batch_size, generator):
         if len(batch) < 2:  # batch norm needs two samples
@@ -83,7 +85,9 @@ def _fine_tune_epoch(
         x = swap(take(train.features, batch).to(device), symmetry[batch].to(device))
         target_az = direction_targets(directions, batch, symmetry[batch], swap.symmetries, device)
         target_class = labels[batch].to(device)
-        logits, vector = heads(encoder(x))
+        with torch.set_grad_enabled(train_encoder):
+            h = encoder(x)
+        logits, vector = heads(h)
         mask = target_class >= 0
         loss = config.azimuth_loss_weight * F.mse_loss(vector, target_az)
         if mask.any() and config.class_loss_weight > 0:
@@ -120,7 +124,10 @@ def fine_tune(
 ) -> FineTuned:
     """Train encoder and heads jointly (encoder gradients scaled when ``pretrained``); predict ``tests``.
 
-    The epoch with the lowest validation loss is kept. Returns the predictions per split of
+    With ``config.lp_epochs > 0`` (LP-FT) the first ``lp_epochs`` train the heads alone on the frozen
+    encoder, each phase with its own warm-up and cosine schedule; the same for a random encoder, so
+    that both sides of a comparison get one schedule. The epoch with the lowest validation loss
+    (of either phase) is kept. Returns the predictions per split of
     ``tests`` and the selected model (a trained copy of ``encoder`` and the heads, on CPU, in eval
     mode); ``encoder`` itself is not modified.
     """
@@ -132,9 +139,12 @@ def fine_tune(
     heads = SELDHeads(encoder.embedding_dim, n_classes, labels.dim).to(device)
     hooks = scale_gradients(encoder, config.encoder_grad_scale) if pretrained else []
     steps = -(-len(train.items) // config.batch_size)
-    optimizer, scheduler = sgd_schedule(
-        list(encoder.parameters()) + list(heads.parameters()), config, steps, config.finetune_epochs
-    )
+    joint_epochs = config.finetune_epochs - config.lp_epochs
+    phases = []  # (first epoch, train the encoder?, optimizer, scheduler)
+    if config.lp_epochs > 0:
+        phases.append((0, False, *sgd_schedule(list(heads.parameters()), config, steps, config.lp_epochs)))
+    joint = list(encoder.parameters()) + list(heads.parameters())
+    phases.append((config.lp_epochs, True, *sgd_schedule(joint, config, steps, joint_epochs)))
     best_loss, best_state = float("inf"), None
     val_labels = validation.class_index.to(device)
     val_directions = labels.vectors(*validation.directions(labels))
@@ -143,7 +153,8 @@ def fine_tune(
         for epoch in tqdm(
             range(config.finetune_epochs), desc="fine-tune", unit="epoch", leave=False, disable=not progress
         ):
-            _fine_tune_epoch(encoder, heads, train, swap, optimizer, scheduler, config, epoch, device)
+            _, train_encoder, optimizer, scheduler = [phase for phase in phases if phase[0] <= epoch][-1]
+            _fine_tune_epoch(encoder, heads, train, swap, optimizer, scheduler, config, epoch, device, train_encoder)
             predictions = _predict(encoder, heads, validation, device, labels)
             val_loss = _validation_loss(predictions, val_labels, val_vectors, config)
             if val_loss < best_loss:

@@ -36,6 +36,9 @@ class SupervisedConfig:
     warmup_epochs: int = 10
     probe_epochs: int = 100
     finetune_epochs: int = 100
+    # LP-FT: the first lp_epochs of fine-tuning train the heads alone on the frozen encoder (a linear
+    # probe), the remaining finetune_epochs - lp_epochs the whole network from there. 0: joint from the start.
+    lp_epochs: int = 0
     encoder_grad_scale: float = 0.1
     azimuth_loss_weight: float = 1.0
     class_loss_weight: float = 1.0  # 0: azimuth only (the supervised azimuth ceiling)
@@ -50,6 +53,9 @@ class SupervisedConfig:
             "lr": config.lr > 0,
             "probe_epochs": config.probe_epochs >= 1,
             "finetune_epochs": config.finetune_epochs >= 1,
+            "lp_epochs (the linear-probe phase of LP-FT: 0 <= lp_epochs < finetune_epochs)": 0
+            <= config.lp_epochs
+            < config.finetune_epochs,
             "encoder_grad_scale": config.encoder_grad_scale >= 0,
             "warmup_epochs": config.warmup_epochs >= 0,
             "azimuth_loss_weight": config.azimuth_loss_weight >= 0,
@@ -57,7 +63,9 @@ class SupervisedConfig:
             and config.azimuth_loss_weight + config.class_loss_weight > 0,
             "knn_k": config.knn_k >= 1,
         }
-        check_values(checks, name)
+        lp_ok = 0 <= config.lp_epochs < config.finetune_epochs
+        detail = "" if lp_ok else f"lp_epochs={config.lp_epochs}, finetune_epochs={config.finetune_epochs}"
+        check_values(checks, name, detail)
         return config
 
 
