@@ -113,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         table.loc[group["loss"].idxmin(), "best"] = "yes"
     n_clips = train.items["clip_id"].nunique()
     write_text_atomic(out / "finetuning_screen.csv", table.to_csv(index=False))
+    shown = table.assign(lr=table["lr"].map(str), loss=table["loss"].map(lambda v: f"{v:.3f}"))
     summary = (
         f"# Fine-tuning screen of `conf/{args.env}` ({n_clips} labeled clips, validation)\n\n"
-        f"Encoder: `{encoder_file}`. Best of each side: lowest validation loss.\n\n{to_markdown(table)}"
+        f"Encoder: `{encoder_file}`. Best of each side: lowest validation loss.\n\n{to_markdown(shown)}"
     )
     write_text_atomic(out / "finetuning_screen.md", summary)
     print(summary)

@@ -122,3 +122,21 @@ def test_environments_keep_their_data_apart():
     assert hard["corpus"]["synthetic"]["root"] == "data/hard/01_raw/synthetic"
     catalog = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="hard", **CONFIG_LOADER_ARGS)["catalog"]
     assert catalog["spatial_audio"]["path"] == "data/hard/03_primary/spatial_audio"
+
+
+@pytest.mark.parametrize(
+    ("block", "key", "value", "message"),
+    [
+        ("evaluation", "supervised", {"finetune_epochs": 60, "lp_epochs": 60}, r"lp_epochs=60, finetune_epochs=60"),
+        ("pretraining", "max_clips", 1, r"pretraining\.max_clips must be null or an integer >= 2"),
+        ("pretraining", "spatial_target_weight", -0.5, r"pretraining\.spatial_target_weight"),
+    ],
+)
+def test_bad_remedy_settings_stop_the_preflight_naming_the_parameter(block, key, value, message):
+    from mc_simclr.preflight import check_parameters
+
+    params = conf_parameters()
+    current = params[block].get(key)
+    params[block] = {**params[block], key: {**current, **value} if isinstance(current, dict) else value}
+    with pytest.raises(ValueError, match=message):
+        check_parameters(params)

@@ -310,7 +310,8 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def contrastive_loss(model: nn.Module, f1: torch.Tensor, f2: torch.Tensor, config: PretrainConfig) -> torch.Tensor:
-    """``joint_loss_weight`` x NT-Xent on h plus ``branch_loss_weight`` x NT-Xent of each branch.
+    """``joint_loss_weight`` x NT-Xent on h plus ``branch_loss_weight`` x NT-Xent of each branch, plus
+    ``spatial_target_weight`` x the spatial head's reconstruction MSE when there is one.
 
     ``model`` is a :class:`ContrastiveModel` (or it wrapped for data parallelism); with several
     processes, each holds its share of the batch and the projections of every share are gathered,
