@@ -94,7 +94,7 @@ from mc_simclr.evaluation import PROTOCOLS, SupervisedConfig, evaluate_encoder, 
 from mc_simclr.features import EVALUATION_SPLITS, FeatureExtractor, class_names, plan_feature_shards
 from mc_simclr.networks import EncoderConfig
 from mc_simclr.params import load_parameters
-from mc_simclr.pretraining import CLIP_KEYS, PRECISIONS, PretrainConfig, pretrain_from_params, pretraining_clips
+from mc_simclr.pretraining import PRECISIONS, PretrainConfig, block_clips, pretrain_from_params
 from mc_simclr.reporting.run import results_table, to_markdown
 from mc_simclr.shards import OK, FeatureShards, ShardedAudio, save_shards, write_feature_shard, write_shard
 from mc_simclr.utils import deep_merge, write_text_atomic
@@ -187,7 +187,7 @@ def check_parameters(params: dict[str, Any]) -> None:
     SceneConfig.from_params(params["simulation"].get("scene", {}))
     get_backend(params["simulation"]["backend"], **(params["simulation"].get("backend_options") or {}))
     EncoderConfig.from_params(params["encoder"])
-    PretrainConfig.from_params({k: v for k, v in params["pretraining"].items() if k not in CLIP_KEYS})
+    PretrainConfig.from_block(params["pretraining"])
     SupervisedConfig.from_params(params["evaluation"]["supervised"])
 
 
@@ -380,8 +380,8 @@ def run_experiment(params: dict[str, Any], workdir: Path, device: torch.device, 
     with stage("features", timings, device):
         patches, feature_shards = extract_features(audio, classes, params, workdir)
 
-    clip_ids = pretraining_clips(audio, params["pretraining"].get("split", "unlabeled"))
-    config = PretrainConfig.from_params({k: v for k, v in params["pretraining"].items() if k not in CLIP_KEYS})
+    clip_ids = block_clips(audio, params["pretraining"])
+    config = PretrainConfig.from_block(params["pretraining"])
     with stage("pretraining", timings, device):
         encoder_file = pretrain_from_params(
             audio, params["features"], params["pretraining"], params["encoder"], params["augmentations"], sample_rate

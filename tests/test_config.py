@@ -11,7 +11,7 @@ from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.evaluation import SupervisedConfig
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.networks import EncoderConfig
-from mc_simclr.pretraining import CLIP_KEYS, PretrainConfig
+from mc_simclr.pretraining import PretrainConfig
 from mc_simclr.settings import CONFIG_LOADER_ARGS
 
 from conftest import PROJECT_ROOT, conf_parameters
@@ -25,7 +25,7 @@ def test_environment_parameters_are_valid(env):
     SceneConfig.from_params(params["simulation"]["scene"])
     extractor = FeatureExtractor.from_params(params["features"], params["audio"]["sample_rate"])
     EncoderConfig.from_params(params["encoder"])
-    PretrainConfig.from_params({k: v for k, v in params["pretraining"].items() if k not in CLIP_KEYS})
+    PretrainConfig.from_block(params["pretraining"])
     MultiLevelAugmentation.from_params(params["augmentations"], extractor)
     SupervisedConfig.from_params(params["evaluation"]["supervised"])
     assert params["corpus"]["source"] in ("synthetic", "fsdnoisy18k", "folder")
@@ -33,7 +33,7 @@ def test_environment_parameters_are_valid(env):
 
 def test_paper_environment_matches_the_paper():
     params = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="paper", **CONFIG_LOADER_ARGS)["parameters"]
-    pretraining = PretrainConfig.from_params({k: v for k, v in params["pretraining"].items() if k not in CLIP_KEYS})
+    pretraining = PretrainConfig.from_block(params["pretraining"])
     assert (pretraining.batch_size, pretraining.epochs, pretraining.lr, pretraining.warmup_epochs) == (
         512,
         500,

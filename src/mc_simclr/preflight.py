@@ -21,7 +21,7 @@ from mc_simclr.evaluation import SupervisedConfig, batchnorm_mode
 from mc_simclr.execution import ExecutionConfig
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.networks import EncoderConfig
-from mc_simclr.pretraining import CLIP_KEYS, PretrainConfig
+from mc_simclr.pretraining import PretrainConfig
 from mc_simclr.shards import STORAGE_DTYPES
 from mc_simclr.sweeps import check_sweep
 
@@ -52,10 +52,7 @@ def check_parameters(params: dict[str, Any]) -> None:
     if "encoder" in params:
         EncoderConfig.from_params(params["encoder"]).for_array(geometry.n_mics)
     if "pretraining" in params:
-        PretrainConfig.from_params({k: v for k, v in params["pretraining"].items() if k not in CLIP_KEYS})
-        max_clips = params["pretraining"].get("max_clips")
-        if max_clips is not None and (isinstance(max_clips, bool) or not isinstance(max_clips, int) or max_clips < 2):
-            raise ValueError(f"pretraining.max_clips must be null or an integer >= 2, got {max_clips!r}")
+        PretrainConfig.from_block(params["pretraining"])
     if "augmentations" in params and extractor is not None:
         MultiLevelAugmentation.from_params(params["augmentations"], extractor, geometry)
     if "execution" in params:

@@ -137,6 +137,10 @@ def load_checkpoint(path: Path, expected_fingerprint: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Pretraining
 # --------------------------------------------------------------------------------------------
+#: Keys of the ``pretraining`` block that choose the clips rather than the training (not PretrainConfig's).
+CLIP_KEYS = ("split", "max_clips")
+
+
 @dataclass
 class PretrainConfig:
     """Pretraining settings (the ``pretraining`` parameter block)."""
@@ -189,6 +193,14 @@ class PretrainConfig:
         }
         check_values(checks, name, asdict(config))
         return config
+
+    @classmethod
+    def from_block(cls, block: dict[str, Any], name: str = "pretraining") -> PretrainConfig:
+        """The config of a whole ``pretraining`` parameter block: its :data:`CLIP_KEYS` choose the clips
+        (:func:`block_clips`), so they are checked here (as far as they can be without the audio) and
+        left out of the config."""
+        check_max_clips(block.get("max_clips"), name=name)
+        return cls.from_params({k: v for k, v in block.items() if k not in CLIP_KEYS}, name)
 
     @property
     def lr(self) -> float:
@@ -335,8 +347,14 @@ def contrastive_loss(model: nn.Module, f1: torch.Tensor, f2: torch.Tensor, confi
     return loss
 
 
-#: Keys of the ``pretraining`` block that choose the clips rather than the training (not PretrainConfig's).
-CLIP_KEYS = ("split", "max_clips")
+def check_max_clips(max_clips: Any, available: int | None = None, split: str = "", name: str = "pretraining") -> None:
+    """``max_clips`` is null or an integer in ``[2, available]`` (``>= 2`` when the count is not known yet)."""
+    if max_clips is None:
+        return
+    wrong = isinstance(max_clips, bool) or not isinstance(max_clips, int) or max_clips < 2
+    if wrong or (available is not None and max_clips > available):
+        expected = f"in [2, {available}] (the rendered {split} clips)" if available is not None else ">= 2"
+        raise ValueError(f"{name}.max_clips must be null or an integer {expected}, got {max_clips!r}")
 
 
 def pretraining_clips(
@@ -352,13 +370,14 @@ def pretraining_clips(
         raise ValueError(f"pretraining.split={split!r} has {len(clip_ids)} rendered clips; at least 2 are needed")
     if max_clips is None:
         return clip_ids
-    if isinstance(max_clips, bool) or not isinstance(max_clips, int) or not 2 <= max_clips <= len(clip_ids):
-        raise ValueError(
-            f"pretraining.max_clips must be null or an integer in [2, {len(clip_ids)}] (the rendered "
-            f"{split} clips), got {max_clips!r}"
-        )
+    check_max_clips(max_clips, len(clip_ids), split)
     order = np.random.default_rng(seed).permutation(len(clip_ids))
     return [clip_ids[i] for i in sorted(order[:max_clips])]
+
+
+def block_clips(audio: ShardedAudio, block: dict[str, Any]) -> list[str]:
+    """The clips a ``pretraining`` parameter block trains on (its ``split``, ``max_clips`` and ``seed``)."""
+    return pretraining_clips(audio, block.get("split", "unlabeled"), block.get("max_clips"), int(block.get("seed", 0)))
 
 
 @dataclass
@@ -699,12 +718,10 @@ def pretrain_from_params(
     (:func:`package_encoder`) also holds the run's fingerprint, its per-epoch history and the
     seconds spent training (all epochs, also those of an interrupted earlier session), plus ``extra``.
     """
-    clip_ids = pretraining_clips(
-        audio, pretraining.get("split", "unlabeled"), pretraining.get("max_clips"), int(pretraining.get("seed", 0))
-    )
+    clip_ids = block_clips(audio, pretraining)
     geometry = table_geometry(audio.metadata)
     extractor = FeatureExtractor.from_params(features, sample_rate=sample_rate, n_mics=geometry.n_mics)
-    config = PretrainConfig.from_params({k: v for k, v in pretraining.items() if k not in CLIP_KEYS})
+    config = PretrainConfig.from_block(pretraining)
     result = pretrain(audio, clip_ids, extractor, EncoderConfig.from_params(encoder), augmentations, config, progress)
     logger.info(
         "Pretraining done: %d epochs on %d clips, final loss %.4f",

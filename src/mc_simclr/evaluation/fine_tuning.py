@@ -139,12 +139,10 @@ def fine_tune(
     heads = SELDHeads(encoder.embedding_dim, n_classes, labels.dim).to(device)
     hooks = scale_gradients(encoder, config.encoder_grad_scale) if pretrained else []
     steps = -(-len(train.items) // config.batch_size)
-    joint_epochs = config.finetune_epochs - config.lp_epochs
-    phases = []  # (first epoch, train the encoder?, optimizer, scheduler)
-    if config.lp_epochs > 0:
-        phases.append((0, False, *sgd_schedule(list(heads.parameters()), config, steps, config.lp_epochs)))
+    # (optimizer, scheduler) of the heads-only LP-FT phase (if any) and of the joint phase
+    probe_phase = sgd_schedule(list(heads.parameters()), config, steps, config.lp_epochs) if config.lp_epochs else None
     joint = list(encoder.parameters()) + list(heads.parameters())
-    phases.append((config.lp_epochs, True, *sgd_schedule(joint, config, steps, joint_epochs)))
+    joint_phase = sgd_schedule(joint, config, steps, config.finetune_epochs - config.lp_epochs)
     best_loss, best_state = float("inf"), None
     val_labels = validation.class_index.to(device)
     val_directions = labels.vectors(*validation.directions(labels))
@@ -153,7 +151,8 @@ def fine_tune(
         for epoch in tqdm(
             range(config.finetune_epochs), desc="fine-tune", unit="epoch", leave=False, disable=not progress
         ):
-            _, train_encoder, optimizer, scheduler = [phase for phase in phases if phase[0] <= epoch][-1]
+            train_encoder = epoch >= config.lp_epochs
+            optimizer, scheduler = joint_phase if train_encoder else probe_phase
             _fine_tune_epoch(encoder, heads, train, swap, optimizer, scheduler, config, epoch, device, train_encoder)
             predictions = _predict(encoder, heads, validation, device, labels)
             val_loss = _validation_loss(predictions, val_labels, val_vectors, config)

@@ -48,14 +48,13 @@ class SupervisedConfig:
     @classmethod
     def from_params(cls, params: dict[str, Any], name: str = "evaluation.supervised") -> SupervisedConfig:
         config = dataclass_from_params(cls, params, name)
+        lp_ok = 0 <= config.lp_epochs < config.finetune_epochs
         checks = {
             "batch_size": config.batch_size >= 2,
             "lr": config.lr > 0,
             "probe_epochs": config.probe_epochs >= 1,
             "finetune_epochs": config.finetune_epochs >= 1,
-            "lp_epochs (the linear-probe phase of LP-FT: 0 <= lp_epochs < finetune_epochs)": 0
-            <= config.lp_epochs
-            < config.finetune_epochs,
+            "lp_epochs (the linear-probe phase of LP-FT: 0 <= lp_epochs < finetune_epochs)": lp_ok,
             "encoder_grad_scale": config.encoder_grad_scale >= 0,
             "warmup_epochs": config.warmup_epochs >= 0,
             "azimuth_loss_weight": config.azimuth_loss_weight >= 0,
@@ -63,7 +62,6 @@ class SupervisedConfig:
             and config.azimuth_loss_weight + config.class_loss_weight > 0,
             "knn_k": config.knn_k >= 1,
         }
-        lp_ok = 0 <= config.lp_epochs < config.finetune_epochs
         detail = "" if lp_ok else f"lp_epochs={config.lp_epochs}, finetune_epochs={config.finetune_epochs}"
         check_values(checks, name, detail)
         return config
