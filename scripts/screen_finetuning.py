@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         pretrained = run["encoder"] == "MC-SimCLR"
         config = dataclasses.replace(
             inputs.config,
-            lr=run["lr"],
+            finetune_lr=run["lr"],
             lp_epochs=run["lp_epochs"],
             encoder_grad_scale=run["scale"] if pretrained else inputs.config.encoder_grad_scale,
         )

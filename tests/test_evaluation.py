@@ -181,6 +181,35 @@ def test_lp_ft_trains_the_heads_alone_first_then_the_whole_network():
         SupervisedConfig.from_params({"lp_epochs": -1})
 
 
+def test_finetune_lr_drives_fine_tuning_only(monkeypatch):
+    """``finetune_lr`` sets both LP-FT phases' learning rate; the linear probe keeps ``lr``."""
+    import importlib
+
+    fine_tuning = importlib.import_module("mc_simclr.evaluation.fine_tuning")
+    probe_module = importlib.import_module("mc_simclr.evaluation.linear_probe")
+    seen = []
+    real = fine_tuning.sgd_schedule
+
+    def spy(params, config, steps, epochs, lr=None):
+        optimizer, scheduler = real(params, config, steps, epochs, lr)
+        seen.append(optimizer.defaults["lr"])
+        return optimizer, scheduler
+
+    monkeypatch.setattr(fine_tuning, "sgd_schedule", spy)
+    monkeypatch.setattr(probe_module, "sgd_schedule", spy)
+    train, val, test = _toy_splits()
+    encoder = CRNNEncoder(ENCODER, n_bins=8)
+    config = dataclasses.replace(CONFIG, finetune_epochs=3, lp_epochs=1, finetune_lr=0.05)
+    fine_tune(encoder, train, val, {"test": test}, 3, config, pretrained=True, progress=False)
+    assert seen == [0.05, 0.05]
+    seen.clear()
+    linear_probe(encoder, train, val, {"test": test}, 3, config, progress=False)
+    assert seen and set(seen) == {CONFIG.lr}
+    assert SupervisedConfig.from_params({}).finetune_lr is None
+    with pytest.raises(ValueError, match=r"evaluation.supervised.finetune_lr"):
+        SupervisedConfig.from_params({"finetune_lr": 0})
+
+
 def test_gradient_scaling_scales():
     torch.manual_seed(0)
     layer = torch.nn.Linear(3, 2)

@@ -140,9 +140,10 @@ def fine_tune(
     hooks = scale_gradients(encoder, config.encoder_grad_scale) if pretrained else []
     steps = -(-len(train.items) // config.batch_size)
     # (optimizer, scheduler) of the heads-only LP-FT phase (if any) and of the joint phase
-    probe_phase = sgd_schedule(list(heads.parameters()), config, steps, config.lp_epochs) if config.lp_epochs else None
+    lr = config.lr if config.finetune_lr is None else config.finetune_lr
+    probe_phase = sgd_schedule(list(heads.parameters()), config, steps, config.lp_epochs, lr) if config.lp_epochs else None
     joint = list(encoder.parameters()) + list(heads.parameters())
-    joint_phase = sgd_schedule(joint, config, steps, config.finetune_epochs - config.lp_epochs)
+    joint_phase = sgd_schedule(joint, config, steps, config.finetune_epochs - config.lp_epochs, lr)
     best_loss, best_state = float("inf"), None
     val_labels = validation.class_index.to(device)
     val_directions = labels.vectors(*validation.directions(labels))

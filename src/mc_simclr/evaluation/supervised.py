@@ -31,6 +31,8 @@ class SupervisedConfig:
     device: str = "auto"
     batch_size: int = 128
     lr: float = 0.01
+    # learning rate of fine-tuning (both LP-FT phases); None: lr. The linear probe always uses lr.
+    finetune_lr: float | None = None
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_epochs: int = 10
@@ -52,6 +54,7 @@ class SupervisedConfig:
         checks = {
             "batch_size": config.batch_size >= 2,
             "lr": config.lr > 0,
+            "finetune_lr (null or > 0)": config.finetune_lr is None or config.finetune_lr > 0,
             "probe_epochs": config.probe_epochs >= 1,
             "finetune_epochs": config.finetune_epochs >= 1,
             "lp_epochs (the linear-probe phase of LP-FT: 0 <= lp_epochs < finetune_epochs)": lp_ok,
@@ -138,8 +141,10 @@ def split_scores(items: pd.DataFrame, predictions: Predictions) -> dict[str, flo
     return clip_scores(clip_predictions(items, predictions))
 
 
-def sgd_schedule(params, config: SupervisedConfig, steps_per_epoch: int, epochs: int):
-    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+def sgd_schedule(params, config: SupervisedConfig, steps_per_epoch: int, epochs: int, lr: float | None = None):
+    """SGD with warm-up and cosine decay over ``epochs``, at ``lr`` (``config.lr`` if None)."""
+    lr = config.lr if lr is None else lr
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
     schedule = warmup_cosine(epochs * steps_per_epoch, min(config.warmup_epochs, epochs - 1) * steps_per_epoch)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
