@@ -46,6 +46,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
+from mc_simclr.acoustics.array import direction_vectors
+
 #: Seconds per label frame in the DCASE SELD format.
 FRAME_SECONDS = 0.1
 #: Label frames per segment of the 2023 set (1 s).
@@ -53,14 +55,6 @@ SEGMENT_FRAMES = 10
 #: The columns of a DCASE row table (``distance`` only where distances are scored).
 COLUMNS = ("frame", "class", "source", "azimuth", "elevation")
 _TOLERANCE = 1e-9  # degrees / relative units of rounding allowed at a threshold
-
-
-def direction_vectors(azimuth_deg, elevation_deg) -> np.ndarray:
-    """Unit vectors (N, 3): x towards azimuth 0, y towards azimuth 90 (counter-clockwise), z up."""
-    azimuth, elevation = np.radians(np.asarray(azimuth_deg, float)), np.radians(np.asarray(elevation_deg, float))
-    return np.stack(
-        [np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)], axis=-1
-    )
 
 
 def angular_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
