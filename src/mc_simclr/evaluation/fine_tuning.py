@@ -141,7 +141,9 @@ def fine_tune(
     steps = -(-len(train.items) // config.batch_size)
     # (optimizer, scheduler) of the heads-only LP-FT phase (if any) and of the joint phase
     lr = config.lr if config.finetune_lr is None else config.finetune_lr
-    probe_phase = sgd_schedule(list(heads.parameters()), config, steps, config.lp_epochs, lr) if config.lp_epochs else None
+    probe_phase = None
+    if config.lp_epochs:
+        probe_phase = sgd_schedule(list(heads.parameters()), config, steps, config.lp_epochs, lr)
     joint = list(encoder.parameters()) + list(heads.parameters())
     joint_phase = sgd_schedule(joint, config, steps, config.finetune_epochs - config.lp_epochs, lr)
     best_loss, best_state = float("inf"), None
