@@ -5,7 +5,7 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-OPT_IN = ("inference", "ablations", "seeds")
+OPT_IN = ("inference", "ablations", "seeds", "scenes")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -13,7 +13,8 @@ def register_pipelines() -> dict[str, Pipeline]:
 
     The default runs the four main pipelines: not ``inference``, which needs the user's own
     recordings, nor the long sweeps ``ablations`` (the paper's tables) and ``seeds`` (the default
-    configuration over several pretraining seeds).
+    configuration over several pretraining seeds), nor ``scenes`` (recordings of moving and
+    overlapping events in the DCASE layout).
     """
     pipelines = find_pipelines(raise_errors=True)
     pipelines["__default__"] = sum(

@@ -15,6 +15,7 @@ from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.acoustics.noise import NoiseConfig
 from mc_simclr.acoustics.rir import BACKENDS
 from mc_simclr.acoustics.scene import SceneConfig
+from mc_simclr.acoustics.scene_set import SceneSetConfig
 from mc_simclr.audio.corpora import CORPUS_SOURCES
 from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.evaluation import SupervisedConfig, batchnorm_mode
@@ -64,3 +65,5 @@ def check_parameters(params: dict[str, Any]) -> None:
     for sweep in SWEEPS:
         if sweep in params:
             check_sweep(params[sweep], sweep)
+    if "scenes" in params:
+        SceneSetConfig.from_params(params["scenes"])
