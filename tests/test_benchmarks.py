@@ -143,3 +143,14 @@ def test_paper_scale_results_merge_by_stage_and_fraction(tmp_path):
     ]
     assert saved.loc[1, "wall_s"] == 7.0
     assert not list(tmp_path.glob(".*"))
+
+
+def test_bench_scenes_measures_speed_memory_and_clicks(capsys):
+    bench = load_benchmark("bench_scenes")
+    out = bench.main(["--recordings", "1", "--duration", "3"])
+    assert len(out["speed"]) == 2 and all(len(v) == 1 and v[0] > 0 for v in out["speed"].values())
+    assert len(out["memory_mib"]) == 1
+    # the crossfade leaves the tone's spectrum clean; hard switches between RIRs spread clicks over it
+    crossfade, hard = out["clicks_db"].values()
+    assert crossfade < -80 and hard > crossfade + 40
+    assert "ratio" in capsys.readouterr().out

@@ -1,0 +1,182 @@
+"""Scene synthesis: speed against real time, memory over recordings, and the crossfade's clicks.
+
+Usage::
+
+    python benchmarks/bench_scenes.py --recordings 4 --seed 0
+
+(a) Speed. ``--recordings`` recordings of conf/base's ``scenes.synthesis`` (60 s, polyphony 2, half
+the events moving) on conf/tetra's array and conf/base's rooms and RIR backend, from the labeled
+clips of a synthetic corpus written to a temporary folder, are synthesised twice: with conf/base's
+``scenes.moving_diffuse_attenuation_db`` for the moving events' RIRs, and with the static events'
+(``simulation.backend_options``, 12 dB by default) as the baseline, in the same run. The table gives
+per recording the audio seconds per second of work (x real time) of both and their ratio.
+
+(b) Memory. The same recordings written one after another by ``write_scene_set`` (what the
+pipeline runs): the resident memory after each, in MiB; flat means it does not grow with the number
+of recordings.
+
+(c) Clicks. A 1 kHz tone through one moving source (a 40 degrees/s turn, RIRs every 100 ms) with the
+periodic-Hann crossfade and, as the baseline, with hard switches from RIR to RIR: the share of the
+output's energy more than 500 Hz away from the tone (a click spreads over all frequencies, a glide
+does not), in dB, of the middle 2 s under a Blackman window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from mc_simclr.acoustics.array import ArrayGeometry
+from mc_simclr.acoustics.rir import get_backend
+from mc_simclr.acoustics.scene import SceneConfig, make_scene
+from mc_simclr.acoustics.scene_set import SceneSetConfig, write_scene_set
+from mc_simclr.acoustics.scenes import Event, event_path, plan_recording, render_moving, synthesize_recording
+from mc_simclr.audio.corpora import build_clip_table
+from mc_simclr.audio.io import read_mono
+from mc_simclr.params import load_parameters
+
+
+def corpus(root: Path, sample_rate: int, seed: int):
+    """The labeled clips of a small synthetic corpus (the default generator's classes)."""
+    params = {
+        "source": "synthetic",
+        "synthetic": {
+            "root": str(root),
+            "seed": seed,
+            "confirmation_seed": seed + 1,
+            "clips_per_split": {"unlabeled": 0, "labeled": 28, "validation": 0, "test": 0, "confirmation": 0},
+            "mean_duration_s": {k: 4.9 for k in ("unlabeled", "labeled", "validation", "test", "confirmation")},
+            "duration_range_s": [0.3, 30.0],
+        },
+    }
+    table, _ = build_clip_table(params, sample_rate)
+    return table[table["split"] == "labeled"].reset_index(drop=True)
+
+
+def hard_switch(signal: np.ndarray, rirs: list[np.ndarray], hop: int) -> np.ndarray:
+    """The baseline of (c): each hop of the signal through its own RIR, no crossfade."""
+    n, longest = len(signal), max(r.shape[1] for r in rirs)
+    out = np.zeros((rirs[0].shape[0], n + longest + hop))
+    for k, rir in enumerate(rirs):
+        start = k * hop - hop // 2
+        lo, hi = max(start, 0), min(start + hop, n)
+        if lo >= hi:
+            continue
+        wet = np.stack([np.convolve(signal[lo:hi], r) for r in rir])
+        out[:, lo : lo + wet.shape[1]] += wet
+    return out[:, : n + longest - 1]
+
+
+def off_tone_db(audio: np.ndarray, sample_rate: int, tone_hz: float, band_hz: float = 500.0) -> float:
+    """Energy share more than ``band_hz`` away from the tone, of the middle of ``audio`` (its first and
+    last 0.5 s left out, the rest under a Blackman window, so that neither the tone's start nor the
+    analysis edges count)."""
+    edge = int(0.5 * sample_rate)
+    audio = audio[..., edge:-edge] * np.blackman(audio.shape[-1] - 2 * edge)
+    spectrum = np.abs(np.fft.rfft(audio, axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(audio.shape[-1], 1.0 / sample_rate)
+    off = np.abs(freqs - tone_hz) > band_hz
+    return float(10 * np.log10(spectrum[..., off].sum() / spectrum.sum()))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recordings", type=int, default=4, help="recordings per setting (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the corpus and the scenes (default 0)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per recording (default: conf)")
+    args = parser.parse_args(argv)
+    params = load_parameters(Path(__file__).resolve().parents[1] / "conf", "tetra")
+    sample_rate = int(params["audio"]["sample_rate"])
+    block = dict(params["scenes"])
+    if args.duration:
+        block["synthesis"] = {**block["synthesis"], "duration_s": args.duration}
+    config = SceneSetConfig.from_params({**block, "root": "unused"})
+    simulation = params["simulation"]
+    rooms = SceneConfig.from_params(simulation.get("scene", {}), params["array"])
+    options = dict(simulation.get("backend_options") or {})
+    static = get_backend(simulation["backend"], **options)
+    settings = {
+        f"{config.moving_diffuse_attenuation_db:g} dB (conf)": config.moving_diffuse_attenuation_db,
+        f"{static.diffuse_attenuation_db:g} dB (static events')": static.diffuse_attenuation_db,
+    }
+    out: dict = {"speed": {}, "memory_mib": [], "clicks_db": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = corpus(Path(tmp) / "corpus", sample_rate, args.seed)
+        names = sorted(clips["label"].unique())
+        paths = dict(zip(clips["clip_id"], clips["path"], strict=True))
+        print(
+            f"(a) {args.recordings} recordings of {config.synthesis.duration_s:g} s, array "
+            f"{rooms.array.describe()}, backend {simulation['backend']}, {sample_rate} Hz"
+        )
+        for label, db in settings.items():
+            moving = get_backend(simulation["backend"], **{**options, "diffuse_attenuation_db": db})
+            factors = []
+            for i in range(args.recordings):
+                plan = plan_recording(f"fold1_room{i + 1}_mix001", clips, names, config.synthesis, rooms, args.seed)
+                start = time.perf_counter()
+                synthesize_recording(
+                    plan, lambda c: read_mono(paths[c], sample_rate), rooms, config.synthesis, static, moving,
+                    sample_rate, args.seed,
+                )  # fmt: skip
+                factors.append(config.synthesis.duration_s / (time.perf_counter() - start))
+                print(
+                    f"  {label:<24} recording {i + 1}: x{factors[-1]:5.1f} real time "
+                    f"(RT60 {plan.room.rt60:.2f} s, {sum(e.moving for e in plan.events)}/{len(plan.events)} moving)"
+                )
+            out["speed"][label] = factors
+        (conf_label, conf_f), (base_label, base_f) = out["speed"].items()
+        print(
+            f"  median x{statistics.median(conf_f):.1f} real time with {conf_label}, "
+            f"x{statistics.median(base_f):.1f} with {base_label}: ratio "
+            f"{statistics.median(conf_f) / statistics.median(base_f):.2f}"
+        )
+
+        print("(b) resident memory after each recording written by write_scene_set (MiB)")
+        process = psutil.Process()
+        block_b = {**block, "root": str(Path(tmp) / "scenes"), "recordings": {"train": args.recordings}}
+        for i in range(1, args.recordings + 1):
+            write_scene_set(
+                clips, {**block_b, "recordings": {"train": i}}, simulation, params["array"], sample_rate, False
+            )
+            out["memory_mib"].append(process.memory_info().rss / 2**20)
+            print(f"  after {i}: {out['memory_mib'][-1]:.0f} MiB")
+
+    print("(c) a 1 kHz tone through a source turning at 40 degrees/s: energy > 500 Hz off the tone")
+    rng = np.random.default_rng(args.seed)
+    room = make_scene(
+        np.array([6.0, 5.0, 3.0]), 0.4, np.array([3.0, 2.5, 1.5]), np.array([4.5, 2.5, 1.5]),
+        array=ArrayGeometry.tetrahedral(),
+    )  # fmt: skip
+    event = Event(0, "tone", "tone", 0, 0.0, 3.0, 0.0, 0.0, room.source_position, 40.0, 0.0)
+    _, path = event_path(event, room, rooms, config.synthesis.rir_hop_s)
+    moving = get_backend(
+        simulation["backend"], **{**options, "diffuse_attenuation_db": config.moving_diffuse_attenuation_db or 12.0}
+    )
+    rirs = [
+        moving.simulate(
+            make_scene(np.array(room.room_dims), room.rt60, np.array(room.array_center), p, array=room.array),
+            sample_rate,
+        )
+        for p in path
+    ]
+    hop = int(round(config.synthesis.rir_hop_s * sample_rate))
+    tone = np.sin(2 * math.pi * 1000.0 * np.arange(int(3.0 * sample_rate)) / sample_rate + rng.uniform(0, 6.28))
+    for label, audio in (
+        ("crossfade (Hann)", render_moving(tone, rirs, hop)),
+        ("hard switch (baseline)", hard_switch(tone, rirs, hop)),
+    ):
+        out["clicks_db"][label] = off_tone_db(audio[:, : len(tone)], sample_rate, 1000.0)
+        print(f"  {label:<24}{out['clicks_db'][label]:7.1f} dB")
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
