@@ -141,6 +141,11 @@ class CRNNEncoder(nn.Module):
         out, _ = self.gru(y)
         return out
 
+    @property
+    def frame_dim(self) -> int:
+        """Width of :meth:`frames`' per-frame outputs."""
+        return 2 * self.config.gru_hidden
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frames = self.frames(x)
         pooled = frames.mean(dim=1)
@@ -183,6 +188,20 @@ class SplitCRNNEncoder(nn.Module):
                 f"SplitCRNNEncoder expects (batch, {self.config.in_channels}, T, {self.n_bins}), got {tuple(x.shape)}"
             )
         return self.mel(x[:, : self.config.mel_channels]), self.gcc(x[:, self.config.mel_channels :])
+
+    @property
+    def frame_dim(self) -> int:
+        """Width of :meth:`frames`' per-frame outputs (both branches)."""
+        return self.mel.frame_dim + self.gcc.frame_dim
+
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame GRU outputs of both branches, side by side: ``(B, T', frame_dim)``."""
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"SplitCRNNEncoder expects (batch, {self.config.in_channels}, T, {self.n_bins}), got {tuple(x.shape)}"
+            )
+        m = self.config.mel_channels
+        return torch.cat([self.mel.frames(x[:, :m]), self.gcc.frames(x[:, m:])], dim=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat(self.parts(x), dim=1)

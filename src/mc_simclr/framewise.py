@@ -1,0 +1,370 @@
+"""Frame-wise sound event localisation and detection on recordings: multi-ACCDOA with ADPIT.
+
+Every 100 ms label frame the model predicts, for each class, up to ``N_TRACKS`` (3) tracks, each a
+Cartesian vector whose direction is the source's and whose length is its activity (ACCDOA), and a
+distance (the 2024 task): output ``(batch, frames, tracks, 4, classes)`` with ``[x, y, z, d]``.
+Training uses the auxiliary duplicating permutation-invariant loss (ADPIT) of multi-ACCDOA: the
+references of one class in one frame fill one of three slot sets (one event: ``A0``; two: ``B0 B1``;
+three: ``C0 C1 C2``), and for each frame and class the loss is the smallest mean squared error over
+the 13 ways to assign a slot set to the three tracks (``A0 A0 A0``, the six orders of ``B0 B1`` over
+three tracks with both present, the six orders of ``C0 C1 C2``). The other sets' vectors are added to
+every target, so that the assignments of an empty set coincide with those of the set in use.
+
+The network: an encoder's per-frame outputs before its temporal pooling
+(:meth:`~mc_simclr.networks.CRNNEncoder.frames`), averaged to the label frames, then a two-layer
+head per frame. Recordings are cut into chunks of ``chunk_seconds`` (the last one zero-padded);
+predictions are decoded to DCASE rows (a track is active where its vector is longer than
+``threshold``; two active tracks of one class closer than ``merge_deg`` are one event) and scored
+with :mod:`mc_simclr.seld_metrics`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mc_simclr.acoustics.array import direction_vectors
+from mc_simclr.audio.dcase import LABEL_FRAME_SECONDS, METADATA_COLUMNS
+from mc_simclr.devices import resolve_device
+from mc_simclr.networks import Encoder
+from mc_simclr.params import check_values, dataclass_from_params
+from mc_simclr.seld_metrics import dcase2023_scores, dcase2024_scores
+from mc_simclr.utils import seed_everything
+
+N_TRACKS = 3
+#: ADPIT slots: A0 (one event of the class), B0 B1 (two), C0 C1 C2 (three).
+N_SLOTS = 6
+#: Slot of each output track, per assignment (ADPIT's 13).
+PERMUTATIONS = (
+    (0, 0, 0),
+    (1, 1, 2),
+    (1, 2, 1),
+    (1, 2, 2),
+    (2, 1, 1),
+    (2, 1, 2),
+    (2, 2, 1),
+    (3, 4, 5),
+    (3, 5, 4),
+    (4, 3, 5),
+    (4, 5, 3),
+    (5, 3, 4),
+    (5, 4, 3),
+)
+_SET_OF_SLOT = (0, 1, 1, 2, 2, 2)
+MODES = ("frozen", "finetune", "scratch")
+
+
+@dataclass(frozen=True)
+class FramewiseConfig:
+    """The ``seld.training`` parameter block."""
+
+    seed: int = 0
+    device: str = "auto"
+    chunk_seconds: float = 5.0
+    batch_size: int = 16
+    epochs: int = 30
+    lr: float = 1e-3  # Adam
+    weight_decay: float = 0.0
+    encoder_lr_scale: float = 1.0  # fine-tuning a pretrained encoder: its learning rate x this
+    hidden: int = 128
+    distance_scale_m: float = 5.0  # distances are predicted in units of this
+    threshold: float = 0.5
+    merge_deg: float = 15.0
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], name: str = "seld.training") -> FramewiseConfig:
+        config = dataclass_from_params(cls, dict(params or {}), name)
+        check_values(
+            {
+                "chunk_seconds (a positive multiple of 0.1 s)": config.chunk_seconds > 0
+                and abs(config.chunk_seconds / LABEL_FRAME_SECONDS - round(config.chunk_seconds / LABEL_FRAME_SECONDS))
+                < 1e-6,
+                "batch_size (>= 1)": config.batch_size >= 1,
+                "epochs (>= 1)": config.epochs >= 1,
+                "lr (> 0)": config.lr > 0,
+                "weight_decay (>= 0)": config.weight_decay >= 0,
+                "encoder_lr_scale (>= 0)": config.encoder_lr_scale >= 0,
+                "hidden (>= 1)": config.hidden >= 1,
+                "distance_scale_m (> 0)": config.distance_scale_m > 0,
+                "threshold (in (0, 1))": 0 < config.threshold < 1,
+                "merge_deg (>= 0)": config.merge_deg >= 0,
+            },
+            name,
+        )
+        return config
+
+    @property
+    def chunk_frames(self) -> int:
+        return int(round(self.chunk_seconds / LABEL_FRAME_SECONDS))
+
+
+def adpit_targets(rows: pd.DataFrame, n_frames: int, n_classes: int, distance_scale_m: float = 5.0) -> np.ndarray:
+    """ADPIT targets ``(n_frames, 6 slots, 5, n_classes)`` of DCASE rows: ``[activity, x, y, z, d]``.
+
+    ``d`` is the distance in units of ``distance_scale_m`` (rows carry centimetres; 0 when a row
+    has none). More than three events of one class in one frame: the three of lowest source index.
+    """
+    targets = np.zeros((n_frames, N_SLOTS, 5, n_classes), dtype=np.float32)
+    if rows.empty:
+        return targets
+    rows = rows[rows["frame"] < n_frames].sort_values(["frame", "class", "source"], kind="stable")
+    vectors = direction_vectors(rows["azimuth"].to_numpy(), rows["elevation"].to_numpy())
+    distance = (
+        rows["distance"].to_numpy(float) / 100.0 / distance_scale_m if "distance" in rows else np.zeros(len(rows))
+    )
+    frames, classes = rows["frame"].to_numpy(int), rows["class"].to_numpy(int)
+    keys = frames * n_classes + classes
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)]
+    first_slot = {1: 0, 2: 1, 3: 3}
+    for start, end in zip(starts, ends, strict=True):
+        count = min(end - start, 3)
+        for j in range(count):
+            i = start + j
+            slot = first_slot[count] + j
+            targets[frames[i], slot, 0, classes[i]] = 1.0
+            targets[frames[i], slot, 1:4, classes[i]] = vectors[i]
+            targets[frames[i], slot, 4, classes[i]] = distance[i]
+    return targets
+
+
+def adpit_loss(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """ADPIT: ``output`` ``(B, L, 3, 4, C)``, ``targets`` ``(B, L, 6, 5, C)``; the mean over frames and
+    classes of the smallest per-assignment mean squared error."""
+    vectors = targets[:, :, :, :1] * targets[:, :, :, 1:]  # (B, L, 6, 4, C): activity x [x, y, z, d]
+    # each assignment's targets get the sum of the other two sets' slots added (zero unless that set
+    # holds the frame's events): any assignment of a set that is empty reduces to the one of the set
+    # that is not, and an assignment of the wrong set is never exact (it targets the sum of the events)
+    totals = [vectors[:, :, 0], vectors[:, :, 1] + vectors[:, :, 2], vectors[:, :, 3:].sum(dim=2)]
+    pads = [totals[1] + totals[2], totals[0] + totals[2], totals[0] + totals[1]]
+    losses = []
+    for slots in PERMUTATIONS:
+        pad = pads[_SET_OF_SLOT[slots[0]]]
+        target = torch.stack([vectors[:, :, s] + pad for s in slots], dim=2)  # (B, L, 3, 4, C)
+        losses.append((output - target).square().mean(dim=(2, 3)))  # (B, L, C)
+    return torch.stack(losses).min(dim=0).values.mean()
+
+
+class FrameSELDHead(nn.Module):
+    """Per frame: ``in_dim`` -> hidden (ReLU) -> 3 tracks x ``[x, y, z, d]`` x classes (tanh on the
+    direction vector, ReLU on the distance)."""
+
+    def __init__(self, in_dim: int, n_classes: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, N_TRACKS * 4 * n_classes))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        out = self.net(frames).unflatten(-1, (N_TRACKS, 4, self.n_classes))
+        return torch.cat([torch.tanh(out[..., :3, :]), F.relu(out[..., 3:, :])], dim=-2)
+
+
+class FrameSELDModel(nn.Module):
+    """An encoder's per-frame outputs, averaged to ``label_frames`` per chunk, through a head."""
+
+    def __init__(self, encoder: Encoder, n_classes: int, label_frames: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.label_frames = label_frames
+        self.head = FrameSELDHead(encoder.frame_dim, n_classes, hidden)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        frames = self.encoder.frames(features)  # (B, T', D)
+        pooled = F.adaptive_avg_pool1d(frames.transpose(1, 2), self.label_frames).transpose(1, 2)
+        return self.head(pooled)
+
+
+@dataclass
+class SceneData:
+    """One recording ready for the model: its features, ADPIT targets and reference rows."""
+
+    name: str
+    features: torch.Tensor  # (C, T, F), T = feature frames of the whole recording
+    targets: np.ndarray  # (n_frames, 6, 5, C)
+    rows: pd.DataFrame
+    n_frames: int
+    frames_per_label: int  # feature frames per label frame
+
+
+def scene_data(
+    name: str,
+    features: torch.Tensor,
+    rows: pd.DataFrame,
+    n_frames: int,
+    n_classes: int,
+    frames_per_label: int,
+    distance_scale_m: float = 5.0,
+) -> SceneData:
+    return SceneData(
+        name,
+        features,
+        adpit_targets(rows, n_frames, n_classes, distance_scale_m),
+        rows,
+        n_frames,
+        frames_per_label,
+    )
+
+
+def chunk_starts(n_frames: int, chunk_frames: int) -> list[int]:
+    """Label-frame starts of the chunks that cover a recording (the last one may run past its end)."""
+    return list(range(0, max(n_frames, 1), chunk_frames))
+
+
+def chunk(scene: SceneData, start: int, chunk_frames: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Features ``(C, chunk_frames * frames_per_label + 1, F)`` and targets of the chunk at ``start``,
+    zero-padded past the recording's end."""
+    step = scene.frames_per_label
+    length = chunk_frames * step + 1
+    feats = scene.features[:, start * step : start * step + length]
+    if feats.shape[1] < length:
+        feats = F.pad(feats, (0, 0, 0, length - feats.shape[1]))
+    targets = scene.targets[start : start + chunk_frames]
+    if len(targets) < chunk_frames:
+        targets = np.concatenate([targets, np.zeros((chunk_frames - len(targets), *targets.shape[1:]), np.float32)])
+    return feats, targets
+
+
+def decode(
+    output: np.ndarray, threshold: float = 0.5, merge_deg: float = 15.0, distance_scale_m: float = 5.0
+) -> pd.DataFrame:
+    """DCASE rows of ``output`` ``(L, 3, 4, C)``: per frame, class and track, an event where the
+    vector is longer than ``threshold``; active tracks of one class closer than ``merge_deg`` merge
+    (their mean direction and distance). ``source`` is the track index."""
+    rows = []
+    length = np.linalg.norm(output[:, :, :3, :], axis=2)  # (L, 3, C)
+    for frame, track, cls in zip(*np.nonzero(length > threshold), strict=True):
+        rows.append((frame, track, cls))
+    out = []
+    for (frame, cls), group in pd.DataFrame(rows, columns=["frame", "track", "class"]).groupby(["frame", "class"]):
+        vectors = [output[frame, t, :3, cls] / length[frame, t, cls] for t in group["track"]]
+        dists = [output[frame, t, 3, cls] for t in group["track"]]
+        tracks = list(group["track"])
+        kept: list[tuple[int, list[np.ndarray], list[float]]] = []
+        for track, vector, dist in zip(tracks, vectors, dists, strict=True):
+            for _, members, member_dists in kept:
+                mean = np.mean(members, axis=0)
+                angle = math.degrees(math.acos(np.clip(np.dot(mean / np.linalg.norm(mean), vector), -1, 1)))
+                if angle < merge_deg:
+                    members.append(vector)
+                    member_dists.append(dist)
+                    break
+            else:
+                kept.append((track, [vector], [dist]))
+        for track, members, member_dists in kept:
+            mean = np.mean(members, axis=0)
+            azimuth = math.degrees(math.atan2(mean[1], mean[0]))
+            elevation = math.degrees(math.atan2(mean[2], math.hypot(mean[0], mean[1])))
+            distance = max(float(np.mean(member_dists)) * distance_scale_m * 100.0, 1.0)
+            out.append((int(frame), int(cls), int(track), azimuth, elevation, distance))
+    return pd.DataFrame(out, columns=list(METADATA_COLUMNS))
+
+
+@torch.no_grad()
+def predict_scene(model: FrameSELDModel, scene: SceneData, config: FramewiseConfig) -> np.ndarray:
+    """The model's output ``(n_frames, 3, 4, C)`` over a whole recording."""
+    model.eval()
+    device = next(model.parameters()).device
+    starts = chunk_starts(scene.n_frames, config.chunk_frames)
+    outputs = []
+    for i in range(0, len(starts), config.batch_size):
+        feats = torch.stack([chunk(scene, s, config.chunk_frames)[0] for s in starts[i : i + config.batch_size]])
+        outputs.append(model(feats.to(device)).cpu())
+    return torch.cat(outputs).flatten(0, 1)[: scene.n_frames].numpy()
+
+
+def evaluate_scenes(model: FrameSELDModel, scenes: list[SceneData], n_classes: int, config: FramewiseConfig) -> dict:
+    """Both DCASE metric sets of the model's decoded predictions on ``scenes``."""
+    pairs = []
+    for scene in scenes:
+        predicted = decode(
+            predict_scene(model, scene, config), config.threshold, config.merge_deg, config.distance_scale_m
+        )
+        pairs.append((scene.rows, predicted, scene.n_frames))
+    has_distance = all("distance" in s.rows for s in scenes)
+    return {
+        "dcase2024": dcase2024_scores(pairs, n_classes, distance=has_distance),
+        "dcase2023": dcase2023_scores(pairs, n_classes),
+    }
+
+
+def _selection_score(scores: dict) -> float:
+    """Lower is better: the 2024 SELD score (1 when nothing at all was detected)."""
+    value = scores["dcase2024"]["seld_score"]
+    return 1.0 if not math.isfinite(value) else float(value)
+
+
+def train_framewise(
+    encoder: Encoder,
+    train: list[SceneData],
+    validation: list[SceneData],
+    n_classes: int,
+    config: FramewiseConfig,
+    mode: str,
+    progress: bool = True,
+) -> tuple[FrameSELDModel, pd.DataFrame]:
+    """Train the frame-wise model on ``train`` chunks; keep the epoch of best validation SELD score.
+
+    ``mode``: ``frozen`` (the encoder as it is, only the head trains; its BatchNorm statistics kept),
+    ``finetune`` (the encoder too, at ``lr * encoder_lr_scale``) or ``scratch`` (the encoder, as
+    given, trains at ``lr``: give it a freshly initialised one). ``encoder`` itself is not modified.
+    Returns the selected model (on CPU, eval mode) and the per-epoch history.
+    """
+    if mode not in MODES:
+        raise ValueError(f"seld mode must be one of {list(MODES)}, got {mode!r}")
+    if not train or not validation:
+        raise ValueError("train_framewise needs at least one training and one validation recording")
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    model = FrameSELDModel(copy.deepcopy(encoder), n_classes, config.chunk_frames, config.hidden).to(device)
+    head_params = list(model.head.parameters())
+    groups = [{"params": head_params, "lr": config.lr}]
+    if mode == "frozen":
+        model.encoder.requires_grad_(False)
+    else:
+        scale = config.encoder_lr_scale if mode == "finetune" else 1.0
+        groups.append({"params": list(model.encoder.parameters()), "lr": config.lr * scale})
+    optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
+    items = [(i, s) for i, scene in enumerate(train) for s in chunk_starts(scene.n_frames, config.chunk_frames)]
+    generator = torch.Generator().manual_seed(config.seed)
+    best, best_state, history = float("inf"), None, []
+    for epoch in tqdm(range(config.epochs), desc=f"SELD ({mode})", unit="epoch", disable=not progress):
+        model.train()
+        if mode == "frozen":
+            model.encoder.eval()
+        order = torch.randperm(len(items), generator=generator).tolist()
+        total = 0.0
+        for b in range(0, len(order), config.batch_size):
+            batch = [
+                chunk(train[items[j][0]], items[j][1], config.chunk_frames) for j in order[b : b + config.batch_size]
+            ]
+            feats = torch.stack([f for f, _ in batch]).to(device)
+            targets = torch.as_tensor(np.stack([t for _, t in batch])).to(device)
+            loss = adpit_loss(model(feats), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        scores = evaluate_scenes(model, validation, n_classes, config)
+        score = _selection_score(scores)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / len(items),
+                "val_seld_score": score,
+                "val_f_score": scores["dcase2024"]["f_score"],
+                "val_doa_error": scores["dcase2024"]["doa_error"],
+            }
+        )
+        if score < best:
+            best, best_state = score, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return model.cpu().eval(), pd.DataFrame(history)

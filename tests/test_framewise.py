@@ -1,0 +1,152 @@
+"""Frame-wise SELD: ADPIT targets and loss, decoding, the model on encoder frames, and training."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mc_simclr.framewise import (
+    FrameSELDModel,
+    FramewiseConfig,
+    adpit_loss,
+    adpit_targets,
+    chunk,
+    decode,
+    evaluate_scenes,
+    scene_data,
+    train_framewise,
+)
+from mc_simclr.networks import EncoderConfig, build_encoder
+
+COLUMNS = ["frame", "class", "source", "azimuth", "elevation", "distance"]
+
+
+def _rows(values):
+    return pd.DataFrame(values, columns=COLUMNS)
+
+
+def test_adpit_targets_fill_one_slot_set_per_event_count():
+    rows = _rows([(0, 1, 0, 90, 0, 250), (1, 1, 0, 0, 0, 100), (1, 1, 1, 180, 0, 100), (1, 0, 2, 0, 90, 500)])
+    t = adpit_targets(rows, n_frames=3, n_classes=2, distance_scale_m=5.0)
+    assert t.shape == (3, 6, 5, 2)
+    np.testing.assert_allclose(t[0, 0, :, 1], [1, 0, 1, 0, 0.5], atol=1e-7)  # A0: one event, 2.5 m / 5 m
+    assert t[0, 1:, 0, :].sum() == 0 and t[2].sum() == 0
+    np.testing.assert_allclose(t[1, 1, :4, 1], [1, 1, 0, 0], atol=1e-7)  # B0 and B1: two events of class 1
+    np.testing.assert_allclose(t[1, 2, :4, 1], [1, -1, 0, 0], atol=1e-7)
+    assert t[1, 0, 0, 1] == 0
+    np.testing.assert_allclose(t[1, 0, :, 0], [1, 0, 0, 1, 1.0], atol=1e-7)  # class 0 alone: A0, straight up
+
+
+def _output_from(vectors):
+    """A model output (1, 1, 3, 4, 1) whose three tracks are ``vectors`` (each [x, y, z, d])."""
+    return torch.tensor(vectors, dtype=torch.float32).reshape(1, 1, 3, 4, 1)
+
+
+def test_adpit_loss_is_zero_for_every_exact_assignment_and_positive_otherwise():
+    one = torch.as_tensor(adpit_targets(_rows([(0, 0, 0, 0, 0, 100)]), 1, 1))[None]
+    a = [1, 0, 0, 0.2]
+    assert float(adpit_loss(_output_from([a, a, a]), one)) == pytest.approx(0.0, abs=1e-12)
+    assert float(adpit_loss(_output_from([a, a, [0, 0, 0, 0]]), one)) > 0.01
+    two = torch.as_tensor(adpit_targets(_rows([(0, 0, 0, 0, 0, 100), (0, 0, 1, 90, 0, 100)]), 1, 1))[None]
+    b0, b1 = [1, 0, 0, 0.2], [0, 1, 0, 0.2]
+    for tracks in ([b0, b1, b1], [b1, b0, b1], [b0, b0, b1], [b1, b1, b0]):
+        assert float(adpit_loss(_output_from(tracks), two)) == pytest.approx(0.0, abs=1e-12)
+    assert float(adpit_loss(_output_from([b0, b0, b0]), two)) > 0.01  # one of the two events missing
+    none = torch.zeros(1, 1, 6, 5, 1)
+    assert float(adpit_loss(torch.zeros(1, 1, 3, 4, 1), none)) == 0.0
+
+
+def test_decode_thresholds_and_merges_tracks():
+    out = np.zeros((2, 3, 4, 2), dtype=np.float32)
+    out[0, 0, :, 1] = [0.0, 0.9, 0.0, 0.4]  # class 1 at azimuth 90, 2 m
+    out[0, 1, :, 1] = [0.05, 0.9, 0.0, 0.4]  # the same class 3 degrees away: merged
+    out[0, 2, :, 1] = [0.9, 0.0, 0.0, 0.4]  # 87 degrees away: a second event
+    out[1, 0, :, 0] = [0.3, 0.0, 0.0, 0.4]  # below the threshold
+    rows = decode(out, threshold=0.5, merge_deg=15.0, distance_scale_m=5.0)
+    assert list(rows["frame"]) == [0, 0] and list(rows["class"]) == [1, 1]
+    assert sorted(np.round(rows["azimuth"])) == [0.0, 88.0]  # the merged pair's mean direction
+    assert np.allclose(rows["distance"], 200.0)
+
+
+def _encoder(architecture="crnn"):
+    config = EncoderConfig(
+        architecture=architecture,
+        in_channels=3,
+        mel_channels=1,
+        filters=[4, 4],
+        pools=[[2, 2], [1, 2]],
+        gru_hidden=6,
+        embedding_dim=8,
+    )
+    return build_encoder(config, n_bins=8)
+
+
+@pytest.mark.parametrize("architecture", ["crnn", "split_crnn"])
+def test_the_model_predicts_every_label_frame_of_a_chunk(architecture):
+    encoder = _encoder(architecture)
+    model = FrameSELDModel(encoder, n_classes=3, label_frames=10)
+    out = model(torch.randn(2, 3, 51, 8))
+    assert out.shape == (2, 10, 3, 4, 3)
+    assert out[..., :3, :].abs().max() <= 1 and out[..., 3, :].min() >= 0
+
+
+def _toy_scenes(n, seed, frames_per_label=5, n_frames=20):
+    """Scenes whose feature level in channel 0 says the class-0 event is on, channel 1 its side."""
+    rng = np.random.default_rng(seed)
+    scenes = []
+    for i in range(n):
+        active = rng.random(n_frames) < 0.5
+        side = rng.choice([-90.0, 90.0], n_frames)
+        feats = 0.1 * torch.randn(3, n_frames * frames_per_label + 1, 8, generator=torch.Generator().manual_seed(i))
+        for f in range(n_frames):
+            span = slice(f * frames_per_label, (f + 1) * frames_per_label)
+            feats[0, span] += 2.0 * active[f]
+            feats[1, span] += 2.0 * active[f] * np.sign(side[f])
+        rows = _rows([(f, 0, 0, side[f], 0, 200) for f in range(n_frames) if active[f]])
+        scenes.append(scene_data(f"s{seed}_{i}", feats, rows, n_frames, 2, frames_per_label))
+    return scenes
+
+
+def test_chunks_pad_past_the_end():
+    scene = _toy_scenes(1, 0, n_frames=12)[0]
+    feats, targets = chunk(scene, 10, 10)
+    assert feats.shape == (3, 51, 8) and targets.shape == (10, 6, 5, 2)
+    assert feats[:, 11:].abs().sum() == 0 and targets[2:].sum() == 0
+
+
+def test_training_learns_a_toy_task_and_each_mode_trains_what_it_says():
+    train, validation = _toy_scenes(6, 0), _toy_scenes(2, 1)
+    config = FramewiseConfig(device="cpu", chunk_seconds=1.0, batch_size=4, epochs=15, lr=1e-2, hidden=16)
+    torch.manual_seed(0)
+    encoder = _encoder()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    model, history = train_framewise(encoder, train, validation, 2, config, "scratch", progress=False)
+    assert len(history) == 15 and history["train_loss"].iloc[-1] < 0.5 * history["train_loss"].iloc[0]
+    scores = evaluate_scenes(model, validation, 2, config)
+    assert scores["dcase2024"]["f_score"] > 0.9 and scores["dcase2024"]["doa_error"] < 10
+    assert scores["dcase2023"]["error_rate"] < 0.5
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, before[key]), key  # the given encoder is untouched
+    short = dataclasses.replace(config, epochs=1)
+    frozen, _ = train_framewise(encoder, train, validation, 2, short, "frozen", progress=False)
+    for key, value in frozen.encoder.state_dict().items():
+        assert torch.equal(value, before[key]), key  # weights and BatchNorm statistics
+    tuned, _ = train_framewise(encoder, train, validation, 2, short, "finetune", progress=False)
+    assert any(not torch.equal(v, before[k]) for k, v in tuned.encoder.state_dict().items())
+    with pytest.raises(ValueError, match="seld mode"):
+        train_framewise(encoder, train, validation, 2, short, "linear", progress=False)
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"chunk_seconds": 0.25}, "chunk_seconds"),
+        ({"threshold": 1.0}, "threshold"),
+        ({"epochs": 0}, "epochs"),
+    ],
+)
+def test_bad_training_parameters_are_refused_by_name(params, name):
+    with pytest.raises(ValueError, match=rf"seld.training.{name}"):
+        FramewiseConfig.from_params(params)
