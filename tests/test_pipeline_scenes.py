@@ -30,3 +30,24 @@ def test_scenes_run_and_resume(kedro_project):
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*.wav")}
     run_pipeline(kedro_project, "scenes")
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*.wav")} == before
+
+
+def test_seld_rows_on_the_scenes_with_the_pretrained_encoder(simulated_project):
+    run_pipeline(simulated_project, "pretraining")
+    run_pipeline(simulated_project, "scenes")
+    run_pipeline(simulated_project, "seld")
+    reporting = simulated_project / "data/08_reporting"
+    results = pd.read_csv(reporting / "seld_results.csv")
+    assert sorted(results["row"].unique()) == ["finetune", "frozen", "scratch", "seldnet"]
+    assert len(results) == 4 * 2  # rows x fractions x one seed
+    for column in ("f_score", "seld_score", "f_2023", "er_2023"):
+        assert results[column].between(0, 10).all() or results[column].isna().all(), column
+    summary = pd.read_csv(reporting / "seld_summary.csv")
+    assert len(summary) == 8 and (summary["seeds"] == 1).all()
+    assert "frozen" in (reporting / "seld_summary.md").read_text()
+    per_class = pd.read_csv(reporting / "seld_per_class.csv")
+    assert set(per_class["row"]) == set(results["row"])
+    assert (reporting / "seld_tracks.png").stat().st_size > 10_000
+    mlflow.set_tracking_uri(tracking_uri(simulated_project))
+    runs = mlflow.search_runs(experiment_names=["mc-simclr-test"], order_by=["start_time DESC"])
+    assert "metrics.seld.frozen.seld_score" in runs.columns

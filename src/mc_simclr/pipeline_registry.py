@@ -5,7 +5,7 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-OPT_IN = ("inference", "ablations", "seeds", "scenes")
+OPT_IN = ("inference", "ablations", "seeds", "scenes", "seld")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -14,7 +14,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     The default runs the four main pipelines: not ``inference``, which needs the user's own
     recordings, nor the long sweeps ``ablations`` (the paper's tables) and ``seeds`` (the default
     configuration over several pretraining seeds), nor ``scenes`` (recordings of moving and
-    overlapping events in the DCASE layout).
+    overlapping events in the DCASE layout) and ``seld`` (frame-wise SELD on such recordings).
     """
     pipelines = find_pipelines(raise_errors=True)
     pipelines["__default__"] = sum(

@@ -21,8 +21,10 @@ from mc_simclr.augment import MultiLevelAugmentation
 from mc_simclr.evaluation import SupervisedConfig, batchnorm_mode
 from mc_simclr.execution import ExecutionConfig
 from mc_simclr.features import FeatureExtractor
+from mc_simclr.framewise import FramewiseConfig
 from mc_simclr.networks import EncoderConfig
 from mc_simclr.pretraining import PretrainConfig
+from mc_simclr.seld_study import StudyConfig
 from mc_simclr.shards import STORAGE_DTYPES
 from mc_simclr.sweeps import check_sweep
 
@@ -67,3 +69,6 @@ def check_parameters(params: dict[str, Any]) -> None:
             check_sweep(params[sweep], sweep)
     if "scenes" in params:
         SceneSetConfig.from_params(params["scenes"])
+    if "seld" in params:
+        StudyConfig.from_params(params["seld"])
+        FramewiseConfig.from_params((params["seld"] or {}).get("training") or {})
