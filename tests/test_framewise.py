@@ -150,3 +150,17 @@ def test_training_learns_a_toy_task_and_each_mode_trains_what_it_says():
 def test_bad_training_parameters_are_refused_by_name(params, name):
     with pytest.raises(ValueError, match=rf"seld.training.{name}"):
         FramewiseConfig.from_params(params)
+
+
+def test_a_frozen_encoder_trains_on_cached_frames_as_on_features():
+    """The frozen row computes the encoder's frames once; the head sees the same inputs either way."""
+    train, validation = _toy_scenes(3, 0), _toy_scenes(1, 1)
+    config = FramewiseConfig(device="cpu", chunk_seconds=1.0, batch_size=4, epochs=2, lr=1e-2, hidden=16)
+    torch.manual_seed(0)
+    encoder = _encoder()
+    model, _ = train_framewise(encoder, train, validation, 2, config, "frozen", progress=False)
+    from mc_simclr.framewise import pooled_chunks, predict_scene
+
+    direct = predict_scene(model, validation[0], config)
+    cached = predict_scene(model, validation[0], config, pooled_chunks(model, validation[0], config))
+    np.testing.assert_allclose(direct, cached, atol=1e-6)

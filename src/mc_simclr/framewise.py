@@ -177,10 +177,13 @@ class FrameSELDModel(nn.Module):
         self.label_frames = label_frames
         self.head = FrameSELDHead(encoder.frame_dim, n_classes, hidden)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def pooled(self, features: torch.Tensor) -> torch.Tensor:
+        """The encoder's per-frame outputs averaged to the label frames: ``(B, label_frames, D)``."""
         frames = self.encoder.frames(features)  # (B, T', D)
-        pooled = F.adaptive_avg_pool1d(frames.transpose(1, 2), self.label_frames).transpose(1, 2)
-        return self.head(pooled)
+        return F.adaptive_avg_pool1d(frames.transpose(1, 2), self.label_frames).transpose(1, 2)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(features))
 
 
 @dataclass
@@ -269,25 +272,50 @@ def decode(
 
 
 @torch.no_grad()
-def predict_scene(model: FrameSELDModel, scene: SceneData, config: FramewiseConfig) -> np.ndarray:
-    """The model's output ``(n_frames, 3, 4, C)`` over a whole recording."""
+def pooled_chunks(model: FrameSELDModel, scene: SceneData, config: FramewiseConfig) -> torch.Tensor:
+    """The frozen encoder's pooled frames of every chunk of ``scene``: ``(n_chunks, L, D)`` (CPU)."""
+    model.eval()
+    device = next(model.parameters()).device
+    starts = chunk_starts(scene.n_frames, config.chunk_frames)
+    out = []
+    for i in range(0, len(starts), config.batch_size):
+        feats = torch.stack([chunk(scene, s, config.chunk_frames)[0] for s in starts[i : i + config.batch_size]])
+        out.append(model.pooled(feats.to(device)).cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def predict_scene(
+    model: FrameSELDModel, scene: SceneData, config: FramewiseConfig, pooled: torch.Tensor | None = None
+) -> np.ndarray:
+    """The model's output ``(n_frames, 3, 4, C)`` over a whole recording (from the encoder's cached
+    ``pooled`` chunks when given: a frozen encoder)."""
     model.eval()
     device = next(model.parameters()).device
     starts = chunk_starts(scene.n_frames, config.chunk_frames)
     outputs = []
     for i in range(0, len(starts), config.batch_size):
+        if pooled is not None:
+            outputs.append(model.head(pooled[i : i + config.batch_size].to(device)).cpu())
+            continue
         feats = torch.stack([chunk(scene, s, config.chunk_frames)[0] for s in starts[i : i + config.batch_size]])
         outputs.append(model(feats.to(device)).cpu())
     return torch.cat(outputs).flatten(0, 1)[: scene.n_frames].numpy()
 
 
-def evaluate_scenes(model: FrameSELDModel, scenes: list[SceneData], n_classes: int, config: FramewiseConfig) -> dict:
-    """Both DCASE metric sets of the model's decoded predictions on ``scenes``."""
+def evaluate_scenes(
+    model: FrameSELDModel,
+    scenes: list[SceneData],
+    n_classes: int,
+    config: FramewiseConfig,
+    pooled: dict[int, torch.Tensor] | None = None,
+) -> dict:
+    """Both DCASE metric sets of the model's decoded predictions on ``scenes`` (``pooled``: the
+    frozen encoder's cached chunks, keyed by ``id(scene)``)."""
     pairs = []
     for scene in scenes:
-        predicted = decode(
-            predict_scene(model, scene, config), config.threshold, config.merge_deg, config.distance_scale_m
-        )
+        output = predict_scene(model, scene, config, None if pooled is None else pooled[id(scene)])
+        predicted = decode(output, config.threshold, config.merge_deg, config.distance_scale_m)
         pairs.append((scene.rows, predicted, scene.n_frames))
     has_distance = all("distance" in s.rows for s in scenes)
     return {
@@ -333,7 +361,13 @@ def train_framewise(
         scale = config.encoder_lr_scale if mode == "finetune" else 1.0
         groups.append({"params": list(model.encoder.parameters()), "lr": config.lr * scale})
     optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
-    items = [(i, s) for i, scene in enumerate(train) for s in chunk_starts(scene.n_frames, config.chunk_frames)]
+    items = [
+        (i, k, s)
+        for i, scene in enumerate(train)
+        for k, s in enumerate(chunk_starts(scene.n_frames, config.chunk_frames))
+    ]
+    # a frozen encoder gives the same frames every epoch: compute them once
+    cache = {id(s): pooled_chunks(model, s, config) for s in [*train, *validation]} if mode == "frozen" else None
     generator = torch.Generator().manual_seed(config.seed)
     best, best_state, history = float("inf"), None, []
     for epoch in tqdm(range(config.epochs), desc=f"SELD ({mode})", unit="epoch", disable=not progress):
@@ -353,7 +387,7 @@ def train_framewise(
             loss.backward()
             optimizer.step()
             total += loss.item() * len(batch)
-        scores = evaluate_scenes(model, validation, n_classes, config)
+        scores = evaluate_scenes(model, validation, n_classes, config, cache)
         score = _selection_score(scores)
         history.append(
             {
