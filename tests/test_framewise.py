@@ -1,6 +1,7 @@
 """Frame-wise SELD: ADPIT targets and loss, decoding, the model on encoder frames, and training."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,48 @@ def test_adpit_loss_is_zero_for_every_exact_assignment_and_positive_otherwise():
     assert float(adpit_loss(torch.zeros(1, 1, 3, 4, 1), none)) == 0.0
 
 
+@pytest.mark.parametrize("apart", [180.0, 120.0])
+def test_adpit_has_no_false_perfect_answer_for_two_events_of_one_class(apart):
+    """Two sources of one class: neither silence (their vectors cancel at 180 degrees) nor one vector
+    at their mid-direction (120 degrees) is a perfect answer."""
+    two = torch.as_tensor(adpit_targets(_rows([(0, 0, 0, 0, 0, 100), (0, 0, 1, apart, 0, 300)]), 1, 1))[None]
+    nothing = [[0, 0, 0, 0.8]] * 3
+    mid = math.radians(apart / 2)
+    middle = [[math.cos(mid), math.sin(mid), 0, 0.8]] * 3
+    for tracks in (nothing, middle):
+        assert float(adpit_loss(_output_from(tracks), two)) > 0.05
+
+
+def test_chunks_cover_a_recording_back_to_back_and_end_at_its_end():
+    from mc_simclr.framewise import chunk_starts
+
+    assert chunk_starts(600, 50) == list(range(0, 551, 50))
+    assert chunk_starts(620, 50) == [*range(0, 551, 50), 570]
+    assert chunk_starts(30, 50) == [0] and chunk_starts(50, 50) == [0]
+
+
+class _IndexEncoder(torch.nn.Module):
+    """A stand-in encoder whose output frame j is the number j (time pooled by ``stride``)."""
+
+    def __init__(self, stride):
+        super().__init__()
+        self.config = EncoderConfig(pools=[[stride, 1]], filters=[1])
+        self.frame_dim = 1
+        self.stride = stride
+
+    def frames(self, x):
+        n = -(-x.shape[2] // self.stride)
+        return torch.arange(n, dtype=torch.float32).reshape(1, n, 1).repeat(x.shape[0], 1, 1)
+
+
+@pytest.mark.parametrize("stride", [4, 5])
+def test_each_label_frame_reads_the_encoder_frames_of_its_own_100_ms(stride):
+    model = FrameSELDModel(_IndexEncoder(stride), n_classes=1, label_frames=10, frames_per_label=5)
+    pooled = model.pooled(torch.zeros(1, 1, 50, 2))[0, :, 0]
+    expected = [np.mean([f // stride for f in range(5 * i, 5 * i + 5)]) for i in range(10)]
+    np.testing.assert_allclose(pooled.numpy(), expected)
+
+
 def test_decode_thresholds_and_merges_tracks():
     out = np.zeros((2, 3, 4, 2), dtype=np.float32)
     out[0, 0, :, 1] = [0.0, 0.9, 0.0, 0.4]  # class 1 at azimuth 90, 2 m
@@ -87,7 +130,7 @@ def _encoder(architecture="crnn"):
 def test_the_model_predicts_every_label_frame_of_a_chunk(architecture):
     encoder = _encoder(architecture)
     model = FrameSELDModel(encoder, n_classes=3, label_frames=10)
-    out = model(torch.randn(2, 3, 51, 8))
+    out = model(torch.randn(2, 3, 50, 8))
     assert out.shape == (2, 10, 3, 4, 3)
     assert out[..., :3, :].abs().max() <= 1 and out[..., 3, :].min() >= 0
 
@@ -112,8 +155,23 @@ def _toy_scenes(n, seed, frames_per_label=5, n_frames=20):
 def test_chunks_pad_past_the_end():
     scene = _toy_scenes(1, 0, n_frames=12)[0]
     feats, targets = chunk(scene, 10, 10)
-    assert feats.shape == (3, 51, 8) and targets.shape == (10, 6, 5, 2)
+    assert feats.shape == (3, 50, 8) and targets.shape == (10, 6, 5, 2)
     assert feats[:, 11:].abs().sum() == 0 and targets[2:].sum() == 0
+
+
+def test_training_visits_every_chunk_of_every_recording(monkeypatch):
+    from mc_simclr import framewise
+
+    seen = []
+    real = framewise.chunk
+    monkeypatch.setattr(
+        framewise, "chunk", lambda scene, start, n: seen.append((scene.name, start)) or real(scene, start, n)
+    )
+    train, validation = _toy_scenes(2, 0, n_frames=35), _toy_scenes(1, 1)
+    config = FramewiseConfig(device="cpu", chunk_seconds=1.0, batch_size=3, epochs=1, hidden=4)
+    train_framewise(_encoder(), train, validation, 2, config, "scratch", progress=False)
+    visited = {(n, s) for n, s in seen if n.startswith("s0_")}
+    assert visited == {(f"s0_{i}", s) for i in range(2) for s in (0, 10, 20, 25)}
 
 
 def test_training_learns_a_toy_task_and_each_mode_trains_what_it_says():

@@ -166,6 +166,11 @@ def test_a_scene_set_is_written_in_the_dcase_layout_and_resumed(tmp_path):
     again, report = write_scene_set(table, params, simulation, array, RATE, progress=False)
     assert report == {**report, "written": 1, "found": 2} and csv.read_text() == text
     pd.testing.assert_frame_equal(again, recordings)
+    # more recordings later: the finished ones are kept, the new one is made
+    more, report = write_scene_set(
+        table, {**params, "recordings": {"train": 3, "test": 1}}, simulation, array, RATE, progress=False
+    )
+    assert report["written"] == 1 and report["found"] == 3 and len(more) == 4
     # other settings into the same folder: refused, nothing written
     before = json.loads((tmp_path / "scenes/scenes.json").read_text())["fingerprint"]
     other = {**params, "seed": 1}

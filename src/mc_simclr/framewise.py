@@ -8,7 +8,8 @@ references of one class in one frame fill one of three slot sets (one event: ``A
 three: ``C0 C1 C2``), and for each frame and class the loss is the smallest mean squared error over
 the 13 ways to assign a slot set to the three tracks (``A0 A0 A0``, the six orders of ``B0 B1`` over
 three tracks with both present, the six orders of ``C0 C1 C2``). The other sets' vectors are added to
-every target, so that the assignments of an empty set coincide with those of the set in use.
+every target track by track (``A0 A0 A0``, ``B0 B0 B1``, ``C0 C1 C2``), so that the assignments of
+an empty set reduce to one of the set in use.
 
 The network: an encoder's per-frame outputs before its temporal pooling
 (:meth:`~mc_simclr.networks.CRNNEncoder.frames`), averaged to the label frames, then a two-layer
@@ -141,15 +142,15 @@ def adpit_loss(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """ADPIT: ``output`` ``(B, L, 3, 4, C)``, ``targets`` ``(B, L, 6, 5, C)``; the mean over frames and
     classes of the smallest per-assignment mean squared error."""
     vectors = targets[:, :, :, :1] * targets[:, :, :, 1:]  # (B, L, 6, 4, C): activity x [x, y, z, d]
-    # each assignment's targets get the sum of the other two sets' slots added (zero unless that set
-    # holds the frame's events): any assignment of a set that is empty reduces to the one of the set
-    # that is not, and an assignment of the wrong set is never exact (it targets the sum of the events)
-    totals = [vectors[:, :, 0], vectors[:, :, 1] + vectors[:, :, 2], vectors[:, :, 3:].sum(dim=2)]
-    pads = [totals[1] + totals[2], totals[0] + totals[2], totals[0] + totals[1]]
+    # each assignment's targets get the other two sets' own track patterns (A0 A0 A0, B0 B0 B1,
+    # C0 C1 C2) added, track by track: those are zero unless that set holds the frame's events, so
+    # that the assignments of an empty set reduce to the pattern of the set in use
+    patterns = [torch.stack([vectors[:, :, s] for s in slots], dim=2) for slots in ((0, 0, 0), (1, 1, 2), (3, 4, 5))]
+    pads = [patterns[1] + patterns[2], patterns[0] + patterns[2], patterns[0] + patterns[1]]
     losses = []
     for slots in PERMUTATIONS:
-        pad = pads[_SET_OF_SLOT[slots[0]]]
-        target = torch.stack([vectors[:, :, s] + pad for s in slots], dim=2)  # (B, L, 3, 4, C)
+        pad = pads[_SET_OF_SLOT[slots[0]]]  # (B, L, 3, 4, C)
+        target = torch.stack([vectors[:, :, s] for s in slots], dim=2) + pad
         losses.append((output - target).square().mean(dim=(2, 3)))  # (B, L, C)
     return torch.stack(losses).min(dim=0).values.mean()
 
@@ -169,18 +170,32 @@ class FrameSELDHead(nn.Module):
 
 
 class FrameSELDModel(nn.Module):
-    """An encoder's per-frame outputs, averaged to ``label_frames`` per chunk, through a head."""
+    """An encoder's per-frame outputs, averaged to ``label_frames`` per chunk, through a head.
 
-    def __init__(self, encoder: Encoder, n_classes: int, label_frames: int, hidden: int = 128) -> None:
+    Input chunks have ``label_frames * frames_per_label`` feature frames. The encoder pools time by
+    the product of its time pools (``stride``); its output frame ``j`` covers feature frames
+    ``[j stride, (j + 1) stride)``. Each label frame is the mean, over its ``frames_per_label``
+    feature frames, of the output frame that covers each: exact alignment for any stride.
+    """
+
+    def __init__(
+        self, encoder: Encoder, n_classes: int, label_frames: int, hidden: int = 128, frames_per_label: int = 5
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.label_frames = label_frames
+        self.frames_per_label = frames_per_label
+        self.stride = math.prod(int(p[0]) for p in encoder.config.pools)
         self.head = FrameSELDHead(encoder.frame_dim, n_classes, hidden)
 
     def pooled(self, features: torch.Tensor) -> torch.Tensor:
         """The encoder's per-frame outputs averaged to the label frames: ``(B, label_frames, D)``."""
         frames = self.encoder.frames(features)  # (B, T', D)
-        return F.adaptive_avg_pool1d(frames.transpose(1, 2), self.label_frames).transpose(1, 2)
+        n = self.label_frames * self.frames_per_label
+        per_feature = frames.repeat_interleave(self.stride, dim=1)[:, :n]
+        if per_feature.shape[1] < n:
+            raise ValueError(f"a chunk needs {n} feature frames; the encoder gave {frames.shape[1]} x {self.stride}")
+        return per_feature.unflatten(1, (self.label_frames, self.frames_per_label)).mean(dim=2)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooled(features))
@@ -218,15 +233,21 @@ def scene_data(
 
 
 def chunk_starts(n_frames: int, chunk_frames: int) -> list[int]:
-    """Label-frame starts of the chunks that cover a recording (the last one may run past its end)."""
-    return list(range(0, max(n_frames, 1), chunk_frames))
+    """Label-frame starts of the chunks that cover a recording: back to back, the last one ending at
+    the recording's end (overlapping its predecessor); one padded chunk for a shorter recording."""
+    if n_frames <= chunk_frames:
+        return [0]
+    starts = list(range(0, n_frames - chunk_frames + 1, chunk_frames))
+    if starts[-1] + chunk_frames < n_frames:
+        starts.append(n_frames - chunk_frames)
+    return starts
 
 
 def chunk(scene: SceneData, start: int, chunk_frames: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Features ``(C, chunk_frames * frames_per_label + 1, F)`` and targets of the chunk at ``start``,
-    zero-padded past the recording's end."""
+    """Features ``(C, chunk_frames * frames_per_label, F)`` and targets of the chunk at ``start``,
+    zero-padded past the recording's end (only a recording shorter than a chunk has any)."""
     step = scene.frames_per_label
-    length = chunk_frames * step + 1
+    length = chunk_frames * step
     feats = scene.features[:, start * step : start * step + length]
     if feats.shape[1] < length:
         feats = F.pad(feats, (0, 0, 0, length - feats.shape[1]))
@@ -300,7 +321,11 @@ def predict_scene(
             continue
         feats = torch.stack([chunk(scene, s, config.chunk_frames)[0] for s in starts[i : i + config.batch_size]])
         outputs.append(model(feats.to(device)).cpu())
-    return torch.cat(outputs).flatten(0, 1)[: scene.n_frames].numpy()
+    chunks = torch.cat(outputs).numpy()  # (n_chunks, L, 3, 4, C)
+    out = np.zeros((max(scene.n_frames, config.chunk_frames), *chunks.shape[2:]), dtype=np.float32)
+    for start, values in zip(starts, chunks, strict=True):  # a later chunk overwrites the overlap
+        out[start : start + config.chunk_frames] = values
+    return out[: scene.n_frames]
 
 
 def evaluate_scenes(
@@ -352,7 +377,11 @@ def train_framewise(
         raise ValueError("train_framewise needs at least one training and one validation recording")
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    model = FrameSELDModel(copy.deepcopy(encoder), n_classes, config.chunk_frames, config.hidden).to(device)
+    steps = {s.frames_per_label for s in [*train, *validation]}
+    if len(steps) != 1:
+        raise ValueError(f"recordings with different feature frames per label frame: {sorted(steps)}")
+    model = FrameSELDModel(copy.deepcopy(encoder), n_classes, config.chunk_frames, config.hidden, steps.pop())
+    model = model.to(device)
     head_params = list(model.head.parameters())
     groups = [{"params": head_params, "lr": config.lr}]
     if mode == "frozen":
@@ -377,12 +406,14 @@ def train_framewise(
         order = torch.randperm(len(items), generator=generator).tolist()
         total = 0.0
         for b in range(0, len(order), config.batch_size):
-            batch = [
-                chunk(train[items[j][0]], items[j][1], config.chunk_frames) for j in order[b : b + config.batch_size]
-            ]
-            feats = torch.stack([f for f, _ in batch]).to(device)
+            picked = [items[j] for j in order[b : b + config.batch_size]]
+            batch = [chunk(train[i], start, config.chunk_frames) for i, _, start in picked]
             targets = torch.as_tensor(np.stack([t for _, t in batch])).to(device)
-            loss = adpit_loss(model(feats), targets)
+            if cache is not None:  # frozen: the head on the encoder's cached frames
+                output = model.head(torch.stack([cache[id(train[i])][k] for i, k, _ in picked]).to(device))
+            else:
+                output = model(torch.stack([f for f, _ in batch]).to(device))
+            loss = adpit_loss(output, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

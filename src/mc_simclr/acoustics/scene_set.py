@@ -5,9 +5,9 @@ splits: ``labeled`` clips make ``dev-train`` (fold 1), ``validation`` clips ``de
 ``test`` clips ``dev-test`` (fold 3). Recording ``i`` of a fold is ``fold<f>_room<i>_mix001`` (one
 room per recording). Each is drawn from the seed and its own name only
 (:func:`~mc_simclr.acoustics.scenes.recording_rng`), so a rerun makes the same recordings and skips
-the finished ones (a wav with its metadata CSV; the CSV is written last). ``<root>/scenes.json`` holds
-the identity of the settings and of the source clips: a folder written with other settings is
-refused, never mixed.
+the finished ones (a wav with its metadata CSV; the CSV is written last), and more recordings per
+split can be asked for later. ``<root>/scenes.json`` holds the identity of the settings and of the
+source clips: a folder written with other settings is refused, never mixed.
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def write_scene_set(
             raise ValueError(f"scenes.recordings.{split}: the clip table has no labeled '{source}' clips to draw from")
     identity = {
         "settings": {
-            **asdict(config),
-            "root": None,
+            # a recording depends on the seed and its name only: the counts can grow or shrink
+            **{k: v for k, v in asdict(config).items() if k not in ("root", "recordings")},
             "scene": asdict(rooms) | {"array": rooms.array.to_dict()},
             "backend": simulation["backend"],
             "backend_options": simulation.get("backend_options") or {},
