@@ -18,6 +18,9 @@ Reads the environment's data folder (``data_root`` of ``conf/<env>/globals.yml``
   the linear probe's validation accuracy.
 * ``summary.md``: the three tables in Markdown.
 
+An environment without diffuse noise (``conf/recorded``) gets the probes over all validation clips
+and the level's R² only.
+
 Nothing here chooses a setting: the test and confirmation splits are not read.
 """
 
@@ -126,6 +129,8 @@ def shortcut(inputs, audio: ShardedAudio, snr: pd.DataFrame, accuracy: dict[str,
         val_emb = embed(frozen, validation.features, device).numpy()
         row = {"encoder": name, "LP accuracy % (validation)": accuracy[name]}
         for target in targets["labeled"]:
+            if np.isnan(targets["labeled"][target]).all():
+                continue
             row[f"R² {target}"] = linear_r2(
                 train_emb, targets["labeled"][target], val_emb, targets["validation"][target]
             )
@@ -179,9 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch  # after the argument checks: a wrong call answers at once
 
     audio = ShardedAudio(root / "03_primary/spatial_audio")
-    if "noise_snr_db" not in audio.metadata:
-        parser.error(f"--env={args.env}: its clips have no noise (simulation.noise.enabled is false)")
-    snr = audio.metadata[["clip_id", "noise_snr_db"]]
+    noisy = "noise_snr_db" in audio.metadata
+    # without noise (simulation.noise.enabled false): no SNR bands, no SNR shortcut, no SRP-PHAT per band
+    snr = (
+        audio.metadata[["clip_id", "noise_snr_db"]]
+        if noisy
+        else audio.metadata[["clip_id"]].assign(noise_snr_db=np.nan)
+    )
     out = args.out or root / "08_reporting" / "diagnostics"
     out.mkdir(parents=True, exist_ok=True)
     class_names = json.loads((root / "04_feature/class_names.json").read_text())
@@ -195,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     cut = shortcut(inputs, audio, snr, accuracy)
     write_text_atomic(out / "shortcut.csv", cut.to_csv(index=False))
     parts.append("\n## Nuisances in the frozen embedding (labeled -> validation)\n\n" + to_markdown(cut, digits=2))
-    if not args.skip_srp:
+    if not noisy:
+        parts.append("\n(no diffuse noise in this environment: the probes hold one row, `all`)\n")
+    if not args.skip_srp and noisy:
         srp = srp_by_snr(audio, params, int(params["audio"]["sample_rate"]))
         write_text_atomic(out / "srp_phat_by_snr.csv", srp.to_csv(index=False))
         parts.append("\n## SRP-PHAT per SNR band\n\n" + to_markdown(srp))
