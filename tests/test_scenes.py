@@ -144,7 +144,7 @@ def test_a_scene_set_is_written_in_the_dcase_layout_and_resumed(tmp_path):
         "root": str(tmp_path / "scenes"),
         "seed": 0,
         "recordings": {"train": 2, "test": 1},
-        "moving_diffuse_attenuation_db": 3.0,
+        "moving_backend_options": {"diffuse_attenuation_db": 3.0, "frac_delay_length": 21},
         "synthesis": {"duration_s": 4.0, "event_duration_s": [1.0, 2.0], "gap_s": [0.2, 1.0]},
     }
     simulation = {"backend": "torchrir", "backend_options": {"device": "cpu"}, "scene": {"rt60": [0.15, 0.2]}}

@@ -34,6 +34,8 @@ SPLITS = {
     "validation": ("validation", "dev-val", 2),
     "test": ("test", "dev-test", 3),
 }
+#: The moving events' RIR options over simulation.backend_options (torchrir): see conf/base.
+MOVING_BACKEND_OPTIONS = {"diffuse_attenuation_db": 6.0, "frac_delay_length": 21}
 TABLE_COLUMNS = (
     "recording",
     "split",
@@ -57,9 +59,9 @@ class SceneSetConfig:
     seed: int = 0
     recordings: dict[str, int] = field(default_factory=lambda: {"train": 12, "validation": 4, "test": 4})
     format: str = "mic"
-    # moving events' RIRs: image sources up to this Sabine attenuation, then the statistical tail
-    # (null: the static events' setting, simulation.backend_options)
-    moving_diffuse_attenuation_db: float | None = 6.0
+    # moving events' RIRs: these options over simulation.backend_options (a path needs ten RIRs a
+    # second: fewer image sources and shorter fractional-delay filters)
+    moving_backend_options: dict[str, Any] = field(default_factory=lambda: dict(MOVING_BACKEND_OPTIONS))
     synthesis: SceneSynthesisConfig = field(default_factory=SceneSynthesisConfig)
 
     @classmethod
@@ -73,17 +75,20 @@ class SceneSetConfig:
             seed=int(params.get("seed", 0)),
             recordings={k: int(v) for k, v in recordings.items()},
             format=str(params.get("format", "mic")),
-            moving_diffuse_attenuation_db=params.get("moving_diffuse_attenuation_db", 6.0),
+            moving_backend_options=dict(
+                MOVING_BACKEND_OPTIONS
+                if params.get("moving_backend_options") is None
+                else params["moving_backend_options"]
+            ),
             synthesis=SceneSynthesisConfig.from_params(params.get("synthesis") or {}, f"{name}.synthesis"),
         )
-        db = config.moving_diffuse_attenuation_db
         check_values(
             {
                 "root (a folder)": bool(config.root),
                 "recordings (counts >= 0, at least one recording)": all(v >= 0 for v in config.recordings.values())
                 and sum(config.recordings.values()) > 0,
                 "format (mic or foa)": config.format in ("mic", "foa"),
-                "moving_diffuse_attenuation_db (null or > 0)": db is None or float(db) > 0,
+                "moving_backend_options (a mapping)": isinstance(config.moving_backend_options, dict),
             },
             name,
         )
@@ -100,18 +105,15 @@ def recording_names(config: SceneSetConfig) -> list[tuple[str, str]]:
 
 
 def _backends(simulation: dict[str, Any], config: SceneSetConfig):
+    """The static events' backend and the moving events' (its options with ``moving_backend_options``)."""
     options = dict(simulation.get("backend_options") or {})
     static = get_backend(simulation["backend"], **options)
-    if config.moving_diffuse_attenuation_db is None:
+    if not config.moving_backend_options:
         return static, static
-    if not hasattr(static, "diffuse_attenuation_db"):
-        raise ValueError(
-            f"scenes.moving_diffuse_attenuation_db: the {simulation['backend']} backend has no diffuse tail; "
-            "set it to null"
-        )
-    moving = get_backend(
-        simulation["backend"], **{**options, "diffuse_attenuation_db": float(config.moving_diffuse_attenuation_db)}
-    )
+    try:
+        moving = get_backend(simulation["backend"], **{**options, **config.moving_backend_options})
+    except ValueError as error:
+        raise ValueError(f"scenes.moving_backend_options: {error} ({{}}: the static events' RIRs)") from error
     return static, moving
 
 
