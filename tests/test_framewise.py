@@ -222,3 +222,17 @@ def test_a_frozen_encoder_trains_on_cached_frames_as_on_features():
     direct = predict_scene(model, validation[0], config)
     cached = predict_scene(model, validation[0], config, pooled_chunks(model, validation[0], config))
     np.testing.assert_allclose(direct, cached, atol=1e-6)
+
+
+def test_the_seld_block_is_checked_by_name():
+    from mc_simclr.seld_study import StudyConfig
+
+    with pytest.raises(ValueError, match=r"seld.root"):
+        StudyConfig.from_params({})
+    with pytest.raises(ValueError, match=r"seld.rows"):
+        StudyConfig.from_params({"root": "x", "rows": ["linear"]})
+    with pytest.raises(ValueError, match=r"seld.fractions"):
+        StudyConfig.from_params({"root": "x", "fractions": [0.0]})
+    with pytest.raises(ValueError, match=r"seld.folders"):
+        StudyConfig.from_params({"root": "x", "folders": {"train": ["a"], "validation": [], "test": ["b"]}})
+    assert StudyConfig.from_params({"root": "x"}).rows == ["frozen", "finetune", "scratch", "seldnet"]

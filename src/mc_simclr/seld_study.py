@@ -80,7 +80,7 @@ class StudyConfig:
     def from_params(cls, params: dict[str, Any], name: str = "seld") -> StudyConfig:
         params = {k: v for k, v in dict(params or {}).items() if k != "training"}
         check_keys(params, list(cls.__dataclass_fields__), name)
-        values = dict(params)
+        values = {"root": "", **params}  # a missing root is refused below, by name
         if "folders" in values:
             check_keys(values["folders"] or {}, SPLITS, f"{name}.folders")
             values["folders"] = {k: list(v or []) for k, v in (values["folders"] or {}).items()}
