@@ -19,6 +19,7 @@ from mc_simclr.sweeps import (
     evaluation_params,
     load_cached,
     parse_seeds,
+    parse_subsets,
     parse_variants,
     save_cached,
     seed_blocks,
@@ -289,3 +290,21 @@ def test_aggregate_over_seeds_matches_its_parts():
     assert metrics["knn_accuracy_ci_low"] < 75.0 < metrics["knn_accuracy_ci_high"]
     assert result["seeds"] == [0, 1]
     assert result["wall_s"] == {"pretraining": 2.0, "evaluation": 2.0}
+
+
+@pytest.mark.parametrize(
+    "subsets, message",
+    [
+        ({"amounts": [0.25, 1.5]}, r"seeds.subsets.amounts: \[1.5\] out of range; expected fractions in \(0, 1\]"),
+        ({"amounts": [0.0], "unit": "hours"}, r"seeds.subsets.amounts: \[0.0\] out of range; expected hours > 0"),
+        ({"amounts": [0.5, 0.5]}, "more than once"),
+        ({"amounts": "0.5"}, "expected a list of numbers"),
+        ({"amounts": [0.5], "unit": "clips"}, "seeds.subsets.unit: expected one of"),
+        ({"amounts": [0.5], "seeds": 1}, "seeds.subsets"),
+    ],
+)
+def test_sweep_subsets_are_checked(subsets, message):
+    with pytest.raises(ValueError, match=message):
+        parse_subsets({"subsets": subsets}, "seeds")
+    assert parse_subsets({}, "seeds") == ([], "fraction", 0)
+    assert parse_subsets({"subsets": {"amounts": [0.25, 1], "seed": 3}}, "seeds") == ([0.25, 1.0], "fraction", 3)

@@ -137,8 +137,9 @@ def test_readme_namespaced_variants_from_a_fresh_clone(kedro_project):
 
 
 def test_seed_study(simulated_project):
-    """``kedro run --pipeline=seeds`` on conf/test: two variants x two seeds, mean, spread and intervals."""
-    run_pipeline(simulated_project, "seeds")
+    """``kedro run --pipeline=seeds`` on conf/test: two variants x two seeds, mean, spread and intervals,
+    and subset fine-tuning (``seeds.subsets``) on the test split."""
+    run_pipeline(simulated_project, "seeds", runtime_params={"seeds": {"subsets": {"amounts": [0.5, 1.0]}}})
     reporting = simulated_project / "data/08_reporting/seeds"
     summary = pd.read_csv(reporting / "summary.csv")
     names = ["mc_simclr", "mc_simclr_ft_0_3", "mc_simclr_ft_1_0", "random"]
@@ -155,7 +156,17 @@ def test_seed_study(simulated_project):
     test = summary[(summary["variant"] == "mc_simclr") & (summary["split"] == "test")].iloc[0]
     assert test["fine_tune_azimuth_error"] == pytest.approx(per_seed["fine_tune_azimuth_error"].mean())
     assert test["fine_tune_azimuth_error_std"] == pytest.approx(per_seed["fine_tune_azimuth_error"].std(ddof=1))
-    assert "± " in (reporting / "summary.md").read_text()
+    markdown = (reporting / "summary.md").read_text()
+    assert "± " in markdown
+    # subset fine-tuning: its own columns on test (the full amount is the fine-tuning), none on confirmation
+    for column in ("fine_tune_50pct_accuracy", "fine_tune_50pct_azimuth_error"):
+        assert test[column] == pytest.approx(per_seed[column].mean())
+        assert test[f"{column}_std"] == pytest.approx(per_seed[column].std(ddof=1))
+    assert test["fine_tune_100pct_accuracy"] == test["fine_tune_accuracy"]
+    confirmation = summary[summary["split"] == "confirmation"]
+    assert confirmation["fine_tune_50pct_accuracy"].isna().all()
+    assert "| FT 50 % accuracy % | FT 50 % error ° |" in markdown.split("## confirmation")[0]
+    assert "FT 50 %" not in markdown.split("## confirmation")[1].split("Cells:")[0]
 
     # the fine-tuning variants evaluate mc_simclr's encoders: no pretraining of their own, the same
     # linear probe and k-NN, their own fine-tuning

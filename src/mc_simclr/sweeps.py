@@ -60,7 +60,8 @@ VARIANT_KEYS = {
 }
 #: Keys of a variant that change its encoders, meaningless for one that reuses another's (``encoder_from``).
 PRETRAINING_KEYS = ("pretrain", "augmentations", "channel_drop_p", "pretraining", "encoder")
-SWEEP_KEYS = {"title", "work_dir", "seeds", "pretraining", "evaluation", "variants"}
+SWEEP_KEYS = {"title", "work_dir", "seeds", "pretraining", "evaluation", "variants", "subsets"}
+SUBSET_UNITS = ("fraction", "hours")
 #: Protocols of every variant's results: the paper's three, and the linear probe under both
 #: BatchNorm protocols (``linear_probe`` is the one ``evaluation.batchnorm`` chose).
 RESULT_PROTOCOLS = (*PROTOCOLS, *(probe_key(mode) for mode in BATCHNORM_MODES))
@@ -219,11 +220,44 @@ def parse_seeds(block: dict[str, Any], sweep: str = "ablations") -> list[int]:
     return [int(s) for s in seeds]
 
 
+def parse_subsets(block: dict[str, Any], sweep: str = "ablations") -> tuple[list[float], str, int]:
+    """Subset fine-tuning of a sweep (``<sweep>.subsets``: ``amounts``, ``unit``, ``seed``): the amounts
+    of labeled data (fractions in (0, 1] or hours > 0; none by default), the unit and the subset seed."""
+    subsets = (block or {}).get("subsets") or {}
+    if not isinstance(subsets, dict):
+        raise ValueError(f"{sweep}.subsets: expected a mapping with amounts, unit and seed, got {subsets!r}")
+    check_keys(subsets, {"amounts", "unit", "seed"}, f"{sweep}.subsets")
+    unit = subsets.get("unit", "fraction")
+    if unit not in SUBSET_UNITS:
+        raise ValueError(f"{sweep}.subsets.unit: expected one of {list(SUBSET_UNITS)}, got {unit!r}")
+    amounts = subsets.get("amounts", []) or []
+    if not isinstance(amounts, (list, tuple)) or not all(
+        isinstance(a, (int, float)) and not isinstance(a, bool) for a in amounts
+    ):
+        raise ValueError(f"{sweep}.subsets.amounts: expected a list of numbers, got {amounts!r}")
+    bad = [a for a in amounts if a <= 0 or (unit == "fraction" and a > 1)]
+    if bad:
+        expected = "fractions in (0, 1]" if unit == "fraction" else "hours > 0"
+        raise ValueError(f"{sweep}.subsets.amounts: {bad} out of range; expected {expected}")
+    if len(set(amounts)) != len(amounts):
+        raise ValueError(f"{sweep}.subsets.amounts: {list(amounts)} lists an amount more than once")
+    seed = subsets.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"{sweep}.subsets.seed: expected an integer, got {seed!r}")
+    return [float(a) for a in amounts], str(unit), int(seed)
+
+
+def subset_protocol(amount: float, unit: str) -> str:
+    """The result key of subset fine-tuning on ``amount`` (``fine_tune_25pct``, ``fine_tune_0.5h``)."""
+    return f"fine_tune_{amount * 100:g}pct" if unit == "fraction" else f"fine_tune_{amount:g}h"
+
+
 def check_sweep(block: dict[str, Any], sweep: str = "ablations") -> None:
-    """Check a sweep's parameter block: known keys, seeds, variants."""
+    """Check a sweep's parameter block: known keys, seeds, variants, subsets."""
     check_keys(block or {}, SWEEP_KEYS, sweep)
     parse_seeds(block, sweep)
     parse_variants(block, sweep)
+    parse_subsets(block, sweep)
 
 
 def variant_blocks(
@@ -310,23 +344,25 @@ def evaluate_seed(
     evaluation: dict[str, Any],
     ablations: dict[str, Any],
 ) -> tuple[dict[str, Any], bool]:
-    """Linear probing (both BatchNorm protocols), k-NN and fine-tuning of one seed's encoder, or its
-    cached result.
+    """Linear probing (both BatchNorm protocols), k-NN, fine-tuning and subset fine-tuning
+    (``<sweep>.subsets``) of one seed's encoder, or its cached result.
 
     Returns the result (per split ``test``/``confirmation``: metrics and clip predictions of every
-    protocol of :data:`RESULT_PROTOCOLS`; validation scores; wall times; fingerprint) and whether it
-    came from the cache (same encoder, settings and data).
+    protocol of :data:`RESULT_PROTOCOLS`, and on ``test`` of each subset's fine-tuning under
+    :func:`subset_protocol`; validation scores; wall times; fingerprint) and whether it came from the
+    cache (same encoder, settings and data).
     """
     params = evaluation_params(evaluation, ablations, variant)
-    expected = evaluation_fingerprint(
-        encoder_state["pretraining_fingerprint"],
-        {
-            "supervised": params["supervised"],
-            "batchnorm": batchnorm_mode(params),
-            "feature_shards": sorted(feature_patches.shard_ids),
-            "classes": list(class_names),
-        },
-    )
+    amounts, unit, subset_seed = parse_subsets(ablations)
+    inputs = {
+        "supervised": params["supervised"],
+        "batchnorm": batchnorm_mode(params),
+        "feature_shards": sorted(feature_patches.shard_ids),
+        "classes": list(class_names),
+    }
+    if amounts:  # absent without subsets, so that results cached before subsets existed stay valid
+        inputs["subsets"] = {"amounts": amounts, "unit": unit, "seed": subset_seed}
+    expected = evaluation_fingerprint(encoder_state["pretraining_fingerprint"], inputs)
     path = cache_path(ablations, variant.name, seed)
     cached = load_cached(path, expected)
     if cached is not None:
@@ -339,14 +375,20 @@ def evaluate_seed(
         load_splits(feature_patches),
         len(class_names),
         SupervisedConfig.from_params(params["supervised"]),
-        subset_amounts=[],
+        subset_amounts=amounts,
+        subset_unit=unit,
+        subset_seed=subset_seed,
         array=ArraySymmetries.of(encoder_geometry(encoder_state)),
         batchnorm=batchnorm_mode(params),
     )
     splits = {}
     for split, clips in outcome.clips.items():
-        metrics = {f"{p}_{m}": v for p in RESULT_PROTOCOLS for m, v in clip_scores(clips[p]).items()}
-        splits[split] = {"metrics": metrics, "clips": {p: clip_records(clips[p]) for p in RESULT_PROTOCOLS}}
+        clips = dict(clips)
+        if split == "test":
+            clips.update({subset_protocol(a, unit): outcome.subsets[a] for a in amounts})
+        protocols = [p for p in (*RESULT_PROTOCOLS, *(subset_protocol(a, unit) for a in amounts)) if p in clips]
+        metrics = {f"{p}_{m}": v for p in protocols for m, v in clip_scores(clips[p]).items()}
+        splits[split] = {"metrics": metrics, "clips": {p: clip_records(clips[p]) for p in protocols}}
     result = {
         "seed": int(seed),
         "splits": splits,
@@ -367,13 +409,15 @@ def aggregate_seeds(variant: Variant, per_seed: list[dict[str, Any]], n_resample
     ``metrics`` (test) and ``splits[split]`` hold, for every column of :data:`RESULT_COLUMNS`, the
     mean over seeds, and ``<column>_std`` (standard deviation over seeds, ddof 1; NaN for one seed),
     ``<column>_ci_low`` / ``<column>_ci_high`` (95 % bootstrap interval over clips of the seed mean).
-    ``seeds`` lists each seed's own test metrics.
+    ``seeds`` lists each seed's own test metrics. Subset fine-tuning (test only) is aggregated as
+    its own protocols (:func:`subset_protocol`, listed in ``subset_protocols``).
     """
     splits: dict[str, dict[str, float]] = {}
+    extra = [p for p in per_seed[0]["splits"]["test"]["clips"] if p not in RESULT_PROTOCOLS]
     for split in per_seed[0]["splits"]:
         runs = [result["splits"][split] for result in per_seed]
         summary: dict[str, float] = {}
-        for protocol in RESULT_PROTOCOLS:
+        for protocol in (*RESULT_PROTOCOLS, *(p for p in extra if p in runs[0]["clips"])):
             frames = [clip_frame(run["clips"][protocol]) for run in runs]
             for metric in ("accuracy", *location_metrics(frames[0])):
                 column = f"{protocol}_{metric}"
@@ -389,6 +433,7 @@ def aggregate_seeds(variant: Variant, per_seed: list[dict[str, Any]], n_resample
         "seeds": [int(r["seed"]) for r in per_seed],
         "metrics": splits["test"],
         "splits": splits,
+        "subset_protocols": extra,
         "per_seed": [{"seed": int(r["seed"]), **r["splits"]["test"]["metrics"]} for r in per_seed],
         "validation": {str(r["seed"]): r["validation"] for r in per_seed},
         "wall_s": {k: float(sum(r["wall_s"][k] for r in per_seed)) for k in ("pretraining", "evaluation")},

@@ -6,6 +6,7 @@ plot and the sweep's MLflow metric values, from the variants' aggregated results
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,9 @@ import pandas as pd
 from mc_simclr.evaluation import BATCHNORM_MODES, PROTOCOLS, probe_key
 from mc_simclr.reporting.run import METRIC_TITLES, metric_headers, to_markdown
 from mc_simclr.sweeps import RESULT_COLUMNS, RESULT_PROTOCOLS, present_columns
+
+#: ``<protocol>_accuracy`` of subset fine-tuning (:func:`mc_simclr.sweeps.subset_protocol`); group 1: the amount.
+SUBSET_KEY = re.compile(r"fine_tune_([0-9.e+-]+)(?:pct|h)_accuracy")
 
 
 def sweep_frame(results: list[dict[str, Any]], split: str = "test") -> pd.DataFrame:
@@ -48,21 +52,33 @@ def table2(frame: pd.DataFrame) -> pd.DataFrame:
     return rows[columns].sort_values("channel_drop_p", kind="stable").reset_index(drop=True)
 
 
+def subset_protocols(columns) -> tuple[str, ...]:
+    """The subset fine-tuning protocols (:func:`mc_simclr.sweeps.subset_protocol`) among a frame's
+    ``<protocol>_accuracy`` columns, smallest amount first."""
+    found = [c[: -len("_accuracy")] for c in columns if SUBSET_KEY.fullmatch(c)]
+    return tuple(sorted(found, key=lambda p: float(SUBSET_KEY.fullmatch(f"{p}_accuracy").group(1))))
+
+
+def _protocols(columns) -> tuple[str, ...]:
+    return (*RESULT_PROTOCOLS, *subset_protocols(columns))
+
+
 def summary_table(results: list[dict[str, Any]]) -> pd.DataFrame:
-    """Every variant on every reported split: all protocols (both BatchNorm probes included) with spread."""
+    """Every variant on every reported split: all protocols (both BatchNorm probes and subset
+    fine-tuning included) with spread."""
     frames = []
     for split in ("test", "confirmation"):
         frame = sweep_frame(results, split)
         if RESULT_COLUMNS[0] not in frame:
             continue
-        columns = present_columns(RESULT_PROTOCOLS, frame.columns)
+        columns = present_columns(_protocols(frame.columns), frame.columns)
         frames.append(frame[["variant", "label", "seeds", *_with_spread(columns)]].assign(split=split))
     columns = [
         "variant",
         "label",
         "split",
         "seeds",
-        *_with_spread(present_columns(RESULT_PROTOCOLS, frames[0].columns)),
+        *_with_spread(present_columns(_protocols(frames[0].columns), frames[0].columns)),
     ]
     return pd.concat(frames, ignore_index=True)[columns]
 
@@ -88,12 +104,17 @@ def spread_cells(table: pd.DataFrame, columns: tuple[str, ...], digits: int = 1)
     return out
 
 
-def table_headers(knn_k: int) -> dict[str, str]:
-    """Column titles of the sweep tables (the k-NN title follows ``knn_k``)."""
+def table_headers(knn_k: int, subsets: tuple[str, ...] = ()) -> dict[str, str]:
+    """Column titles of the sweep tables (the k-NN title follows ``knn_k``; ``subsets``: subset
+    fine-tuning protocols, titled ``FT 25 %`` or ``FT 0.5 h``)."""
     headers = {"label": "Pre-training", "channel_drop_p": "p", "seeds": "seeds", **metric_headers(knn_k, short=True)}
     for mode in BATCHNORM_MODES:
         for metric, title in METRIC_TITLES.items():
             headers[f"{probe_key(mode)}_{metric}"] = f"LP (BN {mode}) {title}"
+    for protocol in subsets:
+        amount = protocol[len("fine_tune_") :].replace("pct", " %").replace("h", " h")
+        for metric, title in METRIC_TITLES.items():
+            headers[f"{protocol}_{metric}"] = f"FT {amount} {title}"
     return headers
 
 
@@ -110,16 +131,27 @@ def tables_markdown(table_1: pd.DataFrame, table_2: pd.DataFrame, title: str, kn
 
 
 def summary_markdown(summary: pd.DataFrame, title: str, knn_k: int) -> str:
-    """Markdown of :func:`summary_table`, one table per split."""
-    headers = table_headers(knn_k)
+    """Markdown of :func:`summary_table`, one table per split (subset fine-tuning: test only)."""
+    headers = table_headers(knn_k, subset_protocols(summary.columns))
     parts = [f"# {title}\n"]
     for split, rows in summary.groupby("split", sort=False):
-        cells = spread_cells(rows.drop(columns=["variant", "split"]), present_columns(RESULT_PROTOCOLS, rows.columns))
+        empty = [
+            c
+            for p in subset_protocols(rows.columns)
+            if rows[f"{p}_accuracy"].isna().all()
+            for c in rows
+            if c.startswith(f"{p}_")
+        ]
+        rows = rows.drop(columns=empty)  # subset fine-tuning has no confirmation-split columns
+        cells = spread_cells(
+            rows.drop(columns=["variant", "split"]), present_columns(_protocols(rows.columns), rows.columns)
+        )
         parts.append(f"\n## {split} split\n\n" + to_markdown(cells.rename(columns=headers)))
     parts.append(
         "\nCells: mean ± standard deviation over the seeds (95 % bootstrap interval over the split's clips of the "
         "mean over seeds). LP: the linear probe with the chosen BatchNorm protocol (evaluation.batchnorm), also "
-        "shown under both protocols.\n"
+        "shown under both protocols. FT 25 % (or 0.5 h): fine-tuning on a class-balanced subset of the labeled "
+        "clips (<sweep>.subsets), test split only.\n"
     )
     return "".join(parts)
 
