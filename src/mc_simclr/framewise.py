@@ -14,9 +14,11 @@ an empty set reduce to one of the set in use.
 The network: an encoder's per-frame outputs before its temporal pooling
 (:meth:`~mc_simclr.networks.CRNNEncoder.frames`), averaged to the label frames, then a two-layer
 head per frame. Recordings are cut into chunks of ``chunk_seconds`` (the last one zero-padded);
-predictions are decoded to DCASE rows (a track is active where its vector is longer than
-``threshold``; two active tracks of one class closer than ``merge_deg`` are one event) and scored
-with :mod:`mc_simclr.seld_metrics`.
+training chunks get one random symmetry of the array each (``channel_swap``: the feature channels
+permuted as :class:`~mc_simclr.augment.FeatureChannelSwap` does and the reference directions
+transformed with them, the audio channel swapping of DCASE systems); predictions are decoded to
+DCASE rows (a track is active where its vector is longer than ``threshold``; two active tracks of
+one class closer than ``merge_deg`` are one event) and scored with :mod:`mc_simclr.seld_metrics`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mc_simclr.acoustics.array import direction_vectors
+from mc_simclr.acoustics.symmetry import ArraySymmetries
 from mc_simclr.audio.dcase import LABEL_FRAME_SECONDS, METADATA_COLUMNS
+from mc_simclr.augment import FeatureChannelSwap
 from mc_simclr.devices import resolve_device
 from mc_simclr.networks import Encoder
 from mc_simclr.params import check_values, dataclass_from_params
@@ -80,6 +84,7 @@ class FramewiseConfig:
     distance_scale_m: float = 5.0  # distances are predicted in units of this
     threshold: float = 0.5
     merge_deg: float = 15.0
+    channel_swap: bool = True  # a random array symmetry per training chunk, its labels transformed with it
 
     @classmethod
     def from_params(cls, params: dict[str, Any], name: str = "seld.training") -> FramewiseConfig:
@@ -136,6 +141,13 @@ def adpit_targets(rows: pd.DataFrame, n_frames: int, n_classes: int, distance_sc
             targets[frames[i], slot, 1:4, classes[i]] = vectors[i]
             targets[frames[i], slot, 4, classes[i]] = distance[i]
     return targets
+
+
+def swap_targets(targets: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """ADPIT targets ``(B, L, 6, 5, C)`` with each chunk's direction vectors turned by its symmetry's
+    transform ``rotations`` ``(B, 3, 3)`` (activity and distance unchanged)."""
+    vectors = torch.einsum("bij,blsjc->blsic", rotations.to(targets.dtype), targets[:, :, :, 1:4])
+    return torch.cat([targets[:, :, :, :1], vectors, targets[:, :, :, 4:]], dim=3)
 
 
 def adpit_loss(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -293,14 +305,23 @@ def decode(
 
 
 @torch.no_grad()
-def pooled_chunks(model: FrameSELDModel, scene: SceneData, config: FramewiseConfig) -> torch.Tensor:
-    """The frozen encoder's pooled frames of every chunk of ``scene``: ``(n_chunks, L, D)`` (CPU)."""
+def pooled_chunks(
+    model: FrameSELDModel,
+    scene: SceneData,
+    config: FramewiseConfig,
+    swap: FeatureChannelSwap | None = None,
+    symmetry: int = 0,
+) -> torch.Tensor:
+    """The frozen encoder's pooled frames of every chunk of ``scene`` (under ``symmetry`` of ``swap``):
+    ``(n_chunks, L, D)`` (CPU)."""
     model.eval()
     device = next(model.parameters()).device
     starts = chunk_starts(scene.n_frames, config.chunk_frames)
     out = []
     for i in range(0, len(starts), config.batch_size):
         feats = torch.stack([chunk(scene, s, config.chunk_frames)[0] for s in starts[i : i + config.batch_size]])
+        if swap is not None and symmetry:
+            feats = swap(feats, torch.full((len(feats),), symmetry, dtype=torch.long))
         out.append(model.pooled(feats.to(device)).cpu())
     return torch.cat(out)
 
@@ -363,8 +384,13 @@ def train_framewise(
     config: FramewiseConfig,
     mode: str,
     progress: bool = True,
+    symmetries: ArraySymmetries | None = None,
 ) -> tuple[FrameSELDModel, pd.DataFrame]:
     """Train the frame-wise model on ``train`` chunks; keep the epoch of best validation SELD score.
+
+    With ``config.channel_swap`` and the array's ``symmetries``, every training chunk is seen under a
+    random symmetry of the array (drawn per chunk and epoch), its reference directions transformed
+    with it; a frozen encoder's frames are cached under every symmetry.
 
     ``mode``: ``frozen`` (the encoder as it is, only the head trains; its BatchNorm statistics kept),
     ``finetune`` (the encoder too, at ``lr * encoder_lr_scale``) or ``scratch`` (the encoder, as
@@ -395,8 +421,19 @@ def train_framewise(
         for i, scene in enumerate(train)
         for k, s in enumerate(chunk_starts(scene.n_frames, config.chunk_frames))
     ]
-    # a frozen encoder gives the same frames every epoch: compute them once
-    cache = {id(s): pooled_chunks(model, s, config) for s in [*train, *validation]} if mode == "frozen" else None
+    swap = None
+    if config.channel_swap and symmetries is not None and len(symmetries) > 1:
+        swap = FeatureChannelSwap(symmetries)
+        rotations = torch.as_tensor(symmetries.rotations, dtype=torch.float32)
+    n_sym = len(symmetries) if swap is not None else 1
+    # a frozen encoder gives the same frames every epoch: compute them once (training chunks under
+    # every symmetry: (S, n_chunks, L, D))
+    cache, train_cache = None, None
+    if mode == "frozen":
+        cache = {id(s): pooled_chunks(model, s, config) for s in validation}
+        train_cache = {
+            id(s): torch.stack([pooled_chunks(model, s, config, swap, k) for k in range(n_sym)]) for s in train
+        }
     generator = torch.Generator().manual_seed(config.seed)
     best, best_state, history = float("inf"), None, []
     for epoch in tqdm(range(config.epochs), desc=f"SELD ({mode})", unit="epoch", disable=not progress):
@@ -408,11 +445,22 @@ def train_framewise(
         for b in range(0, len(order), config.batch_size):
             picked = [items[j] for j in order[b : b + config.batch_size]]
             batch = [chunk(train[i], start, config.chunk_frames) for i, _, start in picked]
-            targets = torch.as_tensor(np.stack([t for _, t in batch])).to(device)
-            if cache is not None:  # frozen: the head on the encoder's cached frames
-                output = model.head(torch.stack([cache[id(train[i])][k] for i, k, _ in picked]).to(device))
+            targets = torch.as_tensor(np.stack([t for _, t in batch]))
+            symmetry = torch.zeros(len(picked), dtype=torch.long)
+            if swap is not None:
+                symmetry = torch.randint(n_sym, (len(picked),), generator=generator)
+                targets = swap_targets(targets, rotations[symmetry])
+            targets = targets.to(device)
+            if train_cache is not None:  # frozen: the head on the encoder's cached frames
+                frames = [
+                    train_cache[id(train[i])][int(sym), k] for (i, k, _), sym in zip(picked, symmetry, strict=True)
+                ]
+                output = model.head(torch.stack(frames).to(device))
             else:
-                output = model(torch.stack([f for f, _ in batch]).to(device))
+                feats = torch.stack([f for f, _ in batch])
+                if swap is not None:
+                    feats = swap(feats, symmetry)
+                output = model(feats.to(device))
             loss = adpit_loss(output, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from mc_simclr.acoustics.symmetry import ArraySymmetries
 from mc_simclr.audio.dcase import LABEL_FRAME_SECONDS, read_class_list, read_metadata, scan_layout
 from mc_simclr.audio.io import read_multichannel
 from mc_simclr.features import FeatureExtractor
@@ -37,7 +38,7 @@ from mc_simclr.framewise import (
     scene_data,
     train_framewise,
 )
-from mc_simclr.model_files import unpack_encoder
+from mc_simclr.model_files import encoder_geometry, unpack_encoder
 from mc_simclr.networks import Encoder, EncoderConfig, build_encoder
 from mc_simclr.params import check_keys, check_values
 
@@ -175,6 +176,7 @@ def run_study(
     config = StudyConfig.from_params(params)
     training = FramewiseConfig.from_params(params.get("training") or {})
     pretrained, extractor = unpack_encoder(encoder_state)
+    symmetries = ArraySymmetries.of(encoder_geometry(encoder_state))
     layout, report = scan_layout(config.root, extractor.n_mics, config.format, config.dataset)
     class_names = read_class_list(config.root, config.class_names)
     n_classes = len(class_names)
@@ -199,6 +201,7 @@ def run_study(
             run_config,
             ROWS[row][1],
             progress=False,
+            symmetries=symmetries,
         )
         scores = evaluate_scenes(model, splits["test"], n_classes, run_config)
         s24, s23 = scores["dcase2024"], scores["dcase2023"]
