@@ -236,3 +236,47 @@ def test_the_seld_block_is_checked_by_name():
     with pytest.raises(ValueError, match=r"seld.folders"):
         StudyConfig.from_params({"root": "x", "folders": {"train": ["a"], "validation": [], "test": ["b"]}})
     assert StudyConfig.from_params({"root": "x"}).rows == ["frozen", "finetune", "scratch", "seldnet"]
+
+
+def test_channel_swapped_targets_are_the_symmetrys_directions():
+    """Audio channel swapping: each symmetry of the tetrahedral MIC format turns the reference
+    directions as ArraySymmetries.map_directions does; activity and distance stay."""
+    from mc_simclr.acoustics.array import ArrayGeometry
+    from mc_simclr.acoustics.symmetry import ArraySymmetries
+    from mc_simclr.framewise import swap_targets
+
+    symmetries = ArraySymmetries.of(ArrayGeometry.from_params({"kind": "tetrahedral"}))
+    assert len(symmetries) == 8
+    rows = _rows([(0, 0, 0, 30.0, 20.0, 150), (0, 0, 1, -120.0, -10.0, 300), (1, 1, 0, 170.0, 45.0, 80)])
+    targets = torch.as_tensor(adpit_targets(rows, 2, 2))[None]
+    for s in range(len(symmetries)):
+        swapped = swap_targets(targets, torch.as_tensor(symmetries.rotations[s], dtype=torch.float32)[None])[0]
+        az, el = symmetries.map_directions(rows["azimuth"].to_numpy(), rows["elevation"].to_numpy(), s)
+        expected = adpit_targets(rows.assign(azimuth=az, elevation=el), 2, 2)
+        np.testing.assert_allclose(swapped.numpy(), expected, atol=1e-5)
+
+
+def test_training_with_channel_swap_sees_every_symmetry(monkeypatch):
+    """With the array's symmetries each training chunk is swapped by a drawn symmetry (all of them
+    over a few epochs), in every mode; without symmetries or with channel_swap off, none is."""
+    from mc_simclr import framewise
+    from mc_simclr.acoustics.array import ArrayGeometry
+    from mc_simclr.acoustics.symmetry import ArraySymmetries
+
+    symmetries = ArraySymmetries.of(ArrayGeometry.linear(2, 0.05))  # 2 mel + 1 GCC channel, as the toy
+    assert len(symmetries) == 2
+    seen = []
+    original = framewise.swap_targets
+    monkeypatch.setattr(framewise, "swap_targets", lambda t, r: seen.append(r[:, 0, 0].tolist()) or original(t, r))
+    train, validation = _toy_scenes(3, 0), _toy_scenes(1, 1)
+    config = FramewiseConfig(device="cpu", chunk_seconds=1.0, batch_size=4, epochs=4, lr=1e-2, hidden=16)
+    for mode in ("scratch", "frozen"):
+        seen.clear()
+        train_framewise(_encoder(), train, validation, 2, config, mode, progress=False, symmetries=symmetries)
+        flat = {v for batch in seen for v in batch}
+        assert flat == {1.0, -1.0}  # the identity and the swap (x -> -x) both drawn
+    seen.clear()
+    train_framewise(_encoder(), train, validation, 2, config, "scratch", progress=False)
+    off = dataclasses.replace(config, channel_swap=False)
+    train_framewise(_encoder(), train, validation, 2, off, "scratch", progress=False, symmetries=symmetries)
+    assert not seen
