@@ -410,7 +410,7 @@ def aggregate_seeds(variant: Variant, per_seed: list[dict[str, Any]], n_resample
     mean over seeds, and ``<column>_std`` (standard deviation over seeds, ddof 1; NaN for one seed),
     ``<column>_ci_low`` / ``<column>_ci_high`` (95 % bootstrap interval over clips of the seed mean).
     ``seeds`` lists each seed's own test metrics. Subset fine-tuning (test only) is aggregated as
-    its own protocols (:func:`subset_protocol`, listed in ``subset_protocols``).
+    its own protocols (:func:`subset_protocol`).
     """
     splits: dict[str, dict[str, float]] = {}
     extra = [p for p in per_seed[0]["splits"]["test"]["clips"] if p not in RESULT_PROTOCOLS]
@@ -433,7 +433,6 @@ def aggregate_seeds(variant: Variant, per_seed: list[dict[str, Any]], n_resample
         "seeds": [int(r["seed"]) for r in per_seed],
         "metrics": splits["test"],
         "splits": splits,
-        "subset_protocols": extra,
         "per_seed": [{"seed": int(r["seed"]), **r["splits"]["test"]["metrics"]} for r in per_seed],
         "validation": {str(r["seed"]): r["validation"] for r in per_seed},
         "wall_s": {k: float(sum(r["wall_s"][k] for r in per_seed)) for k in ("pretraining", "evaluation")},
