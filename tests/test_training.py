@@ -443,6 +443,27 @@ def test_spatial_target_weight_adds_a_head_that_learns_the_lag_profile(audio, tm
     assert np.isfinite(run.history[-1]["loss"])
 
 
+def test_history_keeps_each_loss_term_apart(audio):
+    """Every head's term before its weight, per epoch; their weighted sum is the logged loss."""
+    extractor = FeatureExtractor(sample_rate=8000, n_fft=256, hop_length=128, n_mels=16)
+    weights = {"joint_loss_weight": 0.5, "branch_loss_weight": 2.0, "spatial_target_weight": 3.0}
+    params = {"epochs": 2, "batch_size": 4, "warmup_epochs": 1, "device": "cpu", **weights}
+    ids = [f"c{i}" for i in range(8)]
+    run = pretrain(audio, ids, extractor, SPLIT, AUGMENT, PretrainConfig.from_params(params), progress=False)
+    for record in run.history:
+        terms = {k: v for k, v in record.items() if k.startswith("loss_")}
+        assert set(terms) == {"loss_joint", "loss_mel", "loss_gcc", "loss_spatial"}
+        weighted = 0.5 * terms["loss_joint"] + 2.0 * (terms["loss_mel"] + terms["loss_gcc"]) + 3.0 * terms["loss_spatial"]
+        assert record["loss"] == pytest.approx(weighted, rel=1e-5)
+        assert terms["loss_joint"] != terms["loss_mel"]
+    metrics = pretraining.history_metrics(run.history)
+    assert [p["step"] for p in metrics["loss_spatial"]] == [1, 2]
+    assert metrics["loss_gcc"][1]["value"] == pytest.approx(run.history[1]["loss_gcc"])
+    # histories written before the terms were kept log the totals only
+    old = [{k: v for k, v in h.items() if not k.startswith("loss_")} for h in run.history]
+    assert set(pretraining.history_metrics(old)) == {"loss", "lr", "clips_per_s"}
+
+
 def test_max_clips_takes_a_seeded_subset_and_refuses_more_than_there_are(tmp_path):
     data = ShardData()
     for i in range(10):

@@ -321,9 +321,19 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def contrastive_loss(model: nn.Module, f1: torch.Tensor, f2: torch.Tensor, config: PretrainConfig) -> torch.Tensor:
+def contrastive_loss(
+    model: nn.Module,
+    f1: torch.Tensor,
+    f2: torch.Tensor,
+    config: PretrainConfig,
+    terms: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """``joint_loss_weight`` x NT-Xent on h plus ``branch_loss_weight`` x NT-Xent of each branch, plus
     ``spatial_target_weight`` x the spatial head's reconstruction MSE when there is one.
+
+    ``terms``: when given, receives each term before its weight, detached, as ``loss_<head>``
+    (``loss_joint``, ``loss_mel``, ``loss_gcc``, ``loss_spatial``), so that a run's history shows
+    which term moves.
 
     ``model`` is a :class:`ContrastiveModel` (or it wrapped for data parallelism); with several
     processes, each holds its share of the batch and the projections of every share are gathered,
@@ -339,11 +349,15 @@ def contrastive_loss(model: nn.Module, f1: torch.Tensor, f2: torch.Tensor, confi
         if name == "spatial":  # a per-view reconstruction: each process's own rows, no gathering
             mel_channels = getattr(model, "module", model).encoder.config.mel_channels
             target = spatial_target(features, mel_channels)
-            loss = loss + config.spatial_target_weight * spatial_reconstruction_loss(z, target)
-            continue
-        weight = config.joint_loss_weight if name == "joint" else config.branch_loss_weight
-        z = z.float()
-        loss = loss + weight * nt_xent(gather(z[:n]), gather(z[n:]), config.temperature)
+            term = spatial_reconstruction_loss(z, target)
+            loss = loss + config.spatial_target_weight * term
+        else:
+            weight = config.joint_loss_weight if name == "joint" else config.branch_loss_weight
+            z = z.float()
+            term = nt_xent(gather(z[:n]), gather(z[n:]), config.temperature)
+            loss = loss + weight * term
+        if terms is not None:
+            terms[f"loss_{name}"] = term.detach()
     return loss
 
 
@@ -532,6 +546,7 @@ def train_epoch(
     model = run.contrastive_model()
     model.train()
     total, clips, steps, started = 0.0, 0, 0, time.perf_counter()
+    term_sums: dict[str, torch.Tensor] = {}
     for x1, x2 in tqdm(run.loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress):
         if max_steps is not None and steps >= max_steps:
             break
@@ -540,17 +555,21 @@ def train_epoch(
         x2 = x2.to(device, non_blocking=True)
         rows = share(len(x1)) if world_size() > 1 else None  # this process's rows of the global batch
         f1, f2 = run.views(x1, x2, generator, rows)
-        loss = contrastive_loss(model, f1, f2, config)
+        terms: dict[str, torch.Tensor] = {}
+        loss = contrastive_loss(model, f1, f2, config, terms)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
         run.scheduler.step()
         total += float(loss.detach()) * len(x1)
         clips += len(x1)
+        for name, value in terms.items():
+            term_sums[name] = term_sums.get(name, 0.0) + value * len(x1)
     elapsed = time.perf_counter() - started
     return {
         "epoch": epoch + 1,
         "loss": total / max(clips, 1),
+        **{name: float(value) / max(clips, 1) for name, value in sorted(term_sums.items())},
         "lr": run.optimizer.param_groups[0]["lr"],
         "clips_per_s": clips / elapsed if elapsed > 0 else float("nan"),
         "seconds": elapsed,
@@ -698,8 +717,14 @@ HISTORY_METRICS = ("loss", "lr", "clips_per_s")
 
 
 def history_metrics(history: list[dict[str, float]]) -> dict[str, list[dict[str, float]]]:
-    """Per-epoch loss, learning rate and clips/s as ``{name: [{"value": v, "step": epoch}, ...]}``."""
-    return {name: [{"value": float(h[name]), "step": int(h["epoch"])} for h in history] for name in HISTORY_METRICS}
+    """Per-epoch loss, learning rate and clips/s as ``{name: [{"value": v, "step": epoch}, ...]}``, and
+    each loss term apart (``loss_joint``, ``loss_mel``, ``loss_gcc``, ``loss_spatial``: before their
+    weights) for the epochs that recorded it (histories written before the terms were kept have none)."""
+    terms = sorted({name for h in history for name in h if name.startswith("loss_")})
+    return {
+        name: [{"value": float(h[name]), "step": int(h["epoch"])} for h in history if name in h]
+        for name in (*HISTORY_METRICS, *terms)
+    }
 
 
 def pretrain_from_params(
