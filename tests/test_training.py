@@ -453,7 +453,9 @@ def test_history_keeps_each_loss_term_apart(audio):
     for record in run.history:
         terms = {k: v for k, v in record.items() if k.startswith("loss_")}
         assert set(terms) == {"loss_joint", "loss_mel", "loss_gcc", "loss_spatial"}
-        weighted = 0.5 * terms["loss_joint"] + 2.0 * (terms["loss_mel"] + terms["loss_gcc"]) + 3.0 * terms["loss_spatial"]
+        weighted = (
+            0.5 * terms["loss_joint"] + 2.0 * (terms["loss_mel"] + terms["loss_gcc"]) + 3.0 * terms["loss_spatial"]
+        )
         assert record["loss"] == pytest.approx(weighted, rel=1e-5)
         assert terms["loss_joint"] != terms["loss_mel"]
     metrics = pretraining.history_metrics(run.history)
