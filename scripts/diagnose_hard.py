@@ -18,6 +18,14 @@ Reads the environment's data folder (``data_root`` of ``conf/<env>/globals.yml``
   the linear probe's validation accuracy.
 * ``summary.md``: the three tables in Markdown.
 
+With ``--noise-swap NAME=ENCODER ...`` (a noisy environment), instead: ``noise_swap.csv`` and
+``noise_swap.md``, NT-Xent's instance accuracy (top-1 among the other 2N - 1 views, on the frozen
+embedding) of each encoder and of a random-init one on the labeled and validation clips, two
+one-second crops per clip at independent offsets (no other augmentation), when the second view
+shares the clip's noise (as in pretraining), carries another clip's noise at the same SNR, carries
+another clip's noise and SNR, or when neither view has noise. The clean audio and the noise are
+rebuilt apart from the rendering's own seeds (checked against the shards).
+
 An environment without diffuse noise (``conf/recorded``) gets the probes over all validation clips
 and the level's R² only.
 
@@ -38,11 +46,23 @@ import yaml
 from tqdm.auto import tqdm
 
 from mc_simclr.acoustics.array import ArrayGeometry
-from mc_simclr.acoustics.scene import SceneConfig
+from mc_simclr.acoustics.noise import NoiseConfig, diffuse_noise
+from mc_simclr.acoustics.rir import get_backend, normalize_peak, spatialize
+from mc_simclr.acoustics.scene import Scene, SceneConfig, clip_rng
 from mc_simclr.acoustics.symmetry import ArraySymmetries
+from mc_simclr.audio.crops import pad_or_trim
+from mc_simclr.audio.io import read_mono
 from mc_simclr.baselines import srp_phat_clips
 from mc_simclr.devices import resolve_device
-from mc_simclr.diagnostics import elevation_spread, elevation_symmetries, level_db, linear_r2, scores_by_band
+from mc_simclr.diagnostics import (
+    elevation_spread,
+    elevation_symmetries,
+    instance_accuracy,
+    level_db,
+    linear_r2,
+    noisy_views,
+    scores_by_band,
+)
 from mc_simclr.evaluation import (
     clip_predictions,
     embed,
@@ -50,8 +70,10 @@ from mc_simclr.evaluation import (
     frozen_encoder,
     linear_probe,
     prepare_evaluation,
+    random_init_like,
     split_scores,
 )
+from mc_simclr.model_files import unpack_encoder
 from mc_simclr.params import load_parameters
 from mc_simclr.reporting.run import to_markdown
 from mc_simclr.shards import FeatureShards, ShardedAudio
@@ -155,6 +177,96 @@ def elevation(params: dict, out: Path, env: str) -> int:
     return 0
 
 
+def clean_and_noise(audio: ShardedAudio, params: dict, clip_ids: list[str]) -> dict[str, tuple]:
+    """``{clip_id: (clean, unit-power noise, SNR)}``: each clip's reverberant audio and diffuse noise
+    apart, from the rendering's scene, backend and noise seed; the sum, peak-normalised, is checked
+    against the rendered shard."""
+    simulation = params["simulation"]
+    sample_rate = int(params["audio"]["sample_rate"])
+    noise_config = NoiseConfig.from_params(simulation.get("noise"))
+    if not noise_config.enabled:
+        raise SystemExit("--noise-swap needs an environment with simulation.noise.enabled")
+    backend = get_backend(simulation["backend"], **(simulation.get("backend_options") or {}))
+    rows = audio.metadata.set_index("clip_id")
+    out = {}
+    for clip_id in tqdm(clip_ids, desc="clean audio and noise apart", unit="clip"):
+        row = {"clip_id": clip_id, **rows.loc[clip_id].to_dict()}
+        scene = Scene.from_record(row)
+        clean = spatialize(read_mono(row["path"], sample_rate), backend.simulate(scene, sample_rate))
+        rng = clip_rng(int(simulation["seed"]), f"{clip_id}/diffuse-noise")
+        snr_db = float(rng.uniform(*noise_config.snr_db))
+        mics = np.asarray(scene.mic_positions, dtype=np.float64)
+        noise = diffuse_noise(clean.shape[1], mics, sample_rate, rng, noise_config.color)
+        rebuilt = normalize_peak(
+            noisy_views(clean, noise, snr_db, noise, snr_db)["shared"][0], float(simulation["peak"])
+        )
+        rendered = audio.load_clip(clip_id)
+        if abs(snr_db - float(row["noise_snr_db"])) > 1e-6 or not np.allclose(rebuilt, rendered, atol=1e-3):
+            raise SystemExit(f"clip {clip_id}: the rebuilt clean audio + noise does not match the rendered shard")
+        out[clip_id] = (clean, noise, snr_db)
+    return out
+
+
+def noise_swap(params: dict, root: Path, encoders: dict[str, Path], out: Path, draws: int, env: str) -> int:
+    """NT-Xent's instance accuracy under four noise conditions (module docstring)."""
+    import torch
+
+    audio = ShardedAudio(root / "03_primary/spatial_audio")
+    meta = audio.metadata
+    clip_ids = sorted(meta.loc[(meta["status"] == "ok") & meta["split"].isin(["labeled", "validation"]), "clip_id"])
+    parts = clean_and_noise(audio, params, clip_ids)
+    models = {}
+    for name, path in encoders.items():
+        models[name], extractor = unpack_encoder(torch.load(path, map_location="cpu", weights_only=True))
+    models["random init"] = random_init_like(next(iter(models.values())), 0).eval()
+    sample_rate, peak = int(params["audio"]["sample_rate"]), float(params["simulation"]["peak"])
+    crop = int(round(float(params["pretraining"]["crop_seconds"]) * sample_rate))
+    rng = np.random.default_rng(0)
+    rows = []
+    for draw in tqdm(range(draws), desc="draws", unit="draw"):
+        order = rng.permutation(len(clip_ids))
+        other = {clip_ids[order[k]]: clip_ids[order[(k + 1) % len(order)]] for k in range(len(order))}
+        views: dict[str, tuple[list, list]] = {}
+        for clip_id in clip_ids:
+            clean, noise, snr_db = parts[clip_id]
+            _, other_noise, other_snr = parts[other[clip_id]]
+            n = clean.shape[1]
+            starts = [int(rng.integers(0, max(n - crop, 0) + 1)) for _ in range(2)]
+            for condition, pair in noisy_views(clean, noise, snr_db, other_noise, other_snr).items():
+                for k, (signal, start) in enumerate(zip(pair, starts, strict=True)):
+                    cut = pad_or_trim(normalize_peak(signal, peak)[:, start : start + crop], crop)
+                    views.setdefault(condition, ([], []))[k].append(cut.astype(np.float32))
+        for condition, (first, second) in views.items():
+            with torch.no_grad():
+                f1 = extractor(torch.from_numpy(np.stack(first)))
+                f2 = extractor(torch.from_numpy(np.stack(second)))
+                for name, model in models.items():
+                    z1 = torch.cat([model(b) for b in f1.split(64)]).numpy()
+                    z2 = torch.cat([model(b) for b in f2.split(64)]).numpy()
+                    rows.append(
+                        {"encoder": name, "second view": condition, "draw": draw, "accuracy": instance_accuracy(z1, z2)}
+                    )
+    table = pd.DataFrame(rows)
+    summary = (
+        table.groupby(["encoder", "second view"], sort=False)["accuracy"]
+        .agg(["mean", "std"])
+        .mul(100.0)
+        .round(1)
+        .reset_index()
+        .pivot(index="encoder", columns="second view", values="mean")
+        .reset_index()
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "noise_swap.csv", table.to_csv(index=False))
+    text = (
+        f"# NT-Xent instance accuracy (%) under `conf/{env}`: {len(clip_ids)} labeled + validation clips, "
+        f"{draws} crop draws (chance {100.0 / (2 * len(clip_ids) - 1):.2f} %)\n\n" + to_markdown(summary)
+    )
+    write_text_atomic(out / "noise_swap.md", text)
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="hard", help="the configuration environment (conf/<env>)")
@@ -167,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
         help="only what the array's symmetries do to elevation and the scenes' spread",
     )
     parser.add_argument("--skip-srp", action="store_true", help="leave SRP-PHAT out (the slowest part)")
+    parser.add_argument(
+        "--noise-swap",
+        nargs="+",
+        metavar="NAME=ENCODER",
+        help="only NT-Xent's instance accuracy of these encoders (and a random one) with the views' noise swapped",
+    )
+    parser.add_argument("--draws", type=int, default=5, help="crop draws of --noise-swap (default 5)")
     args = parser.parse_args(argv)
     if not (PROJECT / "conf" / args.env).is_dir():
         parser.error(f"--env: no folder conf/{args.env}")
@@ -174,6 +293,18 @@ def main(argv: list[str] | None = None) -> int:
     root = args.data_root or data_root(args.env)
     if args.elevation:
         return elevation(params, args.out or root / "08_reporting" / "diagnostics", args.env)
+    if args.noise_swap:
+        encoders = {}
+        for item in args.noise_swap:
+            name, _, path = item.partition("=")
+            if not name or not path or not Path(path).is_file():
+                parser.error(f"--noise-swap: expected NAME=ENCODER with an existing encoder file, got {item!r}")
+            encoders[name] = Path(path)
+        if args.draws < 1:
+            parser.error(f"--draws must be >= 1, got {args.draws}")
+        return noise_swap(
+            params, root, encoders, args.out or root / "08_reporting" / "diagnostics", args.draws, args.env
+        )
     encoder_file = args.encoder or root / "06_models" / "encoder.pt"
     for needed in (root / "03_primary/spatial_audio", root / "04_feature/patches", encoder_file):
         if not needed.exists():

@@ -13,12 +13,14 @@ from mc_simclr.diagnostics import (
     band_labels,
     elevation_spread,
     elevation_symmetries,
+    instance_accuracy,
     level_db,
     linear_r2,
+    noisy_views,
     scores_by_band,
 )
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, conf_parameters, run_pipeline
 
 
 def test_bands_are_half_open_but_the_last_holds_its_upper_edge():
@@ -105,3 +107,68 @@ def test_the_script_writes_the_elevation_diagnostic_of_an_environment(tmp_path, 
     text = (tmp_path / "elevation.md").read_text()
     assert text.count("| negates |") == 4
     assert "constant_mae" in text
+
+
+def test_instance_accuracy_counts_views_whose_nearest_other_view_is_their_pair():
+    rng = np.random.default_rng(0)
+    z1 = rng.standard_normal((6, 8))
+    assert instance_accuracy(z1, z1 + 1e-3 * rng.standard_normal((6, 8))) == 1.0
+    # pair 0's second view is pair 1's first: views 0, 6 (pair 0) and 1 (pair 1) find another pair
+    z2 = z1 + 1e-3 * rng.standard_normal((6, 8))
+    z2[0] = z1[1]
+    assert instance_accuracy(z1, z2) == pytest.approx(9 / 12)
+    assert instance_accuracy(z1, 3.0 * z1) == 1.0  # cosine: the scale does not matter
+    with pytest.raises(ValueError, match="instance_accuracy"):
+        instance_accuracy(z1, z1[:5])
+
+
+def test_noisy_views_swap_the_noise_and_keep_or_swap_the_snr():
+    rng = np.random.default_rng(1)
+    clean = rng.standard_normal((4, 1000))
+    noise, other = rng.standard_normal((4, 1000)), rng.standard_normal((4, 300))
+    views = noisy_views(clean, noise, 10.0, other, 0.0)
+    assert set(views) == {"shared", "other noise", "other noise and SNR", "clean"}
+    first, second = views["shared"]
+    assert np.array_equal(first, second)
+    for condition in ("other noise", "other noise and SNR"):
+        assert np.array_equal(views[condition][0], first)  # view 1 is always the clip as rendered
+    power = np.mean(clean**2)
+    added = views["other noise"][1] - clean
+    assert np.allclose(added[:, 300:600], added[:, :300])  # the shorter noise is repeated
+    assert 10 * np.log10(power / np.mean((first - clean) ** 2)) == pytest.approx(
+        10.0 - 10 * np.log10(np.mean(noise**2))
+    )
+    gain_10, gain_0 = np.sqrt(power / 10.0), np.sqrt(power)
+    assert np.allclose(views["other noise"][1] - clean, gain_10 * np.tile(other, (1, 4))[:, :1000])
+    assert np.allclose(views["other noise and SNR"][1] - clean, gain_0 * np.tile(other, (1, 4))[:, :1000])
+    assert np.array_equal(views["clean"][0], clean)
+    with pytest.raises(ValueError, match="noisy_views"):
+        noisy_views(clean, noise[:3], 10.0, other, 0.0)
+
+
+@pytest.mark.slow
+def test_the_noise_swap_rebuilds_the_rendered_clips_and_scores_every_condition(kedro_project, tmp_path):
+    import torch
+
+    from mc_simclr.features import FeatureExtractor
+    from mc_simclr.model_files import package_encoder
+    from mc_simclr.networks import EncoderConfig, build_encoder
+
+    noise = {"simulation": {"noise": {"enabled": True, "snr_db": [0.0, 20.0]}}}
+    run_pipeline(kedro_project, "data_simulation", runtime_params=noise)
+    params = conf_parameters("test")
+    params["simulation"]["noise"] = noise["simulation"]["noise"]
+    extractor = FeatureExtractor.from_params(params["features"], int(params["audio"]["sample_rate"]))
+    encoder = build_encoder(EncoderConfig.from_params(params["encoder"]).for_array(4), extractor.n_mels)
+    path = tmp_path / "encoder.pt"
+    torch.save(package_encoder(encoder, extractor, params["features"]), path)
+    script, out = load_script(), tmp_path / "out"
+    assert script.noise_swap(params, kedro_project / "data", {"mine": path}, out, 1, "test") == 0
+    table = pd.read_csv(out / "noise_swap.csv")
+    assert set(table["encoder"]) == {"mine", "random init"}
+    assert set(table["second view"]) == {"shared", "other noise", "other noise and SNR", "clean"}
+    assert table["accuracy"].between(0.0, 1.0).all()
+    assert "chance" in (out / "noise_swap.md").read_text()
+    params["simulation"]["seed"] += 1  # other noise than the shards hold: refused, not scored
+    with pytest.raises(SystemExit, match="does not match the rendered shard"):
+        script.noise_swap(params, kedro_project / "data", {"mine": path}, tmp_path / "other", 1, "test")

@@ -9,6 +9,10 @@ encoder:
   nuisance of the clip that both views of a pair share, its SNR and its level
   (:func:`linear_r2`): a high R² with a small class margin says the encoder spends its capacity on
   what makes two views agree for the wrong reason.
+* *Do the views agree through their shared noise?* NT-Xent's instance task (each view's nearest
+  other view is its pair's, :func:`instance_accuracy`) on pairs whose views share their noise
+  realisation, as in pretraining, against pairs whose second view carries another clip's noise
+  (:func:`noisy_views`): a large drop says the encoder matches views by their noise.
 * *Which array symmetries negate elevation?* (:func:`elevation_symmetries`) and how the scenes'
   elevations spread (:func:`elevation_spread`).
 
@@ -116,4 +120,56 @@ def elevation_spread(config: SceneConfig, n: int = 4000, seed: int = 0) -> dict[
         "p5": float(np.percentile(elevation, 5)),
         "p95": float(np.percentile(elevation, 95)),
         "constant_mae": float(np.mean(np.abs(elevation - np.median(elevation)))),
+    }
+
+
+def instance_accuracy(z1: np.ndarray, z2: np.ndarray) -> float:
+    """NT-Xent's instance task, top-1: of the 2N views of N pairs ``(z1[k], z2[k])``, the share whose
+    most cosine-similar *other* view is their own pair's (chance: 1 / (2N - 1))."""
+    z1, z2 = np.asarray(z1, np.float64), np.asarray(z2, np.float64)
+    if z1.shape != z2.shape or z1.ndim != 2 or len(z1) < 2:
+        raise ValueError(f"instance_accuracy needs two (N >= 2, D) arrays of one shape, got {z1.shape} and {z2.shape}")
+    z = np.concatenate([z1, z2])
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    similarity = z @ z.T
+    np.fill_diagonal(similarity, -np.inf)
+    n = len(z1)
+    positive = np.concatenate([np.arange(n, 2 * n), np.arange(n)])
+    return float(np.mean(similarity.argmax(axis=1) == positive))
+
+
+def noisy_views(
+    clean: np.ndarray, noise: np.ndarray, snr_db: float, other_noise: np.ndarray, other_snr_db: float
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The full-length signals ``(view 1, view 2)`` of one clip under four noise conditions.
+
+    ``clean`` ``(M, n)`` is the clip's reverberant audio, ``noise`` its unit-power diffuse noise and
+    ``snr_db`` its SNR (the clip as rendered is ``clean + gain(snr_db) * noise``, the gain relative to
+    the clean audio's mean power); ``other_noise`` / ``other_snr_db`` another clip's (repeated or cut
+    to ``n`` samples). View 1 is always the clip as rendered; view 2 is:
+
+    * ``shared``: the clip as rendered (both views share noise, SNR and level, as in pretraining);
+    * ``other noise``: the other clip's noise at this clip's SNR (another realisation, the same SNR);
+    * ``other noise and SNR``: the other clip's noise at the other clip's SNR;
+    * ``clean`` (both views): no noise at all.
+    """
+    clean = np.asarray(clean, np.float64)
+    if noise.shape != clean.shape or other_noise.ndim != 2 or other_noise.shape[0] != clean.shape[0]:
+        raise ValueError(
+            f"noisy_views: clean {clean.shape}, noise {noise.shape} and other noise {other_noise.shape} "
+            "must have the same microphones (and clean and noise the same length)"
+        )
+    n = clean.shape[1]
+    other = np.take(np.asarray(other_noise, np.float64), np.arange(n) % other_noise.shape[1], axis=1)
+    power = float(np.mean(clean**2))
+
+    def gain(snr: float) -> float:
+        return float(np.sqrt(power / 10.0 ** (snr / 10.0)))
+
+    rendered = clean + gain(snr_db) * np.asarray(noise, np.float64)
+    return {
+        "shared": (rendered, rendered),
+        "other noise": (rendered, clean + gain(snr_db) * other),
+        "other noise and SNR": (rendered, clean + gain(other_snr_db) * other),
+        "clean": (clean, clean),
     }
