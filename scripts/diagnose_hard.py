@@ -2,6 +2,8 @@
 
     python scripts/diagnose_hard.py --env hard            # after the env's data_simulation,
                                                           # feature_extraction and pretraining
+    python scripts/diagnose_hard.py --env tetra --elevation   # symmetries, spread, constant predictor
+    python scripts/diagnose_hard.py --env hard --noise-swap NAME=ENCODER ...
 
 Reads the environment's data folder (``data_root`` of ``conf/<env>/globals.yml``) and writes, under
 ``<data_root>/08_reporting/diagnostics/``:
@@ -55,6 +57,7 @@ from mc_simclr.audio.io import read_mono
 from mc_simclr.baselines import srp_phat_clips
 from mc_simclr.devices import resolve_device
 from mc_simclr.diagnostics import (
+    constant_errors,
     elevation_spread,
     elevation_symmetries,
     instance_accuracy,
@@ -160,8 +163,9 @@ def shortcut(inputs, audio: ShardedAudio, snr: pd.DataFrame, accuracy: dict[str,
     return pd.DataFrame(rows)
 
 
-def elevation(params: dict, out: Path, env: str) -> int:
-    """``elevation.md``: the symmetries' effect on elevation and the spread of the scenes' elevations."""
+def elevation(params: dict, out: Path, env: str, root: Path) -> int:
+    """``elevation.md``: the symmetries' effect on elevation and the spread of the scenes' elevations;
+    with the environment's features, the constant predictor's error per split too."""
     geometry = ArrayGeometry.from_params(params["array"])
     table = elevation_symmetries(ArraySymmetries.of(geometry))
     spread = elevation_spread(SceneConfig.from_params(params["simulation"]["scene"], geometry))
@@ -171,6 +175,13 @@ def elevation(params: dict, out: Path, env: str) -> int:
         + "\nElevations of the scene distribution (degrees):\n\n"
         + to_markdown(pd.DataFrame([spread]))
     )
+    patches = root / "04_feature/patches"
+    if patches.exists():
+        constant = constant_errors(FeatureShards(patches).items)
+        text += (
+            "\nThe best constant predictor (the labeled clips' median elevation), mean absolute error per "
+            "split (degrees):\n\n" + to_markdown(constant)
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "elevation.md", text)
     print(text)
@@ -292,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_parameters(PROJECT / "conf", args.env)
     root = args.data_root or data_root(args.env)
     if args.elevation:
-        return elevation(params, args.out or root / "08_reporting" / "diagnostics", args.env)
+        return elevation(params, args.out or root / "08_reporting" / "diagnostics", args.env, root)
     if args.noise_swap:
         encoders = {}
         for item in args.noise_swap:

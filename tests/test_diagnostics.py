@@ -11,6 +11,7 @@ from mc_simclr.acoustics.scene import SceneConfig
 from mc_simclr.acoustics.symmetry import ArraySymmetries
 from mc_simclr.diagnostics import (
     band_labels,
+    constant_errors,
     elevation_spread,
     elevation_symmetries,
     instance_accuracy,
@@ -172,3 +173,22 @@ def test_the_noise_swap_rebuilds_the_rendered_clips_and_scores_every_condition(k
     params["simulation"]["seed"] += 1  # other noise than the shards hold: refused, not scored
     with pytest.raises(SystemExit, match="does not match the rendered shard"):
         script.noise_swap(params, kedro_project / "data", {"mine": path}, tmp_path / "other", 1, "test")
+
+
+def test_the_constant_predictor_is_the_labeled_median_scored_per_clip():
+    items = pd.DataFrame(
+        {
+            "clip_id": ["a", "a", "b", "c", "d", "e"],  # patches: clip a twice, counted once
+            "split": ["labeled", "labeled", "labeled", "labeled", "test", "test"],
+            "elevation_deg": [10.0, 10.0, -20.0, 4.0, 0.0, 14.0],
+        }
+    )
+    table = constant_errors(items).set_index("split")
+    assert table.loc["labeled", "constant"] == 4.0
+    assert table.loc["labeled", "clips"] == 3
+    assert table.loc["labeled", "mae"] == pytest.approx((6.0 + 24.0 + 0.0) / 3)
+    assert table.loc["test", "mae"] == pytest.approx((4.0 + 10.0) / 2)
+    with pytest.raises(ValueError, match="no 'labeled' clips"):
+        constant_errors(items[items["split"] == "test"])
+    with pytest.raises(ValueError, match="elevation_deg"):
+        constant_errors(items.drop(columns="elevation_deg"))

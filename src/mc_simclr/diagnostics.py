@@ -123,6 +123,31 @@ def elevation_spread(config: SceneConfig, n: int = 4000, seed: int = 0) -> dict[
     }
 
 
+def constant_errors(items: pd.DataFrame, column: str = "elevation_deg", fit_split: str = "labeled") -> pd.DataFrame:
+    """The best constant predictor of ``column`` (the median over the ``fit_split`` clips) and its mean
+    absolute error per split, one value per clip: the floor a linear probe's error is read against.
+
+    ``items`` holds ``clip_id``, ``split`` and ``column`` (one row per patch or per clip)."""
+    missing = [c for c in ("clip_id", "split", column) if c not in items]
+    if missing:
+        raise ValueError(f"constant_errors: the items have no {missing} column(s)")
+    clips = items.drop_duplicates("clip_id")
+    fitted = clips.loc[clips["split"] == fit_split, column]
+    if fitted.empty:
+        raise ValueError(f"constant_errors: no {fit_split!r} clips to fit the constant on")
+    constant = float(np.median(fitted))
+    rows = [
+        {
+            "split": split,
+            "clips": len(group),
+            "constant": constant,
+            "mae": float(np.mean(np.abs(group[column] - constant))),
+        }
+        for split, group in clips.groupby("split", sort=True)
+    ]
+    return pd.DataFrame(rows)
+
+
 def instance_accuracy(z1: np.ndarray, z2: np.ndarray) -> float:
     """NT-Xent's instance task, top-1: of the 2N views of N pairs ``(z1[k], z2[k])``, the share whose
     most cosine-similar *other* view is their own pair's (chance: 1 / (2N - 1))."""
