@@ -130,6 +130,10 @@ def test_environments_keep_their_data_apart():
         ("evaluation", "supervised", {"finetune_epochs": 60, "lp_epochs": 60}, r"lp_epochs=60, finetune_epochs=60"),
         ("pretraining", "max_clips", 1, r"pretraining\.max_clips must be null or an integer >= 2"),
         ("pretraining", "spatial_target_weight", -0.5, r"pretraining\.spatial_target_weight"),
+        ("evaluation", "subsets", {"amounts": [0.5, 0.5]}, r"evaluation\.subsets\.amounts: \[0\.5, 0\.5\] lists"),
+        ("evaluation", "subsets", {"amounts": [1.5]}, r"evaluation\.subsets\.amounts: \[1\.5\] out of range"),
+        ("evaluation", "subsets", {"unit": "minutes"}, r"evaluation\.subsets\.unit: expected one of"),
+        ("evaluation", "subsets", {"fraction": 0.5}, r"evaluation\.subsets"),
     ],
 )
 def test_bad_remedy_settings_stop_the_preflight_naming_the_parameter(block, key, value, message):

@@ -18,7 +18,7 @@ from mc_simclr.acoustics.scene import SceneConfig
 from mc_simclr.acoustics.scene_set import SceneSetConfig
 from mc_simclr.audio.corpora import CORPUS_SOURCES
 from mc_simclr.augment import MultiLevelAugmentation
-from mc_simclr.evaluation import SupervisedConfig, batchnorm_mode
+from mc_simclr.evaluation import SupervisedConfig, batchnorm_mode, parse_subsets
 from mc_simclr.execution import ExecutionConfig
 from mc_simclr.features import FeatureExtractor
 from mc_simclr.framewise import FramewiseConfig
@@ -64,6 +64,7 @@ def check_parameters(params: dict[str, Any]) -> None:
     if evaluation is not None:
         SupervisedConfig.from_params(evaluation.get("supervised", {}))
         batchnorm_mode(evaluation)
+        parse_subsets(evaluation.get("subsets"))
     for sweep in SWEEPS:
         if sweep in params:
             check_sweep(params[sweep], sweep)

@@ -41,6 +41,7 @@ from mc_simclr.evaluation import (
     probe_key,
     run_protocols,
 )
+from mc_simclr.evaluation import parse_subsets as parse_subsets_block
 from mc_simclr.metrics import LOCATION_METRICS, bootstrap_interval, clip_scores, location_metrics
 from mc_simclr.model_files import encoder_geometry, unpack_encoder
 from mc_simclr.params import check_keys
@@ -61,7 +62,6 @@ VARIANT_KEYS = {
 #: Keys of a variant that change its encoders, meaningless for one that reuses another's (``encoder_from``).
 PRETRAINING_KEYS = ("pretrain", "augmentations", "channel_drop_p", "pretraining", "encoder")
 SWEEP_KEYS = {"title", "work_dir", "seeds", "pretraining", "evaluation", "variants", "subsets"}
-SUBSET_UNITS = ("fraction", "hours")
 #: Protocols of every variant's results: the paper's three, and the linear probe under both
 #: BatchNorm protocols (``linear_probe`` is the one ``evaluation.batchnorm`` chose).
 RESULT_PROTOCOLS = (*PROTOCOLS, *(probe_key(mode) for mode in BATCHNORM_MODES))
@@ -221,30 +221,9 @@ def parse_seeds(block: dict[str, Any], sweep: str = "ablations") -> list[int]:
 
 
 def parse_subsets(block: dict[str, Any], sweep: str = "ablations") -> tuple[list[float], str, int]:
-    """Subset fine-tuning of a sweep (``<sweep>.subsets``: ``amounts``, ``unit``, ``seed``): the amounts
-    of labeled data (fractions in (0, 1] or hours > 0; none by default), the unit and the subset seed."""
-    subsets = (block or {}).get("subsets") or {}
-    if not isinstance(subsets, dict):
-        raise ValueError(f"{sweep}.subsets: expected a mapping with amounts, unit and seed, got {subsets!r}")
-    check_keys(subsets, {"amounts", "unit", "seed"}, f"{sweep}.subsets")
-    unit = subsets.get("unit", "fraction")
-    if unit not in SUBSET_UNITS:
-        raise ValueError(f"{sweep}.subsets.unit: expected one of {list(SUBSET_UNITS)}, got {unit!r}")
-    amounts = subsets.get("amounts", []) or []
-    if not isinstance(amounts, (list, tuple)) or not all(
-        isinstance(a, (int, float)) and not isinstance(a, bool) for a in amounts
-    ):
-        raise ValueError(f"{sweep}.subsets.amounts: expected a list of numbers, got {amounts!r}")
-    bad = [a for a in amounts if a <= 0 or (unit == "fraction" and a > 1)]
-    if bad:
-        expected = "fractions in (0, 1]" if unit == "fraction" else "hours > 0"
-        raise ValueError(f"{sweep}.subsets.amounts: {bad} out of range; expected {expected}")
-    if len(set(amounts)) != len(amounts):
-        raise ValueError(f"{sweep}.subsets.amounts: {list(amounts)} lists an amount more than once")
-    seed = subsets.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"{sweep}.subsets.seed: expected an integer, got {seed!r}")
-    return [float(a) for a in amounts], str(unit), int(seed)
+    """Subset fine-tuning of a sweep (``<sweep>.subsets``, as ``evaluation.subsets``): the amounts of
+    labeled data (none by default), the unit and the subset seed."""
+    return parse_subsets_block((block or {}).get("subsets") or {}, f"{sweep}.subsets")
 
 
 def subset_protocol(amount: float, unit: str) -> str:

@@ -46,7 +46,14 @@ from mc_simclr.evaluation.batchnorm import (
     frozen_encoder,
     recalibrate_batchnorm,
 )
-from mc_simclr.evaluation.fine_tuning import FineTuned, class_balanced_subset, fine_tune, scale_gradients
+from mc_simclr.evaluation.fine_tuning import (
+    SUBSET_UNITS,
+    FineTuned,
+    class_balanced_subset,
+    fine_tune,
+    parse_subsets,
+    scale_gradients,
+)
 from mc_simclr.evaluation.knn import KNN_BLOCK_VALUES, knn_predict
 from mc_simclr.evaluation.linear_probe import linear_probe, standardised_embeddings, train_probe_heads
 from mc_simclr.evaluation.protocols import (
@@ -93,6 +100,8 @@ __all__ = [
     "azimuth_ceiling",
     "batchnorm_mode",
     "class_balanced_subset",
+    "parse_subsets",
+    "SUBSET_UNITS",
     "clip_predictions",
     "direction_selection_metric",
     "direction_targets",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from mc_simclr.evaluation.supervised import (
     split_scores,
 )
 from mc_simclr.networks import Encoder, SELDHeads
+from mc_simclr.params import check_keys
 from mc_simclr.utils import epoch_seed, seed_everything
 
 
@@ -179,6 +181,37 @@ def fine_tune(
     return FineTuned(out, encoder.cpu().eval(), heads.cpu().eval())
 
 
+SUBSET_UNITS = ("fraction", "hours")
+
+
+def parse_subsets(subsets: Any, name: str = "evaluation.subsets") -> tuple[list[float], str, int]:
+    """A ``subsets`` block (``amounts``, ``unit``, ``seed``; of ``evaluation`` or of a sweep, named by
+    ``name`` in errors): the amounts of labeled data (fractions in (0, 1] or hours > 0; none when
+    absent), the unit and the subset seed."""
+    subsets = {} if subsets is None else subsets
+    if not isinstance(subsets, dict):
+        raise ValueError(f"{name}: expected a mapping with amounts, unit and seed, got {subsets!r}")
+    check_keys(subsets, {"amounts", "unit", "seed"}, name)
+    unit = subsets.get("unit", "fraction")
+    if unit not in SUBSET_UNITS:
+        raise ValueError(f"{name}.unit: expected one of {list(SUBSET_UNITS)}, got {unit!r}")
+    amounts = subsets.get("amounts", []) or []
+    if not isinstance(amounts, (list, tuple)) or not all(
+        isinstance(a, (int, float)) and not isinstance(a, bool) for a in amounts
+    ):
+        raise ValueError(f"{name}.amounts: expected a list of numbers, got {amounts!r}")
+    bad = [a for a in amounts if a <= 0 or (unit == "fraction" and a > 1)]
+    if bad:
+        expected = "fractions in (0, 1]" if unit == "fraction" else "hours > 0"
+        raise ValueError(f"{name}.amounts: {bad} out of range; expected {expected}")
+    if len(set(amounts)) != len(amounts):
+        raise ValueError(f"{name}.amounts: {list(amounts)} lists an amount more than once")
+    seed = subsets.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"{name}.seed: expected an integer, got {seed!r}")
+    return [float(a) for a in amounts], str(unit), int(seed)
+
+
 def class_balanced_subset(clips: pd.DataFrame, amount: float, unit: str, seed: int) -> set[str]:
     """Clip ids of a seeded subset of labeled clips with (nearly) equal clips per class.
 
@@ -186,7 +219,7 @@ def class_balanced_subset(clips: pd.DataFrame, amount: float, unit: str, seed: i
     visited round-robin in a seeded order, each contributing its next random clip, until the amount
     is reached, so the subset is as balanced as the classes' sizes allow.
     """
-    if unit not in ("fraction", "hours"):
+    if unit not in SUBSET_UNITS:
         raise ValueError(f"evaluation.subsets.unit must be 'fraction' or 'hours', got {unit!r}")
     if amount <= 0:
         raise ValueError(f"evaluation.subsets.amounts must be > 0, got {amount}")

@@ -16,7 +16,7 @@ from mc_simclr.acoustics.symmetry import ArraySymmetries
 from mc_simclr.augment import ArrayLike
 from mc_simclr.devices import resolve_device
 from mc_simclr.evaluation.batchnorm import BATCHNORM_MODES, batchnorm_mode, frozen_encoder
-from mc_simclr.evaluation.fine_tuning import FineTuned, class_balanced_subset, fine_tune
+from mc_simclr.evaluation.fine_tuning import FineTuned, class_balanced_subset, fine_tune, parse_subsets
 from mc_simclr.evaluation.knn import knn_predict
 from mc_simclr.evaluation.linear_probe import linear_probe
 from mc_simclr.evaluation.splits import Split, load_splits, report_splits
@@ -191,7 +191,7 @@ def prepare_evaluation(
 ) -> EvaluationInputs:
     """Rebuild the pretrained encoder, build the random-init one and load the feature splits, once."""
     encoder, extractor = unpack_encoder(encoder_state)
-    subsets = evaluation["subsets"]
+    amounts, unit, seed = parse_subsets(evaluation.get("subsets"))
     return EvaluationInputs(
         pretrained=encoder,
         random=random_init_like(encoder, int(evaluation["random_init_seed"])),
@@ -199,9 +199,9 @@ def prepare_evaluation(
         splits=load_splits(feature_patches),
         n_classes=len(class_names),
         config=SupervisedConfig.from_params(evaluation["supervised"]),
-        subset_amounts=[float(a) for a in subsets["amounts"]],
-        subset_unit=str(subsets["unit"]),
-        subset_seed=int(subsets["seed"]),
+        subset_amounts=amounts,
+        subset_unit=unit,
+        subset_seed=seed,
         features=dict(encoder_state["features"]),
         pretraining_run_id=str(encoder_state.get("pretraining_run_id", "")),
         batchnorm=batchnorm_mode(evaluation),
