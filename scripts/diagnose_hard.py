@@ -48,9 +48,9 @@ import yaml
 from tqdm.auto import tqdm
 
 from mc_simclr.acoustics.array import ArrayGeometry
-from mc_simclr.acoustics.noise import NoiseConfig, diffuse_noise
+from mc_simclr.acoustics.noise import NoiseConfig, clip_noise
 from mc_simclr.acoustics.rir import get_backend, normalize_peak, spatialize
-from mc_simclr.acoustics.scene import Scene, SceneConfig, clip_rng
+from mc_simclr.acoustics.scene import Scene, SceneConfig
 from mc_simclr.acoustics.symmetry import ArraySymmetries
 from mc_simclr.audio.crops import pad_or_trim
 from mc_simclr.audio.io import read_mono
@@ -204,10 +204,8 @@ def clean_and_noise(audio: ShardedAudio, params: dict, clip_ids: list[str]) -> d
         row = {"clip_id": clip_id, **rows.loc[clip_id].to_dict()}
         scene = Scene.from_record(row)
         clean = spatialize(read_mono(row["path"], sample_rate), backend.simulate(scene, sample_rate))
-        rng = clip_rng(int(simulation["seed"]), f"{clip_id}/diffuse-noise")
-        snr_db = float(rng.uniform(*noise_config.snr_db))
         mics = np.asarray(scene.mic_positions, dtype=np.float64)
-        noise = diffuse_noise(clean.shape[1], mics, sample_rate, rng, noise_config.color)
+        noise, snr_db = clip_noise(clean.shape[1], mics, sample_rate, noise_config, int(simulation["seed"]), clip_id)
         rebuilt = normalize_peak(
             noisy_views(clean, noise, snr_db, noise, snr_db)["shared"][0], float(simulation["peak"])
         )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mc_simclr.acoustics.noise import noise_gain
 from mc_simclr.acoustics.scene import SceneConfig, sample_scene
 from mc_simclr.acoustics.symmetry import ArraySymmetries
 from mc_simclr.metrics import clip_scores
@@ -187,14 +188,10 @@ def noisy_views(
     n = clean.shape[1]
     other = np.take(np.asarray(other_noise, np.float64), np.arange(n) % other_noise.shape[1], axis=1)
     power = float(np.mean(clean**2))
-
-    def gain(snr: float) -> float:
-        return float(np.sqrt(power / 10.0 ** (snr / 10.0)))
-
-    rendered = clean + gain(snr_db) * np.asarray(noise, np.float64)
+    rendered = clean + noise_gain(power, snr_db) * np.asarray(noise, np.float64)
     return {
         "shared": (rendered, rendered),
-        "other noise": (rendered, clean + gain(snr_db) * other),
-        "other noise and SNR": (rendered, clean + gain(other_snr_db) * other),
+        "other noise": (rendered, clean + noise_gain(power, snr_db) * other),
+        "other noise and SNR": (rendered, clean + noise_gain(power, other_snr_db) * other),
         "clean": (clean, clean),
     }

@@ -109,6 +109,23 @@ def diffuse_noise(
     return (noise / np.sqrt(power) if power > 0 else noise).astype(np.float32)
 
 
+def noise_gain(signal_power: float, snr_db: float) -> np.floating:
+    """The factor that puts unit-power noise ``snr_db`` below a signal of mean power ``signal_power``."""
+    return np.sqrt(signal_power / 10.0 ** (snr_db / 10.0))
+
+
+def clip_noise(
+    n_samples: int, mic_positions: np.ndarray, sample_rate: int, config: NoiseConfig, seed: int, clip_id: str
+) -> tuple[np.ndarray, float]:
+    """A clip's unit-power diffuse noise ``(n_mics, n_samples)`` and its SNR drawn from ``config.snr_db``.
+
+    The draw depends only on ``seed`` and ``clip_id``, so a clip's noise does not depend on the order
+    clips are rendered in (and can be drawn again apart from the clip, as the diagnostics do)."""
+    rng = clip_rng(seed, f"{clip_id}/diffuse-noise")
+    snr_db = float(rng.uniform(*config.snr_db))
+    return diffuse_noise(n_samples, mic_positions, sample_rate, rng, config.color), snr_db
+
+
 def add_diffuse_noise(
     audio: np.ndarray,
     mic_positions: np.ndarray,
@@ -117,15 +134,10 @@ def add_diffuse_noise(
     seed: int,
     clip_id: str,
 ) -> tuple[np.ndarray, float]:
-    """``audio`` ``(n_mics, n)`` plus diffuse noise at an SNR drawn from ``config.snr_db``; and that SNR.
+    """``audio`` ``(n_mics, n)`` plus the clip's diffuse noise (:func:`clip_noise`); and its SNR.
 
-    The SNR is the ratio of the clip's mean power (all channels, the whole clip) to the noise's. The
-    draw depends only on ``seed`` and ``clip_id``, so a clip's noise does not depend on the order
-    clips are rendered in.
+    The SNR is the ratio of the clip's mean power (all channels, the whole clip) to the noise's.
     """
-    rng = clip_rng(seed, f"{clip_id}/diffuse-noise")
-    snr_db = float(rng.uniform(*config.snr_db))
-    noise = diffuse_noise(audio.shape[1], mic_positions, sample_rate, rng, config.color)
+    noise, snr_db = clip_noise(audio.shape[1], mic_positions, sample_rate, config, seed, clip_id)
     signal_power = float(np.mean(np.asarray(audio, dtype=np.float64) ** 2))
-    gain = np.sqrt(signal_power / 10.0 ** (snr_db / 10.0))
-    return (audio + gain * noise).astype(np.float32), snr_db
+    return (audio + noise_gain(signal_power, snr_db) * noise).astype(np.float32), snr_db

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from mc_simclr.acoustics.array import ArrayGeometry
-from mc_simclr.acoustics.noise import diffuse_noise
+from mc_simclr.acoustics.noise import diffuse_noise, noise_gain
 from mc_simclr.acoustics.rir import RIRBackend, normalize_peak
 from mc_simclr.acoustics.scene import Scene, SceneConfig, make_scene, relative_direction, sample_scene
 from mc_simclr.audio.dcase import LABEL_FRAME_SECONDS, METADATA_COLUMNS, label_frames
@@ -366,7 +366,7 @@ def synthesize_recording(
         rng = recording_rng(seed, f"{recording.name}/noise")
         noise = diffuse_noise(n, np.asarray(room.mic_positions), sample_rate, rng, synthesis.noise_color)
         power = float(np.mean(audio**2))
-        audio = audio + np.sqrt(power / 10.0 ** (recording.snr_db / 10.0)) * noise
+        audio = audio + noise_gain(power, recording.snr_db) * noise
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=list(METADATA_COLUMNS))
     audio = audio.astype(np.float32)
     return (normalize_peak(audio, synthesis.peak) if np.any(audio) else audio), table
