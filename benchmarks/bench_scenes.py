@@ -6,19 +6,23 @@ Usage::
 
 (a) Speed. ``--recordings`` recordings of conf/base's ``scenes.synthesis`` (60 s, polyphony 2, half
 the events moving) on conf/tetra's array and conf/base's rooms and RIR backend, from the labeled
-clips of a synthetic corpus written to a temporary folder, are synthesised twice: with conf/base's
-``scenes.moving_backend_options`` for the moving events' RIRs (6 dB of image sources, 21-tap
-fractional delays), and with the static events' RIRs (``simulation.backend_options``: 12 dB, 81
-taps) as the baseline, in the same run. It also prints how far the conf's RIR is from the static
-events' on one room over the conf's image-source part (after it, both tails are random draws). The table gives
-per recording the audio seconds per second of work (x real time) of both and their ratio.
+clips of a synthetic corpus written to a temporary folder, are synthesised three times in the same
+run: as the pipeline does (conf/base's ``scenes.moving_backend_options`` for the moving events'
+RIRs: 6 dB of image sources, 21-tap fractional delays; each path split into per-point image sources
+and one shared tail, ``simulate_path``), and two baselines: the same options with a whole RIR per
+point of the path, and whole RIRs per point with the static events' options
+(``simulation.backend_options``: 12 dB, 81 taps). It also prints how far the conf's RIR is from the
+static events' on one room over the conf's image-source part (after it, both tails are random
+draws). The table gives per recording the audio seconds per second of work (x real time) and the
+ratios of the medians.
 
 (b) Memory. The same recordings written one after another by ``write_scene_set`` (what the
 pipeline runs): the resident memory after each, in MiB; flat means it does not grow with the number
 of recordings.
 
-(c) Clicks. A 1 kHz tone through one moving source (a 40 degrees/s turn, RIRs every 100 ms) with the
-periodic-Hann crossfade and, as the baseline, with hard switches from RIR to RIR: the share of the
+(c) Clicks. A 1 kHz tone through one moving source (a 40 degrees/s turn, RIRs every 100 ms) rendered
+as the pipeline does (split path), with the periodic-Hann crossfade of whole RIRs and, as the
+baseline, with hard switches from RIR to RIR: the share of the
 output's energy more than 500 Hz away from the tone (a click spreads over all frequencies, a glide
 does not), in dB, of the middle 2 s under a Blackman window.
 """
@@ -40,7 +44,15 @@ from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.acoustics.rir import _tail_times, get_backend
 from mc_simclr.acoustics.scene import SceneConfig, make_scene
 from mc_simclr.acoustics.scene_set import SceneSetConfig, write_scene_set
-from mc_simclr.acoustics.scenes import Event, event_path, plan_recording, render_moving, synthesize_recording
+from mc_simclr.acoustics.scenes import (
+    Event,
+    event_path,
+    path_scenes,
+    plan_recording,
+    render_moving,
+    render_path,
+    synthesize_recording,
+)
 from mc_simclr.audio.corpora import build_clip_table
 from mc_simclr.audio.io import read_mono
 from mc_simclr.params import load_parameters
@@ -61,6 +73,16 @@ def corpus(root: Path, sample_rate: int, seed: int):
     }
     table, _ = build_clip_table(params, sample_rate)
     return table[table["split"] == "labeled"].reset_index(drop=True)
+
+
+class WholeRIRs:
+    """A backend seen through ``simulate`` only: moving paths get a whole RIR per point (baseline)."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.name, self.stats = backend, backend.name, backend.stats
+
+    def simulate(self, scene, sample_rate: int) -> np.ndarray:
+        return self.backend.simulate(scene, sample_rate)
 
 
 def hard_switch(signal: np.ndarray, rirs: list[np.ndarray], hop: int) -> np.ndarray:
@@ -105,9 +127,10 @@ def main(argv: list[str] | None = None) -> dict:
     rooms = SceneConfig.from_params(simulation.get("scene", {}), params["array"])
     options = dict(simulation.get("backend_options") or {})
     static = get_backend(simulation["backend"], **options)
-    settings = {
-        "moving options (conf)": {**options, **config.moving_backend_options},
-        "static events' options": options,
+    settings = {  # label: (moving events' options, a path split into image sources and one tail)
+        "conf (split path)": ({**options, **config.moving_backend_options}, True),
+        "conf options, whole RIRs": ({**options, **config.moving_backend_options}, False),
+        "static options, whole RIRs": (options, False),
     }
     out: dict = {"speed": {}, "memory_mib": [], "clicks_db": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,8 +141,9 @@ def main(argv: list[str] | None = None) -> dict:
             f"(a) {args.recordings} recordings of {config.synthesis.duration_s:g} s, array "
             f"{rooms.array.describe()}, backend {simulation['backend']}, {sample_rate} Hz"
         )
-        for label, moving_options in settings.items():
+        for label, (moving_options, split) in settings.items():
             moving = get_backend(simulation["backend"], **moving_options)
+            moving = moving if split else WholeRIRs(moving)
             factors = []
             for i in range(args.recordings):
                 plan = plan_recording(f"fold1_room{i + 1}_mix001", clips, names, config.synthesis, rooms, args.seed)
@@ -134,12 +158,11 @@ def main(argv: list[str] | None = None) -> dict:
                     f"(RT60 {plan.room.rt60:.2f} s, {sum(e.moving for e in plan.events)}/{len(plan.events)} moving)"
                 )
             out["speed"][label] = factors
-        (conf_label, conf_f), (base_label, base_f) = out["speed"].items()
-        print(
-            f"  median x{statistics.median(conf_f):.1f} real time with {conf_label}, "
-            f"x{statistics.median(base_f):.1f} with {base_label}: ratio "
-            f"{statistics.median(conf_f) / statistics.median(base_f):.2f}"
-        )
+        medians = {label: statistics.median(f) for label, f in out["speed"].items()}
+        (conf_label, conf_median), *baselines = medians.items()
+        print(f"  median x{conf_median:.1f} real time with {conf_label}, worst x{min(out['speed'][conf_label]):.1f}")
+        for label, median in baselines:
+            print(f"  median x{median:.1f} with {label}: {conf_label} is {conf_median / median:.2f} x as fast")
 
         print("(b) resident memory after each recording written by write_scene_set (MiB)")
         process = psutil.Process()
@@ -159,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     event = Event(0, "tone", "tone", 0, 0.0, 3.0, 0.0, 0.0, room.source_position, 40.0, 0.0)
     _, path = event_path(event, room, rooms, config.synthesis.rir_hop_s)
-    moving = get_backend(simulation["backend"], **settings["moving options (conf)"])
+    moving = get_backend(simulation["backend"], **settings["conf (split path)"][0])
     one = make_scene(np.array(room.room_dims), room.rt60, np.array(room.array_center), path[0], array=room.array)
     cheap, full = moving.simulate(one, sample_rate), static.simulate(one, sample_rate)
     # where the cheap RIR's image sources end (its statistical tail, a random draw, starts)
@@ -179,7 +202,9 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     hop = int(round(config.synthesis.rir_hop_s * sample_rate))
     tone = np.sin(2 * math.pi * 1000.0 * np.arange(int(3.0 * sample_rate)) / sample_rate + rng.uniform(0, 6.28))
+    early, late = moving.simulate_path(path_scenes(room, path), sample_rate)
     for label, audio in (
+        ("split path (conf)", render_path(tone, early, late, hop)),
         ("crossfade (Hann)", render_moving(tone, rirs, hop)),
         ("hard switch (baseline)", hard_switch(tone, rirs, hop)),
     ):

@@ -10,14 +10,16 @@ from scipy.signal import fftconvolve
 
 from mc_simclr.acoustics.array import ArrayGeometry
 from mc_simclr.acoustics.rir import get_backend
-from mc_simclr.acoustics.scene import SceneConfig, relative_direction
+from mc_simclr.acoustics.scene import SceneConfig, make_scene, relative_direction
 from mc_simclr.acoustics.scene_set import write_scene_set
 from mc_simclr.acoustics.scenes import (
     SceneSynthesisConfig,
     event_path,
     event_rows,
+    path_scenes,
     plan_recording,
     render_moving,
+    render_path,
     synthesize_recording,
 )
 from mc_simclr.audio.corpora import build_clip_table
@@ -60,6 +62,67 @@ def test_the_crossfade_glides_between_rirs():
     out = render_moving(np.ones(n), [np.full((1, 1), g) for g in gains], hop)[0, :n]
     np.testing.assert_allclose(out[::hop], gains[:-1], atol=1e-12)  # at each point, its own RIR
     assert np.all(np.diff(out) >= -1e-12) and np.max(np.abs(np.diff(out))) <= (gains[1] - gains[0]) * 0.02 + 1e-12
+
+
+def _path_scenes(points=7):
+    centre = np.array([3.0, 2.5, 1.5])
+    return [
+        make_scene(
+            np.array([6.0, 5.0, 3.0]),
+            0.3,
+            centre,
+            centre + [1.5 * np.cos(a), 1.5 * np.sin(a), -0.1],
+            array=ArrayGeometry.tetrahedral(),
+        )  # fmt: skip
+        for a in np.linspace(0.0, 1.0, points)
+    ]
+
+
+def test_a_path_keeps_each_points_image_sources_and_shares_one_tail():
+    backend = get_backend("torchrir", device="cpu", diffuse_attenuation_db=6.0, frac_delay_length=21)
+    scenes = _path_scenes()
+    early, late = backend.simulate_path(scenes, RATE)
+    whole = [backend.simulate(scene, RATE) for scene in scenes]
+    n_early = early.shape[-1]
+    assert early.shape == (7, 4, n_early) and late.shape == whole[0].shape and not np.any(late[:, :n_early])
+    for k, rir in enumerate(whole):  # every point's image-source part is its own
+        np.testing.assert_allclose(early[k], rir[:, :n_early], atol=1e-7)
+    assert not np.allclose(early[0], early[-1])
+    middle = np.concatenate([early[3], np.zeros((4, late.shape[1] - n_early), np.float32)], axis=1) + late
+    np.testing.assert_allclose(middle, whole[3], atol=1e-7)  # the middle point: its RIR exactly
+    ratios = [np.sum(rir[:, n_early:] ** 2) / np.sum(late**2) for rir in whole]
+    assert max(abs(r - 1.0) for r in ratios) < 0.3, ratios  # one late field, the level of every point's
+
+
+def test_a_moving_event_through_a_split_path_is_its_points_rirs_crossfaded():
+    """render_event with simulate_path: the early parts crossfaded point to point plus the one tail
+    through the whole signal; with a backend that has no simulate_path, whole RIRs per point."""
+    from mc_simclr.acoustics.scenes import Event, render_event
+
+    backend = get_backend("torchrir", device="cpu", diffuse_attenuation_db=6.0, frac_delay_length=21)
+    room = _path_scenes(1)[0]
+    event = Event(0, "c", "a", 0, 0.0, 1.0, 0.0, 0.0, room.source_position, 30.0, 0.0)
+    signal = _tone("x", 1.0)
+    _, path = event_path(event, room, ROOMS, 0.1)
+    out = render_event(event, signal, room, ROOMS, backend, RATE, 0.1)
+    scenes = path_scenes(room, path)
+    early, late = backend.simulate_path(scenes, RATE)
+    expected = fftconvolve(signal[None], late, axes=-1)
+    moving = render_moving(signal, list(early), 800)
+    expected[:, : moving.shape[1]] += moving
+    np.testing.assert_allclose(out, expected, atol=1e-9)
+    np.testing.assert_allclose(render_path(signal, early, late, 800), expected, atol=1e-9)
+
+    class Whole:  # the protocol's simulate only
+        def simulate(self, scene, rate):
+            return backend.simulate(scene, rate)
+
+    whole = render_event(event, signal, room, ROOMS, Whole(), RATE, 0.1)
+    reference = render_moving(signal, [backend.simulate(s, RATE) for s in scenes], 800)
+    np.testing.assert_allclose(whole, reference, atol=1e-9)
+    assert whole.shape == out.shape
+    level_db = 10 * np.log10(np.sum(out**2) / np.sum(whole**2))
+    assert abs(level_db) < 1.0, level_db  # the same sound level, tails apart
 
 
 def test_a_plan_keeps_its_polyphony_and_is_drawn_from_its_name_only():

@@ -93,6 +93,10 @@ class RIRBackend(Protocol):
     Attributes:
         name: Short identifier, as accepted by :func:`get_backend`.
         stats: Integer counters (at least ``"rooms"``, the number of simulated scenes).
+
+    A backend may also offer ``simulate_path(scenes, sample_rate)`` (:meth:`TorchRIRBackend.simulate_path`):
+    the RIRs of a moving source's path split into per-point image sources and one shared tail. Scene
+    synthesis uses it where present and whole RIRs per point otherwise.
     """
 
     name: str
@@ -209,6 +213,41 @@ class TorchRIRBackend:
 
     def simulate(self, scene: Scene, sample_rate: int) -> np.ndarray:
         """Float32 RIRs ``(n_mics, round_up(tmax * sample_rate))`` for ``scene``, emission at sample 0."""
+        tdiff, tmax = _tail_times(scene, self.diffuse_attenuation_db, self.max_attenuation_db)
+        return self._simulate(scene, sample_rate, tdiff, tmax)
+
+    def simulate_path(self, scenes: list[Scene], sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+        """RIRs along a moving source's path, split where the statistical tail starts.
+
+        ``scenes`` are one room and array with the source at successive points. Returns the image-source
+        part of every point, ``(n_points, n_mics, n_early)`` float32, and one late part shared by all
+        points, ``(n_mics, n)`` float32, zero before sample ``n_early``: the tail of the middle point's
+        RIR (its hand-over crossfade included). ``n_early`` is where the tail of the latest point
+        starts (``tdiff``, :func:`_tail_times`), so every point keeps its own image sources up to it.
+        Point ``k``'s RIR is ``early[k]`` followed by the shared late part; for the middle point it
+        is exactly :meth:`simulate`'s RIR at that ``tdiff``. The late field of a room is diffuse,
+        its statistics independent of where the source is: one tail per path costs one simulation
+        instead of one per point, and successive points do not crossfade unrelated tail noise (two
+        independent tails under the crossfade's halves lose up to 3 dB between the points).
+        """
+        if not scenes:
+            raise ValueError("simulate_path needs at least one scene")
+        times = [_tail_times(scene, self.diffuse_attenuation_db, self.max_attenuation_db) for scene in scenes]
+        tdiff, tmax = max(t[0] for t in times), times[0][1]
+        if tdiff >= tmax:
+            raise ValueError(f"the path's diffuse tail would start at {tdiff:.3f} s, after the RIR ends ({tmax:.3f} s)")
+        n_early = math.ceil(tdiff * sample_rate)
+        early = np.zeros((len(scenes), len(scenes[0].mic_positions), n_early), dtype=np.float32)
+        for k, scene in enumerate(scenes):
+            rir = self._simulate(scene, sample_rate, tdiff, None)[:, :n_early]
+            early[k, :, : rir.shape[1]] = rir
+        late = self._simulate(scenes[len(scenes) // 2], sample_rate, tdiff, tmax)
+        late[:, :n_early] = 0.0
+        return early, late
+
+    def _simulate(self, scene: Scene, sample_rate: int, tdiff: float, tmax: float | None) -> np.ndarray:
+        """Image sources up to ``tdiff``, then the statistical tail to ``tmax``; ``tmax=None``: no
+        tail, the RIR ends at ``tdiff``."""
         dtype = torch.float32
         room = Room.shoebox(
             list(scene.room_dims), fs=sample_rate, c=SPEED_OF_SOUND, t60=scene.rt60, device=self.device, dtype=dtype
@@ -220,7 +259,6 @@ class TorchRIRBackend:
                 [list(m) for m in scene.mic_positions], device=self.device, dtype=dtype
             ),
         )
-        tdiff, tmax = _tail_times(scene, self.diffuse_attenuation_db, self.max_attenuation_db)
         nb_img = tuple(int(n) for n in estimate_image_counts_from_tmax(tdiff, room.size, c=SPEED_OF_SOUND))
         warn_if_slow(scene, math.prod(nb_img), self.name)
         seed = scene_seed(scene, self.seed)
@@ -228,8 +266,8 @@ class TorchRIRBackend:
         while True:
             config = SimulationConfig(
                 nb_img=nb_img,
-                tmax=tmax - retry / sample_rate,
-                tdiff=tdiff,
+                tmax=tdiff if tmax is None else tmax - retry / sample_rate,
+                tdiff=None if tmax is None else tdiff,
                 device=self.device,
                 dtype=dtype,
                 seed=seed,

@@ -14,7 +14,9 @@ simulated at each point, and the signal is cut into half-overlapping periodic-Ha
 on the points (the windows sum to one), each window convolved with its point's RIR and overlap-added:
 the source glides from RIR to RIR without a step in the signal. Moving events' RIRs use
 ``rir.diffuse_attenuation_db`` (the image sources up to that attenuation, then the statistical
-tail): the cost of a room grows with its image count, and a path needs ten RIRs per second.
+tail): the cost of a room grows with its image count, and a path needs ten RIRs per second. With a
+backend that splits a path's RIRs (``simulate_path``, torchrir), each point keeps its own image
+sources and the diffuse tail, one for the whole path, is convolved with the whole signal.
 
 Labels follow the DCASE format (:mod:`mc_simclr.audio.dcase`): every 100 ms frame in which an event
 sounds has a row with its class, its source index (the event's number in the recording), and the
@@ -263,18 +265,13 @@ def event_rows(event: Event, room: Scene, rooms: SceneConfig, hop_s: float, n_fr
     )
 
 
-def _rirs(backend: RIRBackend, room: Scene, positions: np.ndarray, sample_rate: int) -> list[np.ndarray]:
-    rirs = []
-    for position in positions:
-        scene = make_scene(
-            np.asarray(room.room_dims),
-            room.rt60,
-            np.asarray(room.array_center),
-            position,
-            array=room.array or ArrayGeometry.circular(len(room.mic_positions), room.array_diameter),
-        )
-        rirs.append(backend.simulate(scene, sample_rate))
-    return rirs
+def path_scenes(room: Scene, positions: np.ndarray) -> list[Scene]:
+    """One scene of ``room`` (its room, RT60 and array) per source position of a path."""
+    array = room.array or ArrayGeometry.circular(len(room.mic_positions), room.array_diameter)
+    return [
+        make_scene(np.asarray(room.room_dims), room.rt60, np.asarray(room.array_center), position, array=array)
+        for position in positions
+    ]
 
 
 def render_moving(signal: np.ndarray, rirs: list[np.ndarray], hop: int) -> np.ndarray:
@@ -312,13 +309,29 @@ def render_event(
     hop_s: float,
 ) -> np.ndarray:
     """One event's multichannel audio ``(n_mics, n)`` from its onset (its reverberation included)."""
-    path_times, path = event_path(event, room, rooms, hop_s)
-    rirs = _rirs(backend, room, path, sample_rate)
-    if len(rirs) == 1:
-        from scipy.signal import fftconvolve
+    from scipy.signal import fftconvolve
 
-        return fftconvolve(signal[None, :], rirs[0], axes=-1)
-    return render_moving(signal, rirs, int(round(hop_s * sample_rate)))
+    _, path = event_path(event, room, rooms, hop_s)
+    scenes = path_scenes(room, path)
+    if len(scenes) == 1:
+        return fftconvolve(signal[None, :], backend.simulate(scenes[0], sample_rate), axes=-1)
+    hop = int(round(hop_s * sample_rate))
+    if not hasattr(backend, "simulate_path"):  # a RIR per point, whole
+        return render_moving(signal, [backend.simulate(scene, sample_rate) for scene in scenes], hop)
+    early, late = backend.simulate_path(scenes, sample_rate)
+    return render_path(signal, early, late, hop)
+
+
+def render_path(signal: np.ndarray, early: np.ndarray, late: np.ndarray, hop: int) -> np.ndarray:
+    """``signal`` (n,) through a path's split RIRs (``RIRBackend.simulate_path``): the image-source
+    parts ``early[k]`` crossfaded from point to point (:func:`render_moving`) plus the shared late
+    part ``late`` through the whole signal. Returns ``(n_mics, n + late.shape[1] - 1)``."""
+    from scipy.signal import fftconvolve
+
+    moving = render_moving(signal, list(early), hop)
+    out = fftconvolve(signal[None, :], late, axes=-1)
+    out[:, : moving.shape[1]] += moving
+    return out
 
 
 def synthesize_recording(
@@ -383,9 +396,11 @@ __all__ = [
     "SceneSynthesisConfig",
     "event_path",
     "event_rows",
+    "path_scenes",
     "plan_recording",
     "recording_rng",
     "render_moving",
+    "render_path",
     "synthesize_recording",
     "with_diffuse_attenuation",
 ]
