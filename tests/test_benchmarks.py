@@ -148,9 +148,9 @@ def test_paper_scale_results_merge_by_stage_and_fraction(tmp_path):
 def test_bench_scenes_measures_speed_memory_and_clicks(capsys):
     bench = load_benchmark("bench_scenes")
     out = bench.main(["--recordings", "1", "--duration", "3"])
-    assert len(out["speed"]) == 2 and all(len(v) == 1 and v[0] > 0 for v in out["speed"].values())
+    assert len(out["speed"]) == 3 and all(len(v) == 1 and v[0] > 0 for v in out["speed"].values())
     assert len(out["memory_mib"]) == 1
-    # the crossfade leaves the tone's spectrum clean; hard switches between RIRs spread clicks over it
-    crossfade, hard = out["clicks_db"].values()
-    assert crossfade < -80 and hard > crossfade + 40
-    assert "ratio" in capsys.readouterr().out
+    # the crossfades leave the tone's spectrum clean; hard switches between RIRs spread clicks over it
+    split, crossfade, hard = out["clicks_db"].values()
+    assert split < -80 and crossfade < -80 and hard > crossfade + 40
+    assert "x as fast" in capsys.readouterr().out
