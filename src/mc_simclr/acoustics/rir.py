@@ -226,9 +226,9 @@ class TorchRIRBackend:
         starts (``tdiff``, :func:`_tail_times`), so every point keeps its own image sources up to it.
         Point ``k``'s RIR is ``early[k]`` followed by the shared late part; for the middle point it
         is exactly :meth:`simulate`'s RIR at that ``tdiff``. The late field of a room is diffuse,
-        its statistics independent of where the source is: one tail per path costs one simulation
-        instead of one per point, and successive points do not crossfade unrelated tail noise (two
-        independent tails under the crossfade's halves lose up to 3 dB between the points).
+        its statistics independent of where the source is: the tail is drawn once per path instead of
+        once per point, and successive points do not crossfade unrelated tail noise (two independent
+        tails under the crossfade's halves lose up to 3 dB between the points).
         """
         if not scenes:
             raise ValueError("simulate_path needs at least one scene")
