@@ -183,26 +183,23 @@ def main(argv: list[str] | None = None) -> dict:
     event = Event(0, "tone", "tone", 0, 0.0, 3.0, 0.0, 0.0, room.source_position, 40.0, 0.0)
     _, path = event_path(event, room, rooms, config.synthesis.rir_hop_s)
     moving = get_backend(simulation["backend"], **settings["conf (split path)"][0])
-    one = make_scene(np.array(room.room_dims), room.rt60, np.array(room.array_center), path[0], array=room.array)
+    scenes = path_scenes(room, path)
+    one = scenes[0]
     cheap, full = moving.simulate(one, sample_rate), static.simulate(one, sample_rate)
     # where the cheap RIR's image sources end (its statistical tail, a random draw, starts)
     tdiff, _ = _tail_times(one, moving.diffuse_attenuation_db, moving.max_attenuation_db)
-    early = int(tdiff * sample_rate)
-    out["rir_difference"] = float(np.linalg.norm(cheap[:, :early] - full[:, :early]) / np.linalg.norm(full[:, :early]))
+    n_early = int(tdiff * sample_rate)
+    out["rir_difference"] = float(
+        np.linalg.norm(cheap[:, :n_early] - full[:, :n_early]) / np.linalg.norm(full[:, :n_early])
+    )
     print(
         f"  the conf's moving RIR against the static events' over its image-source part (first "
         f"{1000 * tdiff:.0f} ms), relative RMS difference: {out['rir_difference']:.3f}"
     )
-    rirs = [
-        moving.simulate(
-            make_scene(np.array(room.room_dims), room.rt60, np.array(room.array_center), p, array=room.array),
-            sample_rate,
-        )
-        for p in path
-    ]
+    rirs = [moving.simulate(scene, sample_rate) for scene in scenes]
     hop = int(round(config.synthesis.rir_hop_s * sample_rate))
     tone = np.sin(2 * math.pi * 1000.0 * np.arange(int(3.0 * sample_rate)) / sample_rate + rng.uniform(0, 6.28))
-    early, late = moving.simulate_path(path_scenes(room, path), sample_rate)
+    early, late = moving.simulate_path(scenes, sample_rate)
     for label, audio in (
         ("split path (conf)", render_path(tone, early, late, hop)),
         ("crossfade (Hann)", render_moving(tone, rirs, hop)),
